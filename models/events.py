@@ -1,0 +1,133 @@
+"""Input events of contract v1.
+
+Strict where a producer can get it wrong (timestamps must carry a UTC offset, enums are closed,
+required fields are required); lenient where the contract says so (extra fields are ignored, a
+schema version field is allowed).
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal, Union
+
+from models.errors import BadEvent, describe
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
+
+Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
+Text = Annotated[str, StringConstraints(max_length=512)]
+Category = Literal["chemotherapy", "therapeutic", "hydration"]
+Route = Literal["IV", "IA", "SC", "IM"]
+Method = Literal["infusion", "push", "injection"]
+Purpose = Literal["treatment", "kvo", "flush", "carrier"]
+Device = Literal["pump", "gravity", "syringe", "none"]
+PatientClass = Literal["outpatient", "emergency", "observation", "inpatient"]
+Billing = Literal["facility", "professional"]
+
+# Clinical times outside this window are typos (2062 for 2026), not events to code. Future is
+# judged against the wall clock, with slack for senders whose clocks drift.
+EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
+FUTURE_SLACK = dt.timedelta(days=2)
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    event_id: Id
+    encounter_id: Id
+    occurred_at: AwareDatetime
+    schema_version: int | str | None = None
+
+
+class Drug(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=256)]
+    code: Id | None = None
+    system: Text | None = None
+
+
+class AdministrationStarted(_Event):
+    type: Literal["administration.started"]
+    administration_id: Id
+    drug: Drug
+    category: Category
+    route: Route
+    method: Method
+    access_site: Id | None = None
+    separate_access_reason: Text | None = None
+    container_id: Id | None = None
+    purpose: Purpose = "treatment"
+    ordered_duration_minutes: Annotated[int, Field(gt=0, le=10080)] | None = None
+    device: Device | None = None
+    primary_reason: bool | None = None
+
+
+class AdministrationStopped(_Event):
+    type: Literal["administration.stopped"]
+    administration_id: Id
+
+
+class AdministrationVoided(_Event):
+    type: Literal["administration.voided"]
+    administration_id: Id
+
+
+class EncounterDischarged(_Event):
+    type: Literal["encounter.discharged"]
+    patient_class: PatientClass = "outpatient"
+    billing: Billing = "facility"
+
+
+class DischargeCancelled(_Event):
+    type: Literal["encounter.discharge_cancelled"]
+
+
+class SubmittedLine(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    cpt: Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[0-9A-Z]{5}$")]
+    units: Annotated[int, Field(ge=1, le=999)]
+    modifiers: Annotated[list[Annotated[str, StringConstraints(pattern=r"^[0-9A-Z]{2}$")]], Field(max_length=4)] = []
+    service_date: dt.date | None = None
+
+
+class ChargesSubmitted(_Event):
+    type: Literal["charges.submitted"]
+    lines: Annotated[list[SubmittedLine], Field(max_length=200)]
+
+
+Event = Annotated[
+    Union[
+        AdministrationStarted,
+        AdministrationStopped,
+        AdministrationVoided,
+        EncounterDischarged,
+        DischargeCancelled,
+        ChargesSubmitted,
+    ],
+    Field(discriminator="type"),
+]
+EVENT_TYPES = (
+    "administration.started", "administration.stopped", "administration.voided",
+    "encounter.discharged", "encounter.discharge_cancelled", "charges.submitted",
+)
+
+_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+
+
+def parse_event(raw: bytes | str, now: dt.datetime | None = None) -> Event:
+    """Parse one JSON event; raises BadEvent with a reason a producer team can act on."""
+    try:
+        event = _ADAPTER.validate_json(raw)
+    except ValueError as exc:
+        raise BadEvent(describe(exc)) from None
+    latest = (now or dt.datetime.now(dt.timezone.utc)) + FUTURE_SLACK
+    if not EARLIEST <= event.occurred_at <= latest:
+        raise BadEvent(
+            f"occurred_at: {event.occurred_at.isoformat()} is before 2000 or in the future; "
+            "check the clock of the sending system"
+        )
+    return event
+
+
+def event_json_schema() -> dict:
+    return _ADAPTER.json_schema()

@@ -1,0 +1,45 @@
+"""Output records of contract v1: charge lines, alerts and dead letters."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+
+class ChargeLine(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["charge"] = "charge"
+    charge_id: str
+    action: Literal["post", "reverse"]
+    reverses: str | None = None
+    encounter_id: str
+    cpt: str
+    units: int
+    modifiers: list[str]
+    service_date: str
+    administration_ids: list[str]
+    incomplete_documentation: bool
+    explanation: str
+
+
+class Alert(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["alert"] = "alert"
+    alert_id: str
+    encounter_id: str
+    administration_id: str | None
+    code: str
+    severity: Literal["hard", "warn", "info"]
+    state: Literal["raised", "resolved"]
+    message: str
+
+
+class DeadLetter(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["dead_letter"] = "dead_letter"
+    reason: str
+    source: dict
+    raw: str

@@ -1,0 +1,86 @@
+"""One administration as the engine sees it, and its classification into a billable service.
+
+Times are whole epoch minutes (coding-rules: units of time are whole minutes); `offset` is the UTC
+offset of the documented stamps, which decides local dates and the clock times in explanations.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from rules.codes import RANKS
+
+_EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
+PUSH_MAX_MINUTES = 15  # Noridian JE A / CPT: an IV push is 15 minutes or less.
+
+
+@dataclass(slots=True)
+class Administration:
+    id: str
+    drug_name: str
+    category: str
+    route: str
+    method: str
+    start: int | None
+    stop: int | None
+    offset: int = 0
+    drug_code: str | None = None
+    access_site: str | None = None
+    separate_access_reason: str | None = None
+    container_id: str | None = None
+    purpose: str = "treatment"
+    ordered_duration_minutes: int | None = None
+    primary_reason: bool = False
+    ids: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if not self.ids:
+            self.ids = (self.id,)
+
+    def same_drug(self, other: Administration) -> bool:
+        """Same drug code when both have one, else the same name ignoring case (coding-rules §3)."""
+        if self.drug_code and other.drug_code:
+            return self.drug_code == other.drug_code
+        return self.drug_name.casefold() == other.drug_name.casefold()
+
+
+@dataclass(slots=True)
+class Service:
+    """A classified administration: kind is infusion, push, hydration, injection or sc_infusion."""
+
+    admin: Administration
+    kind: str
+    minutes: int
+    incomplete: bool = False
+
+    @property
+    def rank(self) -> int:
+        kind = "push" if self.kind == "push" else "infusion"
+        return RANKS[(self.admin.category, kind)]
+
+    @property
+    def timed(self) -> bool:
+        """Has a real [start, stop) interval (a push without a stop has none)."""
+        return self.admin.stop is not None and not self.incomplete
+
+    @property
+    def interval(self) -> tuple[int, int]:
+        return (self.admin.start, self.admin.stop)
+
+
+def local_date(minute: int, offset: int) -> dt.date:
+    return dt.date.fromordinal(_EPOCH_ORDINAL + (minute + offset) // 1440)
+
+
+def clock(minute: int, offset: int) -> str:
+    hours, minutes = divmod((minute + offset) % 1440, 60)
+    return f"{hours:02d}:{minutes:02d}"
+
+
+def describe(service: Service) -> str:
+    """Chart-checkable description, e.g. 'vancomycin 07:00–09:31 (151 min) on PIV-1'."""
+    a = service.admin
+    site = f" on {a.access_site}" if a.access_site else ""
+    if a.stop is None:
+        return f"{a.drug_name} started {clock(a.start, a.offset)}{site} (no stop documented)"
+    return f"{a.drug_name} {clock(a.start, a.offset)}–{clock(a.stop, a.offset)} ({a.stop - a.start} min){site}"

@@ -1,0 +1,39 @@
+"""The alert catalog (coding-rules §5 and §7): severity and what the reader should do."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SEVERITY = {
+    "STOP_TIME_MISSING": "hard",
+    "START_TIME_MISSING": "hard",
+    "STOP_BEFORE_START": "hard",
+    "STOP_TIME_OVERDUE": "warn",
+    "METHOD_TIME_CONFLICT": "warn",
+    "HYDRATION_UNDER_31_MIN": "info",
+    "UNSUPPORTED_COMBINATION": "warn",
+    "INPATIENT_BUNDLED": "info",
+    "PREBILL_TWO_INITIAL_CODES": "hard",
+    "PREBILL_HYDRATION_AS_INITIAL": "hard",
+    "PREBILL_PUSH_OVER_15_MIN": "hard",
+    "PREBILL_ADDITIONAL_HOUR_UNSUPPORTED": "hard",
+    "PREBILL_MISSED_CHARGE": "warn",
+    "PREBILL_CODE_MISMATCH": "warn",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class AlertSpec:
+    """An alert the engine wants standing. `key` tells two alerts of one code apart."""
+
+    code: str
+    administration_id: str | None
+    message: str
+    key: str = ""
+
+    @property
+    def severity(self) -> str:
+        return SEVERITY[self.code]
+
+    @property
+    def identity(self) -> str:
+        return f"{self.code}|{self.administration_id or ''}|{self.key}"
