@@ -16,7 +16,12 @@ _TAGS = {
 
 
 class BadEvent(ValueError):
-    """An input record that breaks the contract; its message is the dead-letter reason."""
+    """An input record that breaks the contract; its message is the dead-letter reason and its
+    `category` a bounded label for metrics and summaries."""
+
+    def __init__(self, reason: str, category: str = "schema") -> None:
+        super().__init__(reason)
+        self.category = category
 
 
 def describe(exc: Exception, limit: int = 3) -> str:
@@ -39,3 +44,15 @@ def _one(err: dict) -> str:
     if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
         return f"type: {hint}"
     return f"{where}: {msg}" + (f" ({hint})" if hint and hint != msg else "")
+
+
+def category(exc: Exception) -> str:
+    """invalid_json, timestamp or schema: what kind of fix the producer needs."""
+    if not isinstance(exc, ValidationError):
+        return "schema"
+    kinds = {err["type"] for err in exc.errors(include_url=False)}
+    if "json_invalid" in kinds:
+        return "invalid_json"
+    if kinds & {"timezone_aware", "datetime_parsing", "datetime_from_date_parsing", "datetime_type"}:
+        return "timestamp"
+    return "schema"

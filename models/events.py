@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal, Union
 
-from models.errors import BadEvent, describe
+from models.errors import BadEvent, category, describe
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
 
 Id = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
@@ -119,15 +119,13 @@ def parse_event(raw: bytes | str, now: dt.datetime | None = None) -> Event:
     try:
         event = _ADAPTER.validate_json(raw)
     except ValueError as exc:
-        raise BadEvent(describe(exc)) from None
+        raise BadEvent(describe(exc), category(exc)) from None
     latest = (now or dt.datetime.now(dt.timezone.utc)) + FUTURE_SLACK
     if not EARLIEST <= event.occurred_at <= latest:
         raise BadEvent(
             f"occurred_at: {event.occurred_at.isoformat()} is before 2000 or in the future; "
-            "check the clock of the sending system"
+            "check the clock of the sending system", "timestamp",
         )
     return event
 
 
-def event_json_schema() -> dict:
-    return _ADAPTER.json_schema()

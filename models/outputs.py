@@ -41,5 +41,6 @@ class DeadLetter(BaseModel):
 
     kind: Literal["dead_letter"] = "dead_letter"
     reason: str
+    category: str
     source: dict
     raw: str

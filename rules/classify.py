@@ -59,7 +59,7 @@ def classify(a: Administration, policy: Policy, alerts: list[AlertSpec]) -> Serv
         alerts.append(AlertSpec("START_TIME_MISSING", a.id, _msg_start_missing(a)))
         return None
     if a.stop is not None and a.stop <= a.start:
-        alerts.append(AlertSpec("STOP_BEFORE_START", a.id, _msg_stop_before_start(a)))
+        alerts.append(AlertSpec("STOP_BEFORE_START", a.id, stop_before_start_message(a)))
         return None
     if a.route in ("SC", "IM"):
         return _classify_standalone(a, policy, alerts)
@@ -112,7 +112,7 @@ def _msg_start_missing(a: Administration) -> str:
             "document the start time in the MAR; it cannot be billed until then.")
 
 
-def _msg_stop_before_start(a: Administration) -> str:
+def stop_before_start_message(a: Administration) -> str:
     return (f"{a.drug_name} {a.id}: stop {clock(a.stop, a.offset)} is not after start "
             f"{clock(a.start, a.offset)}: correct the times in the MAR; it cannot be billed until then.")
 

@@ -1,0 +1,238 @@
+"""The encounter state machine shared by the batch command and the stream processor.
+
+`apply` takes one event and returns the output records it causes: charge posts and reversals
+(only the delta against what was already posted) and alerts raised or resolved. State is small
+and serializes to JSON (`to_json` / `from_json`), so it can live in a changelog-backed table.
+
+Order independence: the facts (starts, stops, voids, discharge and cancel times) merge the same
+way in any arrival order, so the final coding depends only on which events arrived.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rules.administration import Administration, clock
+from rules.alerts import AlertSpec
+from rules.classify import stop_before_start_message
+from rules.engine import Coding, Context, Line, _table, code_encounter
+from rules.facts import AdminFacts, stamp
+from rules.ids import stable_id
+from rules.policy import DEFAULT, Policy
+from rules.prebill import audit
+
+# Alerts judged while the encounter is open; all others are judged at discharge and stay as they
+# were while a cancelled discharge keeps the encounter reopened.
+LIVE_CODES = frozenset({"STOP_TIME_OVERDUE", "STOP_BEFORE_START"})
+
+
+@dataclass(slots=True)
+class EncounterState:
+    encounter_id: str
+    seen: set[str] = field(default_factory=set)  # event ids: a repeat is a duplicate
+    admins: dict[str, AdminFacts] = field(default_factory=dict)
+    discharged_at: int | None = None  # epoch seconds of the newest discharge
+    cancelled_at: int | None = None  # epoch seconds of the newest discharge cancel
+    patient_class: str = "outpatient"
+    billing: str = "facility"
+    submitted: list[dict] | None = None
+    submitted_at: int | None = None
+    posted: dict[str, dict] = field(default_factory=dict)  # charge_id -> standing posted line
+    alerts: dict[str, dict] = field(default_factory=dict)  # identity -> standing raised alert
+    overdue: list[str] = field(default_factory=list)  # admins whose overdue alert was raised
+    generations: dict[str, int] = field(default_factory=dict)  # times an id seed was used
+
+    @property
+    def discharged(self) -> bool:
+        return self.discharged_at is not None and (self.cancelled_at is None or self.discharged_at > self.cancelled_at)
+
+    # -- events --------------------------------------------------------------------------
+
+    def apply(self, event, now: int, policy: Policy = DEFAULT) -> list[dict]:
+        """Apply one parsed event; `now` is the clock in epoch minutes. Returns output records."""
+        if event.event_id in self.seen:
+            return []
+        self.seen.add(event.event_id)
+        _APPLY[event.type](self, event)
+        return self.reconcile(now, policy)
+
+    def _started(self, e) -> None:
+        self.admins.setdefault(e.administration_id, AdminFacts()).record_start(e)
+
+    def _stopped(self, e) -> None:
+        self.admins.setdefault(e.administration_id, AdminFacts()).stop = stamp(e.occurred_at)
+
+    def _voided(self, e) -> None:
+        self.admins.setdefault(e.administration_id, AdminFacts()).voided = True
+
+    def _discharged(self, e) -> None:
+        at = int(e.occurred_at.timestamp())
+        if self.discharged_at is None or at >= self.discharged_at:
+            self.discharged_at, self.patient_class, self.billing = at, e.patient_class, e.billing
+
+    def _cancelled(self, e) -> None:
+        at = int(e.occurred_at.timestamp())
+        self.cancelled_at = max(at, self.cancelled_at or at)
+
+    def _submitted(self, e) -> None:
+        at = int(e.occurred_at.timestamp())
+        if self.submitted_at is None or at >= self.submitted_at:
+            self.submitted_at = at
+            self.submitted = [{"cpt": l.cpt, "units": l.units, "modifiers": list(l.modifiers)} for l in e.lines]
+
+    # -- the clock -----------------------------------------------------------------------
+
+    def deadlines(self, policy: Policy = DEFAULT) -> list[tuple[int, str]]:
+        """(minute, administration id) at which each running infusion becomes overdue."""
+        if self.discharged:
+            return []
+        out = []
+        for admin_id, facts in self.admins.items():
+            if facts.open and admin_id not in self.overdue and facts.field("method") == "infusion" \
+                    and facts.field("purpose") == "treatment":
+                ordered = facts.field("ordered_duration_minutes")
+                allowed = ordered + policy.overdue_grace_minutes if ordered else policy.overdue_without_order_minutes
+                out.append((facts.field("start") + allowed, admin_id))
+        return out
+
+    def fire_overdue(self, now: int, policy: Policy = DEFAULT) -> list[dict]:
+        """Raise STOP_TIME_OVERDUE for every infusion past its deadline at `now` (once each)."""
+        due = [admin_id for deadline, admin_id in self.deadlines(policy) if deadline < now]
+        if not due:
+            return []
+        self.overdue.extend(due)
+        return self.reconcile(now, policy)
+
+    # -- outputs -------------------------------------------------------------------------
+
+    def administrations(self) -> list[Administration]:
+        return [a for admin_id, f in sorted(self.admins.items()) if (a := f.administration(admin_id))]
+
+    def coding(self, policy: Policy = DEFAULT) -> Coding:
+        return code_encounter(self.administrations(), Context(self.billing, self.patient_class), policy)
+
+    def reconcile(self, now: int, policy: Policy) -> list[dict]:
+        """Bring posted charges and standing alerts in line with the facts; return the delta."""
+        live = self._live_alerts(policy)
+        if not self.discharged:
+            kept = [a for a in self._standing_specs() if a.code not in LIVE_CODES]
+            return self._alert_delta(live + kept)
+        coding = self.coding(policy)
+        wanted = coding.alerts + live
+        if self.submitted is not None:
+            wanted += audit(self.submitted, coding, _table(policy))
+        return self._charge_delta(coding.lines) + self._alert_delta(wanted)
+
+    def _live_alerts(self, policy: Policy) -> list[AlertSpec]:
+        out = []
+        for admin_id in self.overdue:
+            facts = self.admins[admin_id]
+            if facts.open:
+                out.append(AlertSpec("STOP_TIME_OVERDUE", admin_id, _overdue_message(facts, policy)))
+        for admin_id, facts in self.admins.items():
+            a = facts.administration(admin_id)
+            if a and a.start is not None and a.stop is not None and a.stop <= a.start:
+                out.append(AlertSpec("STOP_BEFORE_START", admin_id, stop_before_start_message(a)))
+        return out
+
+    def _standing_specs(self) -> list[AlertSpec]:
+        return [AlertSpec(a["code"], a["administration_id"], a["message"], a["key"]) for a in self.alerts.values()]
+
+    def _charge_delta(self, lines: list[Line]) -> list[dict]:
+        by_key: dict[str, list[str]] = {}
+        for charge_id, rec in self.posted.items():
+            by_key.setdefault(rec["key"], []).append(charge_id)
+        posts = []
+        for line in lines:
+            key = _line_key(line)
+            if by_key.get(key):
+                by_key[key].pop()
+                continue
+            posts.append(self._post(line, key))
+        reversals = [self._reverse(cid) for ids in by_key.values() for cid in ids]
+        return reversals + posts
+
+    def _post(self, line: Line, key: str) -> dict:
+        charge_id = stable_id("ch", self.encounter_id, key, self._generation("ch" + key))
+        rec = {"kind": "charge", "charge_id": charge_id, "action": "post", "reverses": None,
+               "encounter_id": self.encounter_id, "cpt": line.cpt, "units": line.units,
+               "modifiers": list(line.modifiers), "service_date": line.service_date.isoformat(),
+               "administration_ids": list(line.administration_ids),
+               "incomplete_documentation": line.incomplete, "explanation": line.explanation}
+        self.posted[charge_id] = {**rec, "key": key}
+        return rec
+
+    def _reverse(self, charge_id: str) -> dict:
+        rec = dict(self.posted.pop(charge_id))
+        del rec["key"]
+        rec.update(charge_id=stable_id("rv", charge_id), action="reverse", reverses=charge_id,
+                   explanation="Reversal: the documentation no longer supports this line. " + rec["explanation"])
+        return rec
+
+    def _alert_delta(self, wanted: list[AlertSpec]) -> list[dict]:
+        wanted_by_id = {a.identity: a for a in wanted}
+        out = [self._resolve(identity) for identity in list(self.alerts) if identity not in wanted_by_id]
+        out += [self._raise(a) for identity, a in wanted_by_id.items() if identity not in self.alerts]
+        return out
+
+    def _raise(self, a: AlertSpec) -> dict:
+        alert_id = stable_id("al", self.encounter_id, a.identity, self._generation("al" + a.identity))
+        rec = {"kind": "alert", "alert_id": alert_id, "encounter_id": self.encounter_id,
+               "administration_id": a.administration_id, "code": a.code, "severity": a.severity,
+               "state": "raised", "message": a.message}
+        self.alerts[a.identity] = {**rec, "key": a.key}
+        return rec
+
+    def _resolve(self, identity: str) -> dict:
+        rec = dict(self.alerts.pop(identity))
+        del rec["key"]
+        rec.update(state="resolved", message="Resolved: " + rec["message"])
+        return rec
+
+    def _generation(self, seed: str) -> int:
+        n = self.generations.get(seed, 0)
+        self.generations[seed] = n + 1
+        return n
+
+    # -- serialization -------------------------------------------------------------------
+
+    def to_json(self) -> dict:
+        return {"encounter_id": self.encounter_id, "seen": sorted(self.seen),
+                "admins": {k: v.to_json() for k, v in self.admins.items()},
+                "discharged_at": self.discharged_at, "cancelled_at": self.cancelled_at,
+                "patient_class": self.patient_class, "billing": self.billing,
+                "submitted": self.submitted, "submitted_at": self.submitted_at, "posted": self.posted,
+                "alerts": self.alerts, "overdue": self.overdue, "generations": self.generations}
+
+    @classmethod
+    def from_json(cls, data: dict) -> EncounterState:
+        data = dict(data)
+        data["seen"] = set(data["seen"])
+        data["admins"] = {k: AdminFacts.from_json(v) for k, v in data["admins"].items()}
+        return cls(**data)
+
+
+_APPLY = {
+    "administration.started": EncounterState._started,
+    "administration.stopped": EncounterState._stopped,
+    "administration.voided": EncounterState._voided,
+    "encounter.discharged": EncounterState._discharged,
+    "encounter.discharge_cancelled": EncounterState._cancelled,
+    "charges.submitted": EncounterState._submitted,
+}
+
+
+def _line_key(line: Line) -> str:
+    return "|".join((line.cpt, str(line.units), "+".join(line.modifiers), line.service_date.isoformat(),
+                     "+".join(line.administration_ids), "i" if line.incomplete else "c"))
+
+
+def _overdue_message(facts: AdminFacts, policy: Policy) -> str:
+    start, offset = facts.field("start"), facts.field("offset")
+    ordered = facts.field("ordered_duration_minutes")
+    allowed = ordered + policy.overdue_grace_minutes if ordered else policy.overdue_without_order_minutes
+    why = (f"ordered {ordered} min + {policy.overdue_grace_minutes} min grace" if ordered
+           else f"no ordered duration; limit {allowed} min")
+    site = facts.field("access_site")
+    return (f"{facts.field('drug_name')} {facts.field('route')} infusion started {clock(start, offset)}"
+            f"{' on ' + site if site else ''} is still running past {clock(start + allowed, offset)} ({why}): "
+            "document the stop time, or confirm it is still infusing.")

@@ -1,0 +1,61 @@
+"""What the chart says about one administration so far: start details, stop, void.
+
+Starts, stops and voids may arrive in any order; the last correction of each part wins.
+Stored as plain lists so the state serializes to small JSON.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from rules.administration import Administration
+
+# Order of the start fields in the serialized list.
+_START_FIELDS = ("drug_name", "drug_code", "category", "route", "method", "access_site",
+                 "separate_access_reason", "container_id", "purpose", "ordered_duration_minutes",
+                 "primary_reason", "start", "offset")
+
+
+def stamp(at: dt.datetime) -> tuple[int, int]:
+    """(epoch minute, UTC offset in minutes); seconds are dropped: time counts in whole minutes."""
+    return int(at.timestamp()) // 60, int(at.utcoffset().total_seconds()) // 60
+
+
+@dataclass(slots=True)
+class AdminFacts:
+    start: list | None = None  # values in _START_FIELDS order
+    stop: tuple[int, int] | None = None  # (minute, offset)
+    voided: bool = False
+
+    def record_start(self, event) -> None:
+        minute, offset = stamp(event.occurred_at)
+        self.start = [event.drug.name, event.drug.code, event.category, event.route, event.method,
+                      event.access_site, event.separate_access_reason, event.container_id, event.purpose,
+                      event.ordered_duration_minutes, bool(event.primary_reason), minute, offset]
+
+    def field(self, name: str):
+        return self.start[_START_FIELDS.index(name)] if self.start else None
+
+    @property
+    def open(self) -> bool:
+        """Started, not stopped, not voided: still running as far as the chart says."""
+        return self.start is not None and self.stop is None and not self.voided
+
+    def administration(self, admin_id: str) -> Administration | None:
+        if self.voided:
+            return None
+        stop = self.stop[0] if self.stop else None
+        if self.start is None:
+            if self.stop is None:
+                return None
+            return Administration(admin_id, "", "therapeutic", "IV", "infusion", None, stop, self.stop[1])
+        values = dict(zip(_START_FIELDS, self.start))
+        return Administration(id=admin_id, stop=stop, **values)
+
+    def to_json(self) -> list:
+        return [self.start, list(self.stop) if self.stop else None, self.voided]
+
+    @classmethod
+    def from_json(cls, data: list) -> AdminFacts:
+        start, stop, voided = data
+        return cls(start, tuple(stop) if stop else None, voided)
