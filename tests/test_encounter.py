@@ -1,0 +1,168 @@
+"""The encounter state machine: pairing, discharge, late events, deltas, alerts, audit."""
+import json
+
+import pytest
+
+from models.events import parse_event
+from rules.book import Book, TooLate
+from rules.encounter import EncounterState
+from tests.events import (cancel, cpts, discharge, final_alerts, net_charges, run, start, stop, submitted,
+                          void)
+
+
+def test_pairs_start_and_stop_and_codes_at_discharge():
+    assert run([start("A1", "10:00"), stop("A1", "10:45")]) == []
+    out = run([start("A1", "10:00"), stop("A1", "10:45"), discharge("11:00")])
+    assert cpts(out) == ["96365"]
+    charge = out[0]
+    assert charge["action"] == "post" and charge["administration_ids"] == ["A1"]
+    assert charge["service_date"] == "2026-03-02" and charge["incomplete_documentation"] is False
+
+
+def test_stop_and_discharge_before_start():
+    assert cpts(run([stop("A1", "10:45"), discharge("11:00"), start("A1", "10:00")])) == ["96365"]
+
+
+def test_duplicate_event_id_is_ignored():
+    e = stop("A1", "10:45")
+    out = run([start("A1", "10:00"), e, discharge("11:00"), dict(e), dict(e)])
+    assert cpts(out) == ["96365"] and len(out) == 1
+
+
+def test_late_stop_after_discharge_reverses_and_resolves():
+    out = run([start("A1", "14:00"), discharge("15:00"), stop("A1", "14:50")])
+    kinds = [(r["kind"], r.get("action") or r.get("state"), r.get("cpt") or r.get("code")) for r in out]
+    assert kinds == [
+        ("charge", "post", "96374"), ("alert", "raised", "STOP_TIME_MISSING"),
+        ("charge", "reverse", "96374"), ("charge", "post", "96365"), ("alert", "resolved", "STOP_TIME_MISSING"),
+    ]
+    assert out[0]["incomplete_documentation"] is True
+    assert out[2]["reverses"] == out[0]["charge_id"]
+    assert out[1]["alert_id"] == out[4]["alert_id"]
+    assert cpts(out) == ["96365"]
+
+
+def test_void_after_discharge_reverses():
+    out = run([start("A1", "10:00"), stop("A1", "10:45"), start("A2", "11:00", drug="famotidine", method="push"),
+               discharge("12:00"), void("A1", "12:30")])
+    assert cpts(out) == ["96374"]
+    assert [r["action"] for r in out if r["kind"] == "charge"] == ["post", "post", "reverse", "reverse", "post"]
+
+
+def test_void_before_start_sticks():
+    assert cpts(run([void("A1", "09:00"), start("A1", "10:00"), stop("A1", "10:45"), discharge("11:00")])) == []
+
+
+def test_reopen_then_discharge_emits_only_delta():
+    out = run([start("A1", "10:00"), stop("A1", "10:45"), discharge("11:00"), cancel("11:10"),
+               start("A2", "11:20", drug="ondansetron", method="push"), discharge("12:00")])
+    posts = [r["cpt"] for r in out if r["kind"] == "charge" and r["action"] == "post"]
+    assert posts == ["96365", "96375"]
+    assert not [r for r in out if r.get("action") == "reverse"]
+
+
+def test_cancel_arriving_before_its_discharge_by_event_time():
+    # Discharge 11:00, cancel 11:10, discharge 12:00 arriving in reverse: still discharged.
+    events = [start("A1", "10:00"), stop("A1", "10:45"), discharge("12:00"), cancel("11:10"), discharge("11:00")]
+    assert cpts(run(events)) == ["96365"]
+
+
+def test_reposted_identical_line_gets_a_new_id():
+    # 96374 posted; a late infusion makes the push subsequent; voiding it brings 96374 back.
+    out = run([start("P", "10:00", drug="ondansetron", method="push"), discharge("11:00"),
+               start("A", "09:00"), stop("A", "09:45"), void("A", "11:30")])
+    posts = [r for r in out if r.get("action") == "post" and r["cpt"] == "96374"]
+    assert posts[0]["administration_ids"] == posts[-1]["administration_ids"] == ["P"]
+    assert len({p["charge_id"] for p in posts}) == len(posts)
+    assert cpts(out) == ["96374"]
+
+
+def test_overdue_raised_on_event_clock_and_resolved_by_stop():
+    events = [start("A1", "10:00", ordered_duration_minutes=60), start("A9", "11:31", enc="E2", method="push"),
+              stop("A1", "11:40")]
+    out = run(events)
+    alerts = [(r["code"], r["state"], r["administration_id"]) for r in out if r["kind"] == "alert"]
+    assert alerts == [("STOP_TIME_OVERDUE", "raised", "A1"), ("STOP_TIME_OVERDUE", "resolved", "A1")]
+
+
+def test_overdue_not_raised_exactly_at_deadline_nor_for_pushes():
+    out = run([start("A1", "10:00", ordered_duration_minutes=60), start("P", "10:00", method="push"),
+               stop("A1", "11:30"), discharge("+1 09:00")])
+    assert [r for r in out if r["kind"] == "alert"] == []
+
+
+def test_overdue_without_order_uses_four_hours():
+    out = run([start("A1", "10:00"), start("X", "14:00", enc="E2", method="push"),
+               start("Y", "14:01", enc="E2", method="push")])
+    assert [r["code"] for r in out if r["kind"] == "alert"] == ["STOP_TIME_OVERDUE"]
+
+
+def test_stop_before_start_alerted_live():
+    out = run([start("A1", "10:00"), stop("A1", "09:00")])
+    assert final_alerts(out) == {("STOP_BEFORE_START", "A1"): "raised"}
+
+
+def test_start_missing_at_discharge_resolved_by_late_start():
+    out = run([stop("A1", "10:45"), discharge("11:00")])
+    assert final_alerts(out) == {("START_TIME_MISSING", "A1"): "raised"}
+    out = run([stop("A1", "10:45"), discharge("11:00"), start("A1", "10:00")])
+    assert final_alerts(out) == {("START_TIME_MISSING", "A1"): "resolved"}
+
+
+def test_inpatient_discharge():
+    out = run([start("A1", "10:00"), stop("A1", "10:45"), discharge("11:00", patient_class="inpatient")])
+    assert cpts(out) == [] and final_alerts(out) == {("INPATIENT_BUNDLED", None): "raised"}
+
+
+def test_professional_billing_from_discharge():
+    events = [start("H", "08:00", drug="saline", category="hydration", primary_reason=True), stop("H", "10:00"),
+              start("P", "08:10", drug="ondansetron", method="push"), discharge("11:00", billing="professional")]
+    assert cpts(run(events)) == ["96360", "96361", "96375"]
+
+
+ED_VISIT = [start("H", "16:00", drug="saline", category="hydration"), stop("H", "19:00"),
+            start("A", "17:00"), stop("A", "18:00")]  # engine: 96365 + 96361 x2
+
+
+@pytest.mark.parametrize("lines,expected", [
+    ([("96365", 1), ("96361", 2)], set()),
+    ([("96360", 1), ("96365", 1), ("96361", 2)], {"PREBILL_TWO_INITIAL_CODES", "PREBILL_HYDRATION_AS_INITIAL"}),
+    ([("96360", 1), ("96361", 2)], {"PREBILL_HYDRATION_AS_INITIAL", "PREBILL_MISSED_CHARGE"}),
+    ([("96374", 1), ("96361", 2)], {"PREBILL_PUSH_OVER_15_MIN", "PREBILL_MISSED_CHARGE"}),
+    ([("96365", 1), ("96361", 3)], {"PREBILL_ADDITIONAL_HOUR_UNSUPPORTED"}),
+    ([("96365", 1)], {"PREBILL_MISSED_CHARGE"}),
+    ([("96365", 1), ("96361", 2), ("96372", 1)], {"PREBILL_CODE_MISMATCH"}),
+    ([("96365", 1, "XU"), ("96361", 2)], {"PREBILL_CODE_MISMATCH"}),
+])
+def test_prebill_audit(lines, expected):
+    out = run(ED_VISIT + [submitted("19:10", lines), discharge("19:30")])
+    assert {code for (code, _), s in final_alerts(out).items() if s == "raised"} == expected
+
+
+def test_prebill_submission_after_discharge_and_corrected_resubmission():
+    out = run(ED_VISIT + [discharge("19:30"), submitted("20:00", [("96360", 1), ("96361", 2)]),
+                          submitted("20:30", [("96365", 1), ("96361", 2)])])
+    assert set(final_alerts(out).values()) == {"resolved"}
+
+
+def test_state_round_trips_through_json():
+    book = Book()
+    run([start("A1", "10:00"), stop("A1", "10:45"), discharge("11:00")], book)
+    state = book.states["E1"]
+    again = EncounterState.from_json(json.loads(json.dumps(state.to_json())))
+    assert again.to_json() == state.to_json()
+    late = parse_event(json.dumps(void("A1", "11:30")))
+    assert again.apply(late, 0) == state.apply(late, 0)
+
+
+def test_closed_encounters_purged_after_retention_and_late_events_dead_lettered():
+    book = Book(retention_minutes=60)
+    run([start("A1", "10:00"), stop("A1", "10:45"), discharge("11:00"), start("B", "12:30", enc="E2")], book)
+    assert "E1" not in book.states and "E2" in book.states
+    with pytest.raises(TooLate):
+        run([stop("A1", "10:50")], book)
+
+
+def test_net_charges_helper_applies_reversals():
+    out = run([start("A1", "14:00"), discharge("15:00"), stop("A1", "14:50")])
+    assert [c[0] for c in net_charges(out)] == ["96365"]
