@@ -1,0 +1,98 @@
+"""Invariants of the state machine and engine, over generated encounters (hypothesis)."""
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rules.book import Book
+from rules.codes import CodeTable
+from tests.events import discharge, net_charges, run, start, stop, void
+
+INITIAL = CodeTable().initial
+DRUGS = ["ondansetron", "ketorolac", "vancomycin", "cisplatin", "saline"]
+
+
+def _clock(minute: int) -> str:
+    day, rest = divmod(minute, 1440)
+    t = f"{rest // 60:02d}:{rest % 60:02d}"
+    return f"+{day} {t}" if day else t
+
+
+@st.composite
+def administration(draw, index: int):
+    admin = f"A{index}"
+    drug = draw(st.sampled_from(DRUGS))
+    category = {"cisplatin": "chemotherapy", "saline": "hydration"}.get(drug, "therapeutic")
+    begin = draw(st.integers(6 * 60, 20 * 60))
+    duration = draw(st.one_of(st.none(), st.integers(1, 300)))
+    site = draw(st.sampled_from(["L", "R"]))
+    fields = dict(drug=drug, category=category, method=draw(st.sampled_from(["infusion", "push"])),
+                  route=draw(st.sampled_from(["IV", "IV", "IV", "IA", "SC"])), access_site=site)
+    if site == "R" and draw(st.booleans()):
+        fields["separate_access_reason"] = "incompatible"
+    events = [start(admin, _clock(begin), **fields)]
+    if duration is not None:
+        events.append(stop(admin, _clock(begin + duration)))
+    if draw(st.integers(0, 9)) == 0:
+        events.append(void(admin, _clock(begin + 1)))
+    return events
+
+
+@st.composite
+def encounter(draw):
+    n = draw(st.integers(1, 5))
+    events = [e for i in range(n) for e in draw(administration(i))]
+    billing = draw(st.sampled_from(["facility", "facility", "professional"]))
+    events.append(discharge("+1 06:00", billing=billing))
+    return events
+
+
+SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@SETTINGS
+@given(encounter(), st.randoms(use_true_random=False))
+def test_arrival_order_does_not_change_net_charges(events, rnd):
+    shuffled = list(events)
+    rnd.shuffle(shuffled)
+    assert net_charges(run(shuffled)) == net_charges(run(events))
+
+
+@SETTINGS
+@given(encounter(), st.data())
+def test_duplicates_change_nothing(events, data):
+    with_dups = []
+    for e in events:
+        with_dups.append(e)
+        if data.draw(st.booleans()):
+            with_dups.append(dict(e))
+    assert run(with_dups) == run(events)
+
+
+@SETTINGS
+@given(encounter())
+def test_units_positive_and_one_initial_per_access_group(events):
+    lines = net_charges(run(events))
+    assert all(units > 0 for _, units, *_ in lines)
+    initial_by_group = {}
+    for cpt, units, modifiers, *_ in lines:
+        if cpt in INITIAL:
+            initial_by_group[modifiers] = initial_by_group.get(modifiers, 0) + units
+    assert all(n <= 1 for n in initial_by_group.values()), lines
+
+
+@SETTINGS
+@given(encounter(), st.randoms(use_true_random=False))
+def test_deltas_net_to_the_coding_of_the_final_state(events, rnd):
+    shuffled = list(events)
+    rnd.shuffle(shuffled)
+    book = Book()
+    out = run(shuffled, book)
+    final = book.states["E1"].coding().lines
+    assert net_charges(out) == sorted(
+        (l.cpt, l.units, l.modifiers, l.service_date.isoformat(), l.administration_ids, l.incomplete)
+        for l in final)
+
+
+@SETTINGS
+@given(encounter())
+def test_output_is_identical_across_runs(events):
+    assert run(events) == run(events)
