@@ -7,6 +7,8 @@ schema version field is allowed).
 from __future__ import annotations
 
 import datetime as dt
+import time
+from functools import cached_property
 from typing import Annotated, Literal, Union
 
 from models.errors import BadEvent, category, describe
@@ -24,8 +26,8 @@ Billing = Literal["facility", "professional"]
 
 # Clinical times outside this window are typos (2062 for 2026), not events to code. Future is
 # judged against the wall clock, with slack for senders whose clocks drift.
-EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
-FUTURE_SLACK = dt.timedelta(days=2)
+EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc).timestamp()
+FUTURE_SLACK = 2 * 86400  # seconds
 
 
 class _Event(BaseModel):
@@ -35,6 +37,21 @@ class _Event(BaseModel):
     encounter_id: Id
     occurred_at: AwareDatetime
     schema_version: int | str | None = None
+
+    @cached_property
+    def epoch(self) -> int:
+        """occurred_at in whole epoch seconds."""
+        return int(self.occurred_at.timestamp())
+
+    @property
+    def minute(self) -> int:
+        """occurred_at in epoch minutes: the engine counts time in whole minutes."""
+        return self.epoch // 60
+
+    @cached_property
+    def offset(self) -> int:
+        """UTC offset of occurred_at in minutes: it decides local service dates."""
+        return int(self.occurred_at.utcoffset().total_seconds()) // 60
 
 
 class Drug(BaseModel):
@@ -120,8 +137,8 @@ def parse_event(raw: bytes | str, now: dt.datetime | None = None) -> Event:
         event = _ADAPTER.validate_json(raw)
     except ValueError as exc:
         raise BadEvent(describe(exc), category(exc)) from None
-    latest = (now or dt.datetime.now(dt.timezone.utc)) + FUTURE_SLACK
-    if not EARLIEST <= event.occurred_at <= latest:
+    latest = (now.timestamp() if now else time.time()) + FUTURE_SLACK
+    if not EARLIEST <= event.epoch <= latest:
         raise BadEvent(
             f"occurred_at: {event.occurred_at.isoformat()} is before 2000 or in the future; "
             "check the clock of the sending system", "timestamp",

@@ -10,7 +10,6 @@ import heapq
 from collections.abc import MutableMapping
 
 from rules.encounter import EncounterState
-from rules.facts import stamp
 from rules.policy import DEFAULT, Policy
 
 DEFAULT_RETENTION_MINUTES = 14 * 24 * 60  # late documentation and audits arrive days later
@@ -32,7 +31,7 @@ class Book:
 
     def handle(self, event) -> list[dict]:
         """Apply one event. With event time as the clock, overdue alerts due before it fire first."""
-        minute = stamp(event.occurred_at)[0]
+        minute = event.minute
         out = self.advance(minute)
         state = self.states.get(event.encounter_id)
         if state is None:
@@ -42,7 +41,7 @@ class Book:
             state = EncounterState(event.encounter_id)
         out += state.apply(event, self.now, self.policy)
         self.states[event.encounter_id] = state  # written back: a table's changelog must see it
-        self._schedule(state, event.type)
+        self._schedule(state, event.type, getattr(event, "administration_id", None))
         return out
 
     def rebuild(self) -> None:
@@ -58,22 +57,23 @@ class Book:
             return []
         self.now = now
         out: list[dict] = []
-        fired: set[str] = set()
         while self._deadlines and self._deadlines[0][0] < now:
-            _, encounter_id, _ = heapq.heappop(self._deadlines)
+            _, encounter_id, admin_id = heapq.heappop(self._deadlines)
             state = self.states.get(encounter_id)
-            if state is not None and encounter_id not in fired:
-                fired.add(encounter_id)
-                alerts = state.fire_overdue(now, self.policy)
-                if alerts:
-                    out += alerts
-                    self.states[encounter_id] = state
+            due = state is not None and state.deadline(admin_id, self.policy)
+            if due and due < now:  # still running and still unalerted (stale entries are skipped)
+                out += state.fire_overdue(now, self.policy)
+                self.states[encounter_id] = state
         self._purge()
         return out
 
-    def _schedule(self, state: EncounterState, event_type: str) -> None:
+    def _schedule(self, state: EncounterState, event_type: str, admin_id: str | None = None) -> None:
         """Only starts (and a reopening) create deadlines; only discharges start the retention."""
-        if event_type in ("administration.started", "encounter.discharge_cancelled"):
+        if event_type == "administration.started":
+            deadline = state.deadline(admin_id, self.policy)
+            if deadline is not None:
+                heapq.heappush(self._deadlines, (deadline, state.encounter_id, admin_id))
+        elif event_type == "encounter.discharge_cancelled":
             for deadline, admin_id in state.deadlines(self.policy):
                 heapq.heappush(self._deadlines, (deadline, state.encounter_id, admin_id))
         elif event_type == "encounter.discharged" and state.discharged:

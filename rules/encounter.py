@@ -15,7 +15,7 @@ from rules.administration import Administration, clock
 from rules.alerts import AlertSpec
 from rules.classify import stop_before_start_message
 from rules.engine import Coding, Context, Line, _table, code_encounter
-from rules.facts import AdminFacts, stamp
+from rules.facts import AdminFacts
 from rules.ids import stable_id
 from rules.policy import DEFAULT, Policy
 from rules.prebill import audit
@@ -53,28 +53,34 @@ class EncounterState:
             return []
         self.seen.add(event.event_id)
         _APPLY[event.type](self, event)
+        if not (self.discharged or self.alerts or self.overdue or self._stop_before_start(event)):
+            return []  # the common case while an encounter is open: nothing to say
         return self.reconcile(now, policy)
+
+    def _stop_before_start(self, event) -> bool:
+        facts = self.admins.get(getattr(event, "administration_id", None))
+        return facts is not None and facts.stops_before_start
 
     def _started(self, e) -> None:
         self.admins.setdefault(e.administration_id, AdminFacts()).record_start(e)
 
     def _stopped(self, e) -> None:
-        self.admins.setdefault(e.administration_id, AdminFacts()).stop = stamp(e.occurred_at)
+        self.admins.setdefault(e.administration_id, AdminFacts()).stop = (e.minute, e.offset)
 
     def _voided(self, e) -> None:
         self.admins.setdefault(e.administration_id, AdminFacts()).voided = True
 
     def _discharged(self, e) -> None:
-        at = int(e.occurred_at.timestamp())
+        at = e.epoch
         if self.discharged_at is None or at >= self.discharged_at:
             self.discharged_at, self.patient_class, self.billing = at, e.patient_class, e.billing
 
     def _cancelled(self, e) -> None:
-        at = int(e.occurred_at.timestamp())
+        at = e.epoch
         self.cancelled_at = max(at, self.cancelled_at or at)
 
     def _submitted(self, e) -> None:
-        at = int(e.occurred_at.timestamp())
+        at = e.epoch
         if self.submitted_at is None or at >= self.submitted_at:
             self.submitted_at = at
             self.submitted = [{"cpt": l.cpt, "units": l.units, "modifiers": list(l.modifiers)} for l in e.lines]
@@ -83,16 +89,18 @@ class EncounterState:
 
     def deadlines(self, policy: Policy = DEFAULT) -> list[tuple[int, str]]:
         """(minute, administration id) at which each running infusion becomes overdue."""
-        if self.discharged:
-            return []
-        out = []
-        for admin_id, facts in self.admins.items():
-            if facts.open and admin_id not in self.overdue and facts.field("method") == "infusion" \
-                    and facts.field("purpose") == "treatment":
-                ordered = facts.field("ordered_duration_minutes")
-                allowed = ordered + policy.overdue_grace_minutes if ordered else policy.overdue_without_order_minutes
-                out.append((facts.field("start") + allowed, admin_id))
-        return out
+        return [(d, admin_id) for admin_id in self.admins if (d := self.deadline(admin_id, policy)) is not None]
+
+    def deadline(self, admin_id: str, policy: Policy = DEFAULT) -> int | None:
+        """When this administration becomes overdue, if it is a running infusion not yet alerted."""
+        facts = self.admins.get(admin_id)
+        if facts is None or not facts.open or self.discharged or admin_id in self.overdue:
+            return None
+        if facts.field("method") != "infusion" or facts.field("purpose") != "treatment":
+            return None
+        ordered = facts.field("ordered_duration_minutes")
+        allowed = ordered + policy.overdue_grace_minutes if ordered else policy.overdue_without_order_minutes
+        return facts.field("start") + allowed
 
     def fire_overdue(self, now: int, policy: Policy = DEFAULT) -> list[dict]:
         """Raise STOP_TIME_OVERDUE for every infusion past its deadline at `now` (once each)."""
@@ -129,8 +137,8 @@ class EncounterState:
             if facts.open:
                 out.append(AlertSpec("STOP_TIME_OVERDUE", admin_id, _overdue_message(facts, policy)))
         for admin_id, facts in self.admins.items():
-            a = facts.administration(admin_id)
-            if a and a.start is not None and a.stop is not None and a.stop <= a.start:
+            if facts.stops_before_start:
+                a = facts.administration(admin_id)
                 out.append(AlertSpec("STOP_BEFORE_START", admin_id, stop_before_start_message(a)))
         return out
 

@@ -5,7 +5,6 @@ Stored as plain lists so the state serializes to small JSON.
 """
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 
 from rules.administration import Administration
@@ -14,11 +13,7 @@ from rules.administration import Administration
 _START_FIELDS = ("drug_name", "drug_code", "category", "route", "method", "access_site",
                  "separate_access_reason", "container_id", "purpose", "ordered_duration_minutes",
                  "primary_reason", "start", "offset")
-
-
-def stamp(at: dt.datetime) -> tuple[int, int]:
-    """(epoch minute, UTC offset in minutes); seconds are dropped: time counts in whole minutes."""
-    return int(at.timestamp()) // 60, int(at.utcoffset().total_seconds()) // 60
+_START = _START_FIELDS.index("start")
 
 
 @dataclass(slots=True)
@@ -28,13 +23,17 @@ class AdminFacts:
     voided: bool = False
 
     def record_start(self, event) -> None:
-        minute, offset = stamp(event.occurred_at)
         self.start = [event.drug.name, event.drug.code, event.category, event.route, event.method,
                       event.access_site, event.separate_access_reason, event.container_id, event.purpose,
-                      event.ordered_duration_minutes, bool(event.primary_reason), minute, offset]
+                      event.ordered_duration_minutes, bool(event.primary_reason), event.minute, event.offset]
 
     def field(self, name: str):
         return self.start[_START_FIELDS.index(name)] if self.start else None
+
+    @property
+    def stops_before_start(self) -> bool:
+        return (self.start is not None and self.stop is not None and not self.voided
+                and self.stop[0] <= self.start[_START])
 
     @property
     def open(self) -> bool:
