@@ -18,7 +18,7 @@ import time
 
 from models.events import parse_event
 from simulator import simulate
-from streams.batch import run_batch
+from streams.batch import run_batch, tune_gc_for_batch
 
 
 def main() -> None:
@@ -34,6 +34,7 @@ def main() -> None:
     print(f"simulated {args.encounters:,} encounters: {len(lines):,} events "
           f"({time.perf_counter() - t:.1f} s, not timed)")
 
+    tune_gc_for_batch()  # as `infusion-validator code` does
     rates = []
     for i in range(args.repeat):
         out = io.BytesIO()

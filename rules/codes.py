@@ -56,6 +56,7 @@ class CodeTable:
 
     def __init__(self, overrides: dict[str, str] | None = None) -> None:
         self._codes = {**CODES, **(overrides or {})}
+        self._resolved: dict[tuple[str, str, str], str | None] = {}
         self.initial = frozenset(self._role_codes("initial_infusion", "initial_push", "hydration_initial"))
         self.additional_hour = frozenset(
             self._role_codes("additional_hour", "hydration_additional", "sc_infusion_additional"))
@@ -63,9 +64,14 @@ class CodeTable:
         self.hydration_initial = self._codes["hydration_initial"]
 
     def get(self, role: str, category: str = "", route: str = "") -> str | None:
-        codes = self._codes
-        return (codes.get(f"{role}.{category}.{route}") or codes.get(f"{role}.{category}")
-                or codes.get(role))
+        """The most specific code of `role`. The table is fixed after __init__, so each
+        (role, category, route) is resolved once: coding asks the same few questions every encounter."""
+        key = (role, category, route)
+        if key not in self._resolved:
+            codes = self._codes
+            self._resolved[key] = (codes.get(f"{role}.{category}.{route}") or codes.get(f"{role}.{category}")
+                                   or codes.get(role))
+        return self._resolved[key]
 
     def _role_codes(self, *roles: str) -> list[str]:
         return [code for key, code in self._codes.items() if key.split(".")[0] in roles]

