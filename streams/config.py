@@ -1,0 +1,149 @@
+"""Worker configuration from environment variables (IV_*) and flags, checked at start.
+
+Bad configuration fails before anything connects, with a message that names the variable and
+says what to put there. Secrets (SASL password) come only from the environment or a file.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+from rules.policy import Policy, PolicyError, load_policy
+
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+class ConfigError(ValueError):
+    """Configuration that cannot work; the message says which setting and what to do."""
+
+
+@dataclass(frozen=True)
+class Topics:
+    started: str = "mar.administration.started"
+    stopped: str = "mar.administration.stopped"
+    voided: str = "mar.administration.voided"
+    discharged: str = "adt.encounter.discharged"
+    discharge_cancelled: str = "adt.encounter.discharge-cancelled"
+    submitted: str = "billing.charges.submitted"
+    charges: str = "billing.charges.coded"
+    alerts: str = "nursing.documentation.alerts"
+    dead_letters: str = "validator.dead-letters"
+    ticks: str = "validator.clock-ticks"  # internal: the timer's route into the partitions
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return (self.started, self.stopped, self.voided, self.discharged, self.discharge_cancelled, self.submitted)
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        return (self.charges, self.alerts, self.dead_letters)
+
+    @property
+    def all(self) -> tuple[str, ...]:
+        return self.inputs + self.outputs + (self.ticks,)
+
+
+@dataclass(frozen=True)
+class Settings:
+    bootstrap_servers: str = "127.0.0.1:9092"
+    app_id: str = "infusion-validator"
+    partitions: int = 8
+    replication_factor: int = 1
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = "PLAIN"
+    sasl_username: str | None = None
+    sasl_password: str | None = field(default=None, repr=False)
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    store: str = "memory://"
+    data_dir: str = "./validator-data"
+    metrics_port: int = 9108
+    tick_seconds: float = 10.0
+    retention_days: int = 14
+    policy_file: str | None = None
+    log_level: str = "info"
+    topics: Topics = Topics()
+
+    def __post_init__(self) -> None:
+        _check(self)
+
+    @property
+    def policy(self) -> Policy:
+        try:
+            return load_policy(self.policy_file)
+        except PolicyError as exc:
+            raise ConfigError(f"IV_POLICY_FILE: {exc}") from None
+
+
+_TOPIC_ENV = {f"IV_TOPIC_{f.name.upper()}": f.name for f in fields(Topics)}
+_INTS = {"partitions", "replication_factor", "metrics_port", "retention_days"}
+_FLOATS = {"tick_seconds"}
+
+
+def from_env(env: dict[str, str] | None = None, **overrides) -> Settings:
+    """Settings from IV_<NAME> variables (e.g. IV_BOOTSTRAP_SERVERS), then explicit overrides."""
+    env = os.environ if env is None else env
+    values: dict = {}
+    for f in fields(Settings):
+        name = f"IV_{f.name.upper()}"
+        if f.name != "topics" and env.get(name):
+            values[f.name] = _convert(name, f.name, env[name])
+    if env.get("IV_SASL_PASSWORD_FILE"):
+        values["sasl_password"] = _read_secret(env["IV_SASL_PASSWORD_FILE"])
+    topics = {attr: env[var] for var, attr in _TOPIC_ENV.items() if env.get(var)}
+    values["topics"] = replace(Topics(), **topics)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return Settings(**values)
+
+
+def _convert(var: str, name: str, raw: str):
+    try:
+        if name in _INTS:
+            return int(raw)
+        if name in _FLOATS:
+            return float(raw)
+    except ValueError:
+        raise ConfigError(f"{var}={raw!r}: give a number") from None
+    return raw
+
+
+def _read_secret(path: str) -> str:
+    try:
+        return Path(path).read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"IV_SASL_PASSWORD_FILE: cannot read {path}: {exc.strerror}") from None
+
+
+def _check(s: Settings) -> None:
+    if not s.bootstrap_servers or any(":" not in h for h in s.bootstrap_servers.split(",")):
+        raise ConfigError(f"IV_BOOTSTRAP_SERVERS={s.bootstrap_servers!r}: give host:port[,host:port...]")
+    if s.partitions < 1:
+        raise ConfigError("IV_PARTITIONS: give a whole number of partitions, 1 or more")
+    if s.replication_factor < 1:
+        raise ConfigError("IV_REPLICATION_FACTOR: give 1 or more")
+    if s.security_protocol not in SECURITY_PROTOCOLS:
+        raise ConfigError(f"IV_SECURITY_PROTOCOL={s.security_protocol!r}: choose one of {', '.join(SECURITY_PROTOCOLS)}")
+    if s.security_protocol.startswith("SASL"):
+        if s.sasl_mechanism not in SASL_MECHANISMS:
+            raise ConfigError(f"IV_SASL_MECHANISM={s.sasl_mechanism!r}: choose one of {', '.join(SASL_MECHANISMS)}")
+        if not s.sasl_username or not s.sasl_password:
+            raise ConfigError(f"{s.security_protocol} needs IV_SASL_USERNAME and IV_SASL_PASSWORD "
+                              "(or IV_SASL_PASSWORD_FILE)")
+    for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+        path = getattr(s, name)
+        if path and not Path(path).is_file():
+            raise ConfigError(f"IV_{name.upper()}={path}: no such file")
+    if not (s.store == "memory://" or s.store.startswith("rocksdb://") or s.store.startswith("rocksdict://")):
+        raise ConfigError(f"IV_STORE={s.store!r}: use memory:// or rocksdict:// (persistent, needs the rocksdict package)")
+    if not 0 < s.metrics_port < 65536:
+        raise ConfigError(f"IV_METRICS_PORT={s.metrics_port}: give a TCP port")
+    if s.tick_seconds <= 0 or s.tick_seconds > 60:
+        raise ConfigError("IV_TICK_SECONDS: give a number of seconds above 0 and at most 60 "
+                          "(overdue alerts must fire within 60 s)")
+    if s.retention_days < 1:
+        raise ConfigError("IV_RETENTION_DAYS: give 1 or more days")
+    if len(set(s.topics.all)) != len(s.topics.all):
+        raise ConfigError("IV_TOPIC_*: every topic needs its own name")

@@ -1,0 +1,49 @@
+"""Prometheus metrics of the worker, on a dedicated registry.
+
+Labels have bounded cardinality: topic names (configuration), event types, CPT codes, alert codes,
+dead-letter categories. Never an encounter id or anything else about a patient.
+"""
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.events = Counter("iv_events_consumed_total", "Input events consumed", ["topic", "type"], registry=r)
+        self.charges = Counter("iv_charges_total", "Charge lines emitted", ["cpt", "action"], registry=r)
+        self.charge_units = Counter("iv_charge_units_total", "Charge units emitted (reversals negative "
+                                    "are counted under action=reverse)", ["cpt", "action"], registry=r)
+        self.alerts = Counter("iv_alerts_total", "Alerts emitted", ["code", "severity", "state"], registry=r)
+        self.dead_letters = Counter("iv_dead_letters_total", "Input rejected to the dead-letter topic",
+                                    ["reason"], registry=r)
+        self.duplicates = Counter("iv_duplicate_events_total", "Events ignored as repeats of an event_id",
+                                  registry=r)
+        self.open_encounters = Gauge("iv_open_encounters", "Encounters not yet discharged, on this worker",
+                                     registry=r)
+        self.open_administrations = Gauge("iv_open_administrations",
+                                          "Administrations started and not stopped, on this worker", registry=r)
+        self.discharge_to_charge = Histogram(
+            "iv_discharge_to_charge_seconds", "From the discharge message's broker timestamp to its charges "
+            "being sent", buckets=LATENCY_BUCKETS, registry=r)
+        self.ticks = Counter("iv_clock_ticks_total", "Clock ticks sent by the timer to check overdue "
+                             "infusions and retention", registry=r)
+
+    def count_output(self, rec: dict) -> None:
+        kind = rec["kind"]
+        if kind == "charge":
+            self.charges.labels(rec["cpt"], rec["action"]).inc()
+            self.charge_units.labels(rec["cpt"], rec["action"]).inc(rec["units"])
+        elif kind == "alert":
+            self.alerts.labels(rec["code"], rec["severity"], rec["state"]).inc()
+        else:
+            self.dead_letters.labels(rec["category"]).inc()
+
+    def serve(self, port: int, addr: str = "0.0.0.0"):
+        """Expose /metrics on `port`; returns the server so the caller can shut it down."""
+        server, _thread = start_http_server(port, addr=addr, registry=self.registry)
+        return server

@@ -1,0 +1,95 @@
+"""The stream glue without a broker: routing, dead letters, ticks, gauges."""
+import json
+
+import orjson
+
+from rules.policy import Policy
+from streams.config import Topics
+from streams.metrics import Metrics
+from streams.processor import Message, Processor
+from tests.events import discharge, start, stop
+
+T = Topics()
+TOPIC_OF = {"administration.started": T.started, "administration.stopped": T.stopped,
+            "encounter.discharged": T.discharged}
+
+
+class Clock:
+    def __init__(self, now):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
+def _processor(clock=None, policy=Policy()):
+    return Processor({}, T, policy, 14 * 1440, Metrics(), clock=clock or Clock(1772463600 + 86400))
+
+
+def _msg(event, offset=0, key=None, topic=None):
+    return Message(topic or TOPIC_OF[event["type"]], 0, offset,
+                   (key if key is not None else event["encounter_id"]).encode(), json.dumps(event).encode())
+
+
+def _records(outputs):
+    return [(o.topic, orjson.loads(o.value)) for o in outputs]
+
+
+def test_routes_charges_to_the_charge_topic_keyed_by_encounter():
+    p = _processor()
+    outs = [o for e in [start("A1", "10:00"), stop("A1", "10:45"), discharge("11:00")] for o in p.process(_msg(e))]
+    assert [(o.topic, o.key) for o in outs] == [(T.charges, b"E1")]
+    assert orjson.loads(outs[0].value)["cpt"] == "96365"
+
+
+def test_dead_letters_name_topic_partition_offset_and_reason():
+    p = _processor()
+    bad = [
+        Message(T.started, 3, 17, b"E1", b"{oops"),
+        _msg(start("A1", "10:00"), key="E2"),
+        _msg(stop("A1", "10:45"), topic=T.started),
+        Message(T.started, 0, 5, b"E1", b"x" * 300_000),
+    ]
+    records = [r for m in bad for _, r in _records(p.process(m))]
+    assert [r["category"] for r in records] == ["invalid_json", "key_mismatch", "wrong_topic", "oversize"]
+    assert records[0]["source"] == {"topic": T.started, "partition": 3, "offset": 17}
+    assert "key every message by its encounter_id" in records[1]["reason"]
+    assert p.metrics.dead_letters.labels("key_mismatch")._value.get() == 1
+
+
+def test_timer_ticks_raise_overdue_by_wall_clock_and_the_stop_resolves_it():
+    clock = Clock(0)
+    p = _processor(clock, Policy(overdue_grace_minutes=0))
+    begin = start("A1", "10:00", ordered_duration_minutes=30)
+    clock.now = 1772463600  # 2026-03-02 10:00 -05:00
+    assert p.process(_msg(begin)) == []
+    clock.now += 30 * 60
+    assert p.due_ticks() == []
+    clock.now += 1
+    ticks = p.due_ticks()
+    assert [(t.topic, t.key) for t in ticks] == [(T.ticks, b"E1")]
+    raised = _records(p.process(Message(T.ticks, 0, 0, ticks[0].key, ticks[0].value)))
+    assert [(t, r["code"], r["state"]) for t, r in raised] == [(T.alerts, "STOP_TIME_OVERDUE", "raised")]
+    resolved = _records(p.process(_msg(stop("A1", "10:40"), offset=1)))
+    assert [(r["code"], r["state"]) for _, r in resolved] == [("STOP_TIME_OVERDUE", "resolved")]
+
+
+def test_gauges_count_open_encounters_and_running_administrations():
+    p = _processor()
+    for e in [start("A1", "10:00"), start("A2", "10:05"), start("B", "10:00", enc="E2")]:
+        p.process(_msg(e))
+    assert (p.book.open_count, p.book.open_administrations) == (2, 3)
+    p.process(_msg(stop("A1", "10:45")))
+    p.process(_msg(discharge("11:00", enc="E2")))
+    assert (p.book.open_count, p.book.open_administrations) == (1, 1)
+
+
+def test_state_is_kept_as_json_in_the_table_and_rebuilt_after_assignment():
+    table = {}
+    p = Processor(table, T, Policy(), 14 * 1440, Metrics(), clock=Clock(1772463600))
+    p.process(_msg(start("A1", "10:00", ordered_duration_minutes=30)))
+    assert json.loads(json.dumps(table["E1"]))["encounter_id"] == "E1"
+    fresh = Processor(table, T, Policy(), 14 * 1440, Metrics(), clock=Clock(1772463600 + 3601))
+    fresh.needs_rebuild = True
+    assert [t.key for t in fresh.due_ticks()] == [b"E1"]
+    assert fresh.book.open_count == 1
