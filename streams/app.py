@@ -42,7 +42,7 @@ def build_app(s: Settings, metrics: Metrics, clock=None) -> faust.App:
         web_enabled=False,  # table endpoints would expose patient data; metrics have their own port
         web_tables_enabled=False,
     )
-    table = app.Table(TABLE, partitions=s.partitions, key_type=str, value_type=None, value_serializer="json")
+    table = app.Table(TABLE, partitions=s.partitions, key_type=str, value_type=bytes)  # JSON made by JsonStates
     kwargs = {"clock": clock} if clock else {}
     processor = Processor(table, s.topics, s.policy, s.retention_days * 1440, metrics, **kwargs)
     app.processor = processor

@@ -1,7 +1,7 @@
 """One Kafka message in, output messages out: the stream's glue around the shared state machine.
 
 No faust here, so it is tested without a broker: the faust agent (streams/app.py) only moves
-messages between topics and this class. State lives in any MutableMapping of JSON dicts (the
+messages between topics and this class. State lives in any MutableMapping of JSON documents (the
 faust Table in production); EncounterState objects are (de)serialized at the mapping's edge.
 """
 from __future__ import annotations
@@ -40,20 +40,20 @@ class Output:
 
 
 class JsonStates(MutableMapping):
-    """EncounterState objects over a mapping of JSON dicts (a faust Table)."""
+    """EncounterState objects over a mapping of JSON documents (bytes: a faust Table)."""
 
     def __init__(self, table: MutableMapping) -> None:
         self.table = table
 
     def __getitem__(self, key: str) -> EncounterState:
-        return EncounterState.from_json(self.table[key])
+        return EncounterState.from_json(orjson.loads(self.table[key]))
 
     def get(self, key, default=None):
         data = self.table.get(key)
-        return default if data is None else EncounterState.from_json(data)
+        return default if data is None else EncounterState.from_json(orjson.loads(data))
 
     def __setitem__(self, key: str, state: EncounterState) -> None:
-        self.table[key] = state.to_json()
+        self.table[key] = orjson.dumps(state.to_json())
 
     def __delitem__(self, key: str) -> None:
         del self.table[key]

@@ -88,7 +88,7 @@ def test_state_is_kept_as_json_in_the_table_and_rebuilt_after_assignment():
     table = {}
     p = Processor(table, T, Policy(), 14 * 1440, Metrics(), clock=Clock(1772463600))
     p.process(_msg(start("A1", "10:00", ordered_duration_minutes=30)))
-    assert json.loads(json.dumps(table["E1"]))["encounter_id"] == "E1"
+    assert json.loads(table["E1"])["encounter_id"] == "E1"
     fresh = Processor(table, T, Policy(), 14 * 1440, Metrics(), clock=Clock(1772463600 + 3601))
     fresh.needs_rebuild = True
     assert [t.key for t in fresh.due_ticks()] == [b"E1"]

@@ -1,0 +1,71 @@
+"""Run events through the real worker on the embedded broker and collect every output record."""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+import tempfile
+import time
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from streams.app import build_app
+from streams.config import Settings, Topics, from_env
+from streams.feed import feed
+from streams.metrics import Metrics
+from streams.topics import create_topics
+
+_runs = itertools.count(1)
+
+
+def unique_settings(bootstrap: str, **overrides) -> Settings:
+    """Topics and app id of their own, so tests sharing one broker never see each other's data."""
+    n = f"t{next(_runs)}-{int(time.time() * 1000) % 10**8}"
+    topics = Topics(**{f.name: f"{n}.{getattr(Topics(), f.name)}" for f in dataclasses.fields(Topics)})
+    settings = from_env({}, bootstrap_servers=bootstrap, app_id=f"iv-{n}", partitions=4, tick_seconds=0.5,
+                        data_dir=tempfile.mkdtemp(prefix="iv-test-"), **overrides)
+    return dataclasses.replace(settings, topics=topics)
+
+
+class Worker:
+    """An in-process worker: `async with Worker(settings, clock) as w:` then `await w.collect(...)`."""
+
+    def __init__(self, settings: Settings, clock=None) -> None:
+        self.settings, self.clock = settings, clock
+        self.metrics = Metrics()
+        self.records: list[dict] = []
+
+    async def __aenter__(self) -> Worker:
+        await create_topics(self.settings, log=lambda _: None)
+        self.app = build_app(self.settings, self.metrics, clock=self.clock)
+        await self.app.start()
+        self.producer = AIOKafkaProducer(bootstrap_servers=self.settings.bootstrap_servers, linger_ms=5)
+        self.consumer = AIOKafkaConsumer(*self.settings.topics.outputs, auto_offset_reset="earliest",
+                                         bootstrap_servers=self.settings.bootstrap_servers, group_id=None)
+        await self.producer.start()
+        await self.consumer.start()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await asyncio.sleep(0)
+        await self.consumer.stop()
+        await self.producer.stop()
+        await self.app.stop()
+
+    async def send(self, lines: list[bytes], clock=None) -> None:
+        await feed(self.producer, lines, self.settings.topics, clock)
+
+    async def collect(self, until, timeout: float = 60.0, quiet: float = 2.0) -> list[dict]:
+        """Read outputs until `until(records)` holds and nothing new came for `quiet` seconds."""
+        deadline = time.monotonic() + timeout
+        last = time.monotonic()
+        while time.monotonic() < deadline:
+            batch = await self.consumer.getmany(timeout_ms=200)
+            for messages in batch.values():
+                for m in messages:
+                    self.records.append(orjson.loads(m.value))
+                    last = time.monotonic()
+            if until(self.records) and time.monotonic() - last >= quiet:
+                return self.records
+        raise TimeoutError(f"outputs did not settle in {timeout} s; got {len(self.records)} records")

@@ -1,0 +1,123 @@
+"""The stream processor against the real embedded broker: same results as the batch command."""
+import io
+import json
+
+import orjson
+
+from simulator import simulate
+from streams.batch import run_batch
+from streams.feed import SimClock, occurred
+from tests.events import cancel, discharge, final_alerts, net_charges, start, stop, void
+from tests.stream_harness import Worker, unique_settings
+
+
+def NEXT_DAY():
+    """A stopped clock the day after the test events (2026-03-02), for tests that are not about time."""
+    return 1772463600 + 86400
+
+
+def _batch(lines):
+    out = io.BytesIO()
+    run_batch(lines, out)
+    return [orjson.loads(l) for l in out.getvalue().splitlines()]
+
+
+def _lines(events):
+    return [json.dumps(e).encode() for e in events]
+
+
+def _discharges(lines):
+    return sum(1 for line in lines if b'"encounter.discharged"' in line)
+
+
+async def test_simulated_day_streams_to_the_same_charges_and_alerts_as_batch(broker):
+    lines = [l.encode() for l in simulate(encounters=150, seed=11, bad_line_rate=0.01)]
+    clock = SimClock(min(t for l in lines if (t := occurred(l))) - 60, speed=20000)
+    expected = _batch(lines)
+    async with Worker(unique_settings(broker.bootstrap), clock) as w:
+        clock.start()
+        await w.send(lines, clock)
+        got = await w.collect(lambda r: len([x for x in r if x["kind"] == "dead_letter"]) >=
+                              len([x for x in expected if x["kind"] == "dead_letter"]))
+    assert net_charges(got) == net_charges(expected)
+    # Topics have no order between them, so the stream may raise and resolve alerts a file replay
+    # never raises (a discharge read before its stops); what still stands at the end must agree.
+    assert _standing(got) == _standing(expected)
+    dead = sorted(r["category"] for r in got if r["kind"] == "dead_letter")
+    assert dead == sorted(r["category"] for r in expected if r["kind"] == "dead_letter")
+
+
+def _standing(records):
+    return {k for k, state in final_alerts(records).items() if state == "raised"}
+
+
+async def test_out_of_order_duplicates_late_documentation_and_reopen(broker):
+    events = [
+        stop("A1", "10:45"), discharge("11:00"), start("A1", "10:00"),  # stop and discharge first
+        start("P", "10:05", drug="ondansetron", method="push"),
+        start("X", "14:00", enc="E2"), discharge("15:00", enc="E2"),  # no stop yet: coded as push
+        stop("X", "14:50", enc="E2"),  # late documentation after discharge
+        start("V", "09:00", enc="E3"), stop("V", "09:40", enc="E3"), discharge("10:00", enc="E3"),
+        void("V", "10:30", enc="E3"),  # entered in error after discharge
+        start("R", "08:00", enc="E4"), stop("R", "08:50", enc="E4"), discharge("09:00", enc="E4"),
+        cancel("09:10", enc="E4"), start("S", "09:20", enc="E4", drug="famotidine", method="push"),
+        discharge("09:40", enc="E4"),
+    ]
+    lines = _lines(events)
+    lines += lines[:3]  # at-least-once producers resend
+    expected = _batch(lines)
+    async with Worker(unique_settings(broker.bootstrap), clock=NEXT_DAY) as w:
+        await w.send(lines)
+        got = await w.collect(lambda r: net_charges(r) == net_charges(expected), timeout=40)
+    assert {(c[0], c[4]) for c in net_charges(got)} == {
+        ("96365", ("A1",)), ("96375", ("P",)), ("96365", ("X",)), ("96365", ("R",)), ("96375", ("S",))}
+    assert _standing(got) == _standing(expected) == set()  # the late stop resolved any missing-stop alert
+    assert not [r for r in got if r["kind"] == "charge" and r["encounter_id"] == "E4" and r["action"] == "reverse"]
+
+
+async def test_dead_letters_keep_source_position_and_do_not_disturb_valid_data(broker):
+    good = _lines([start("A1", "10:00"), stop("A1", "10:45"), discharge("11:00")])
+    bad = [b"{truncated", json.dumps({**start("B", "10:00"), "occurred_at": "2026-03-02T10:00:00"}).encode()]
+    async with Worker(unique_settings(broker.bootstrap), clock=NEXT_DAY) as w:
+        await w.send([good[0], bad[0], good[1], bad[1], good[2]])
+        got = await w.collect(lambda r: len(r) >= 3)
+    dead = [r for r in got if r["kind"] == "dead_letter"]
+    assert sorted(r["category"] for r in dead) == ["invalid_json", "timestamp"]
+    assert all(set(r["source"]) == {"topic", "partition", "offset"} for r in dead)
+    assert [c[0] for c in net_charges(got)] == ["96365"]
+
+
+async def test_overdue_alert_fires_by_wall_clock_and_resolves_on_stop(broker):
+    import time
+
+    from rules.policy import Policy
+    from streams import config
+
+    settings = unique_settings(broker.bootstrap)
+    now = time.time()
+    begin = {**start("A1", "10:00", ordered_duration_minutes=1),
+             "occurred_at": _stamp(now - 60)}  # ordered 1 min + grace 0: due right away
+    policy_file = _policy_file("overdue_grace_minutes = 0\n")
+    settings = config.Settings(**{**settings.__dict__, "policy_file": policy_file})
+    async with Worker(settings) as w:
+        await w.send(_lines([begin]))
+        raised = await w.collect(lambda r: any(x["kind"] == "alert" for x in r), timeout=30, quiet=0.5)
+        assert [(r["code"], r["state"]) for r in raised] == [("STOP_TIME_OVERDUE", "raised")]
+        await w.send(_lines([{**stop("A1", "10:00"), "occurred_at": _stamp(time.time())}]))
+        got = await w.collect(lambda r: len(r) >= 2, timeout=30, quiet=0.5)
+    assert [(r["code"], r["state"]) for r in got] == [("STOP_TIME_OVERDUE", "raised"), ("STOP_TIME_OVERDUE", "resolved")]
+    assert Policy  # the policy file above is read through the same loader as the CLI's
+
+
+def _stamp(epoch: float) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _policy_file(text: str) -> str:
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as f:
+        f.write(text)
+        return f.name
