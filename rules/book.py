@@ -14,6 +14,7 @@ import heapq
 from collections.abc import MutableMapping
 
 from rules.encounter import EncounterState
+from rules.facts import count_open
 from rules.policy import DEFAULT, Policy
 
 DEFAULT_RETENTION_MINUTES = 14 * 24 * 60  # late documentation and audits arrive days later
@@ -35,6 +36,7 @@ class Book:
         self._expiry: list[tuple[int, str]] = []  # (second, encounter): a closed encounter may be purged
         self._open: dict[str, int] = {}  # open encounter -> its running administrations
         self.open_administrations = 0
+        self.duplicates = 0  # events ignored as repeats of an event_id
 
     @property
     def open_count(self) -> int:
@@ -51,6 +53,9 @@ class Book:
                 raise TooLate(f"occurred_at is more than {self.retention // 86400} days before the clock and the "
                               "encounter is not held any more: correct it in the billing system directly")
             state = EncounterState(event.encounter_id)
+        elif event.event_id in state.seen:
+            self.duplicates += 1
+            return out
         out += state.apply(event, self.now, self.policy)
         self.states[event.encounter_id] = state  # written back: a table's changelog must see it
         # Not getattr(event, "administration_id", None): a missing field costs pydantic an exception.
@@ -119,7 +124,7 @@ class Book:
         """Keep the open-encounter and running-administration counts (metrics) current."""
         self._forget(state.encounter_id)
         if not state.discharged:
-            running = sum(1 for f in state.admins.values() if f.open)
+            running = count_open(state.admins.values())
             self._open[state.encounter_id] = running
             self.open_administrations += running
 

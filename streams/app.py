@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 import faust
+from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 
 from streams import compat
 from streams.config import Settings
@@ -42,6 +43,8 @@ def build_app(s: Settings, metrics: Metrics, clock=None) -> faust.App:
         web_enabled=False,  # table endpoints would expose patient data; metrics have their own port
         web_tables_enabled=False,
     )
+    # faust's own sensors (messages, commits, rebalances...) on our registry, as faust_*.
+    app.monitor = PrometheusMonitor(metrics=FaustMetrics.create(metrics.registry, "faust"))
     table = app.Table(TABLE, partitions=s.partitions, key_type=str, value_type=bytes)  # JSON made by JsonStates
     kwargs = {"clock": clock} if clock else {}
     processor = Processor(table, s.topics, s.policy, s.retention_days * 1440, metrics, **kwargs)

@@ -58,10 +58,51 @@ def build_parser() -> argparse.ArgumentParser:
     schema = sub.add_parser("schema", help="write the JSON Schema of the event and output contract")
     schema.add_argument("--out", default="schemas", help="directory to write into (default: schemas)")
 
-    demo = sub.add_parser("demo", help="run a simulated day through the validator and summarize it")
-    demo.add_argument("--encounters", type=int, default=2000)
-    demo.add_argument("--seed", type=int, default=7)
+    demo = sub.add_parser("demo", help="the whole product on this machine: embedded broker, worker, "
+                          "a simulated day streamed at an accelerated clock, live progress and a summary")
+    demo.add_argument("--encounters", type=int, default=2000, help="encounters in the simulated day (default 2000)")
+    demo.add_argument("--seed", type=int, default=7, help="random seed of the simulated day")
+    demo.add_argument("--speed", type=float, default=3600,
+                      help="simulated seconds per real second (default 3600: an hour a second)")
+    demo.add_argument("--partitions", type=int, default=4, help="partitions of every topic (default 4)")
+    demo.add_argument("--metrics-port", type=int, help="port of /metrics (default: a free one)")
+
+    worker = sub.add_parser("worker", help="run the stream processor against a Kafka cluster",
+                            description=WORKER_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _connection_flags(worker)
+    worker.add_argument("--create-topics", action="store_true", help="create missing topics first")
+
+    topics = sub.add_parser("topics", help="manage the Kafka topics")
+    topics_sub = topics.add_subparsers(dest="topics_command", required=True, parser_class=_Parser)
+    _connection_flags(topics_sub.add_parser("create", help="create every topic with the same partition count"))
     return parser
+
+
+WORKER_HELP = """Run the stream processor. Configuration comes from IV_* environment variables, flags override:
+  IV_BOOTSTRAP_SERVERS   host:port[,host:port]         IV_PARTITIONS        partitions of every topic
+  IV_SECURITY_PROTOCOL   PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL
+  IV_SASL_MECHANISM      PLAIN|SCRAM-SHA-256|SCRAM-SHA-512
+  IV_SASL_USERNAME, IV_SASL_PASSWORD or IV_SASL_PASSWORD_FILE
+  IV_SSL_CAFILE, IV_SSL_CERTFILE, IV_SSL_KEYFILE
+  IV_APP_ID (consumer group), IV_STORE (memory:// or rocksdict://), IV_DATA_DIR
+  IV_METRICS_PORT (default 9108), IV_TICK_SECONDS (overdue check, default 10)
+  IV_RETENTION_DAYS (closed encounters kept, default 14), IV_POLICY_FILE (coding policy TOML)
+  IV_TOPIC_STARTED, IV_TOPIC_STOPPED, ... IV_TOPIC_CHARGES, IV_TOPIC_ALERTS, IV_TOPIC_DEAD_LETTERS
+"""
+
+
+def _connection_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bootstrap-servers", help="host:port[,host:port] (IV_BOOTSTRAP_SERVERS)")
+    p.add_argument("--partitions", type=int, help="partitions of every topic (IV_PARTITIONS)")
+    p.add_argument("--policy", dest="policy_file", help="coding policy TOML (IV_POLICY_FILE)")
+    p.add_argument("--metrics-port", type=int, help="port of /metrics (IV_METRICS_PORT)")
+
+
+def _settings(args):
+    from streams.config import from_env
+
+    return from_env(bootstrap_servers=args.bootstrap_servers, partitions=args.partitions,
+                    policy_file=args.policy_file, metrics_port=args.metrics_port)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,8 +111,15 @@ def main(argv: list[str] | None = None) -> int:
         return _COMMANDS[args.command](args)
     except BrokenPipeError:
         return 0  # the reader (e.g. `head`) went away; nothing is wrong
-    except (OSError, ValueError) as exc:
+    except KeyboardInterrupt:
+        return 130
+    except (OSError, ValueError) as exc:  # ConfigError, PolicyError and I/O errors carry the fix
         print(f"infusion-validator {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # e.g. a broker that cannot be reached
+        hint = ("; check IV_BOOTSTRAP_SERVERS (or --bootstrap-servers) and that the cluster is reachable"
+                if "Connection" in type(exc).__name__ else "")
+        print(f"infusion-validator {args.command}: {type(exc).__name__}: {exc}{hint}", file=sys.stderr)
         return 1
 
 
@@ -120,20 +168,30 @@ def _schema(args) -> int:
 
 
 def _demo(args) -> int:
-    import io
+    from streams.demo import main as demo
 
-    from simulator import simulate
-    from streams.batch import run_batch
-    from streams.summary import summary
+    return demo(args.encounters, args.seed, args.speed, args.partitions, args.metrics_port)
 
-    print(f"Simulating a hospital day of {args.encounters:,} encounters (seed {args.seed}) and coding it...")
-    lines = (line.encode() for line in simulate(encounters=args.encounters, seed=args.seed, bad_line_rate=0.002))
-    stats = run_batch(lines, io.BytesIO(), progress=True)
-    print(summary(stats))
+
+def _worker(args) -> int:
+    import asyncio
+
+    from streams.worker import run_worker
+
+    return asyncio.run(run_worker(_settings(args), create=args.create_topics))
+
+
+def _topics(args) -> int:
+    import asyncio
+
+    from streams.topics import create_topics
+
+    asyncio.run(create_topics(_settings(args)))
     return 0
 
 
-_COMMANDS = {"code": _code, "simulate": _simulate, "schema": _schema, "demo": _demo}
+_COMMANDS = {"code": _code, "simulate": _simulate, "schema": _schema, "demo": _demo, "worker": _worker,
+             "topics": _topics}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -61,7 +61,7 @@ async def feed(producer: AIOKafkaProducer, lines: Iterable[bytes], topics: Topic
         topic, key = route(line, topics)
         await producer.send(topic, line, key=key)
         sent += 1
-        if progress and sent % 500 == 0:
+        if progress:
             progress(sent)
     await producer.flush()
     return sent

@@ -92,8 +92,11 @@ class Processor:
         except BadEvent as exc:
             return self._outputs([dead_letter(str(exc), exc.category, self._source(msg), msg.value)], msg.key)
         self.metrics.events.labels(msg.topic, event.type).inc()
+        duplicates = self.book.duplicates
         try:
             records = self.book.handle(event, now=self.clock())
+            if self.book.duplicates > duplicates:
+                self.metrics.duplicates.inc()
         except TooLate as exc:
             records = [dead_letter(str(exc), "too_late", self._source(msg), msg.value)]
         if msg.timestamp and any(r["kind"] == "charge" for r in records):

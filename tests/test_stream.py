@@ -121,3 +121,33 @@ def _policy_file(text: str) -> str:
     with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as f:
         f.write(text)
         return f.name
+
+
+async def test_metrics_endpoint_exposes_the_named_metrics_after_a_run(broker):
+    import urllib.request
+
+    from streams.broker import free_port
+
+    events = [start("A1", "10:00"), stop("A1", "10:45"), start("B", "10:00", enc="E2"), discharge("11:00")]
+    lines = _lines(events) + _lines(events[:1]) + [b"not json"]
+    settings = unique_settings(broker.bootstrap, metrics_port=free_port())
+    async with Worker(settings, clock=NEXT_DAY) as w:
+        server = w.metrics.serve(settings.metrics_port, "127.0.0.1")
+        try:
+            await w.send(lines)
+            await w.collect(lambda r: len(r) >= 2)
+            text = urllib.request.urlopen(f"http://127.0.0.1:{settings.metrics_port}/metrics").read().decode()
+        finally:
+            server.shutdown()
+    wanted = {
+        f'iv_events_consumed_total{{topic="{settings.topics.started}",type="administration.started"}} 3.0',
+        'iv_charges_total{action="post",cpt="96365"} 1.0',
+        'iv_dead_letters_total{reason="invalid_json"} 1.0',
+        "iv_duplicate_events_total 1.0",
+        "iv_open_encounters 1.0",
+        "iv_open_administrations 1.0",
+        "iv_discharge_to_charge_seconds_count 1.0",
+    }
+    assert wanted <= set(text.splitlines()), text
+    assert "faust_messages_received_total" in text
+    assert "E1" not in text and "E2" not in text  # no encounter ids in labels

@@ -1,0 +1,38 @@
+"""`infusion-validator worker`: the stream processor against a configured Kafka cluster."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from streams.app import build_app
+from streams.config import Settings
+from streams.metrics import Metrics
+from streams.topics import create_topics
+
+log = logging.getLogger("infusion_validator.worker")
+
+
+async def run_worker(settings: Settings, create: bool = False) -> int:
+    logging.basicConfig(level=settings.log_level.upper(), force=True,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings.policy  # a bad policy file fails here, before anything connects
+    if create:
+        await create_topics(settings, log=log.info)
+    metrics = Metrics()
+    server = metrics.serve(settings.metrics_port)
+    app = build_app(settings, metrics)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("worker %s starting: brokers %s, %d partitions, metrics on :%d", settings.app_id,
+             settings.bootstrap_servers, settings.partitions, settings.metrics_port)
+    await app.start()
+    try:
+        await stop.wait()
+        log.info("stopping: committing offsets, flushing the producer, leaving the group")
+    finally:
+        await app.stop()
+        server.shutdown()
+    return 0
