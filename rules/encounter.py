@@ -95,18 +95,17 @@ class EncounterState:
 
     def deadlines(self, policy: Policy = DEFAULT) -> list[tuple[int, str]]:
         """(minute, administration id) at which each running infusion becomes overdue."""
-        return [(d, admin_id) for admin_id in self.admins if (d := self.deadline(admin_id, policy)) is not None]
+        if self.discharged:
+            return []
+        return [(d, admin_id) for admin_id, facts in self.admins.items()
+                if (d := facts.overdue_minute(policy)) is not None and admin_id not in self.overdue]
 
     def deadline(self, admin_id: str, policy: Policy = DEFAULT) -> int | None:
         """When this administration becomes overdue, if it is a running infusion not yet alerted."""
         facts = self.admins.get(admin_id)
-        if facts is None or not facts.open or self.discharged or admin_id in self.overdue:
+        if facts is None or self.discharged or admin_id in self.overdue:
             return None
-        if facts.field("method") != "infusion" or facts.field("purpose") != "treatment":
-            return None
-        ordered = facts.field("ordered_duration_minutes")
-        allowed = ordered + policy.overdue_grace_minutes if ordered else policy.overdue_without_order_minutes
-        return facts.field("start") + allowed
+        return facts.overdue_minute(policy)
 
     def fire_overdue(self, now: int, policy: Policy = DEFAULT) -> list[dict]:
         """Raise STOP_TIME_OVERDUE for every infusion past its deadline at `now` (epoch seconds)."""

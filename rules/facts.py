@@ -5,6 +5,7 @@ Stored as plain lists so the state serializes to small JSON.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from rules.administration import Administration
@@ -14,7 +15,8 @@ _START_FIELDS = ("drug_name", "drug_code", "category", "route", "method", "acces
                  "separate_access_reason", "container_id", "purpose", "ordered_duration_minutes",
                  "primary_reason", "start", "offset")
 _INDEX = {name: i for i, name in enumerate(_START_FIELDS)}
-_START = _INDEX["start"]
+_START, _METHOD, _PURPOSE, _ORDERED = (_INDEX[name] for name in ("start", "method", "purpose",
+                                                                 "ordered_duration_minutes"))
 
 
 @dataclass(slots=True)
@@ -41,6 +43,18 @@ class AdminFacts:
         """Started, not stopped, not voided: still running as far as the chart says."""
         return self.start is not None and self.stop is None and not self.voided
 
+    def overdue_minute(self, policy) -> int | None:
+        """When a running treatment infusion becomes overdue: its ordered duration plus grace, or
+        the fixed limit without an order. None when it is not one."""
+        if not self.open:
+            return None
+        start = self.start
+        if start[_METHOD] != "infusion" or start[_PURPOSE] != "treatment":
+            return None
+        ordered = start[_ORDERED]
+        allowed = ordered + policy.overdue_grace_minutes if ordered else policy.overdue_without_order_minutes
+        return start[_START] + allowed
+
     def administration(self, admin_id: str) -> Administration | None:
         if self.voided:
             return None
@@ -63,3 +77,9 @@ class AdminFacts:
     def from_json(cls, data: list) -> AdminFacts:
         start, stop, voided = data
         return cls(start, tuple(stop) if stop else None, voided)
+
+
+def count_open(facts: Iterable[AdminFacts]) -> int:
+    """How many of `facts` are open (AdminFacts.open, spelled out: the book recounts an encounter's
+    running administrations on every event, and a property call each doubled the cost)."""
+    return sum([1 for f in facts if f.start is not None and f.stop is None and not f.voided])
