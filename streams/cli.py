@@ -84,7 +84,7 @@ WORKER_HELP = """Run the stream processor. Configuration comes from IV_* environ
   IV_SASL_MECHANISM      PLAIN|SCRAM-SHA-256|SCRAM-SHA-512
   IV_SASL_USERNAME, IV_SASL_PASSWORD or IV_SASL_PASSWORD_FILE
   IV_SSL_CAFILE, IV_SSL_CERTFILE, IV_SSL_KEYFILE
-  IV_APP_ID (consumer group), IV_STORE (memory:// or rocksdict://), IV_DATA_DIR
+  IV_APP_ID (consumer group), IV_STORE (memory:// or rocksdb://), IV_DATA_DIR
   IV_METRICS_PORT (default 9108), IV_TICK_SECONDS (overdue check, default 10)
   IV_RETENTION_DAYS (closed encounters kept, default 14), IV_POLICY_FILE (coding policy TOML)
   IV_TOPIC_STARTED, IV_TOPIC_STOPPED, ... IV_TOPIC_CHARGES, IV_TOPIC_ALERTS, IV_TOPIC_DEAD_LETTERS

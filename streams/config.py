@@ -136,8 +136,9 @@ def _check(s: Settings) -> None:
         path = getattr(s, name)
         if path and not Path(path).is_file():
             raise ConfigError(f"IV_{name.upper()}={path}: no such file")
-    if not (s.store == "memory://" or s.store.startswith("rocksdb://") or s.store.startswith("rocksdict://")):
-        raise ConfigError(f"IV_STORE={s.store!r}: use memory:// or rocksdict:// (persistent, needs the rocksdict package)")
+    if s.store not in ("memory://", "rocksdb://"):
+        raise ConfigError(f"IV_STORE={s.store!r}: use memory:// (recovers from the changelog at start) or "
+                          "rocksdb:// (persistent in IV_DATA_DIR, faster restarts; uses the rocksdict package)")
     if not 0 < s.metrics_port < 65536:
         raise ConfigError(f"IV_METRICS_PORT={s.metrics_port}: give a TCP port")
     if s.tick_seconds <= 0 or s.tick_seconds > 60:

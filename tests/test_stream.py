@@ -1,8 +1,10 @@
 """The stream processor against the real embedded broker: same results as the batch command."""
+import asyncio
 import io
 import json
 
 import orjson
+import pytest
 
 from simulator import simulate
 from streams.batch import run_batch
@@ -151,3 +153,16 @@ async def test_metrics_endpoint_exposes_the_named_metrics_after_a_run(broker):
     assert wanted <= set(text.splitlines()), text
     assert "faust_messages_received_total" in text
     assert "E1" not in text and "E2" not in text  # no encounter ids in labels
+
+
+@pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
+async def test_state_survives_a_worker_restart(broker, store):
+    """memory:// recovers from the changelog (with the Tansu end-offset fix), rocksdb:// from disk."""
+    settings = unique_settings(broker.bootstrap, store=store)
+    async with Worker(settings, clock=NEXT_DAY) as w:
+        await w.send(_lines([start("A1", "10:00"), stop("A1", "10:45")]))
+        await asyncio.sleep(3)  # no output before discharge: give the worker time to apply both
+    async with Worker(settings, clock=NEXT_DAY) as w:
+        await w.send(_lines([discharge("11:00")]))
+        got = await w.collect(lambda r: any(x["kind"] == "charge" for x in r))
+    assert [c[0] for c in net_charges(got)] == ["96365"]
