@@ -6,10 +6,13 @@ so consumers de-duplicate what a crash makes us send twice.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
+import weakref
 
 import faust
 from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
+from faust.streams import _current_event
 
 from streams import compat
 from streams.config import Settings
@@ -19,6 +22,8 @@ from streams.processor import Message, Processor
 
 log = logging.getLogger(__name__)
 TABLE = "encounters"
+BATCH = 500  # events per delivery round trip
+BATCH_WAIT = 0.02  # seconds to wait for a batch to fill: bounds the added latency
 
 
 def build_app(s: Settings, metrics: Metrics, clock=None) -> faust.App:
@@ -47,7 +52,9 @@ def build_app(s: Settings, metrics: Metrics, clock=None) -> faust.App:
     app.monitor = PrometheusMonitor(metrics=FaustMetrics.create(metrics.registry, "faust"))
     table = app.Table(TABLE, partitions=s.partitions, key_type=str, value_type=bytes)  # JSON made by JsonStates
     kwargs = {"clock": clock} if clock else {}
-    processor = Processor(table, s.topics, s.policy, s.retention_days * 1440, metrics, **kwargs)
+    batch_event: dict[int, faust.types.EventT] = {}  # partition -> an event of it in this batch
+    processor = Processor(table, s.topics, s.policy, s.retention_days * 1440, metrics,
+                          write=_changelog_writer(batch_event), **kwargs)
     app.processor = processor
     topics = {name: app.topic(name, key_type=bytes, value_type=bytes) for name in s.topics.outputs}
     ticks = app.topic(s.topics.ticks, key_type=bytes, value_type=bytes)
@@ -55,11 +62,18 @@ def build_app(s: Settings, metrics: Metrics, clock=None) -> faust.App:
 
     @app.agent(source, name="validator")
     async def validate(stream):
-        async for event in stream.events():
-            m = event.message
-            msg = Message(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp)
-            for out in processor.process(msg):
-                await topics[out.topic].send(key=out.key, value=out.value)
+        # take_events acks a batch only when the next is asked for, i.e. after the loop body:
+        # outputs delivered, then state delivered, then offsets may be committed.
+        async for events in stream.take_events(BATCH, within=BATCH_WAIT):
+            sent = []
+            for event in events:
+                m = event.message
+                batch_event[m.partition] = event
+                for out in processor.process(Message(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp)):
+                    sent.append(await topics[out.topic].send(key=out.key, value=out.value))
+            await asyncio.gather(*sent)
+            await asyncio.gather(*processor.flush())
+            batch_event.clear()
             _set_gauges(processor, metrics)
 
     @app.timer(interval=s.tick_seconds)
@@ -74,6 +88,26 @@ def build_app(s: Settings, metrics: Metrics, clock=None) -> faust.App:
         processor.needs_rebuild = True
 
     return app
+
+
+def _changelog_writer(batch_event: dict):
+    """Writes one state to the table with its changelog record in the encounter's own partition.
+
+    faust takes the partition from the current event (the store, too: rocksdb keeps a database per
+    partition); after a batch that is not necessarily this encounter's, so the write runs with an
+    event of the right partition as the current one. Returns the changelog send's future.
+    """
+    def write(table, key: str, value: bytes | None, partition: int):
+        token = _current_event.set(weakref.ref(batch_event[partition]))
+        try:
+            if value is None:
+                table.data.pop(key, None)
+                return table.send_changelog(partition, key, None, value_serializer="raw")
+            table.data[key] = value
+            return table.send_changelog(partition, key, value)
+        finally:
+            _current_event.reset(token)
+    return write
 
 
 def _set_gauges(processor: Processor, metrics: Metrics) -> None:

@@ -6,6 +6,7 @@ faust Table in production); EncounterState objects are (de)serialized at the map
 """
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
@@ -20,6 +21,9 @@ from rules.policy import Policy
 from streams.config import Topics
 from streams.metrics import Metrics
 from streams.records import MAX_EVENT_BYTES, dead_letter, oversize_reason
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,35 +44,66 @@ class Output:
 
 
 class JsonStates(MutableMapping):
-    """EncounterState objects over a mapping of JSON documents (bytes: a faust Table)."""
+    """EncounterState objects over a table of JSON documents, written back in batches.
 
-    def __init__(self, table: MutableMapping) -> None:
+    Changes stay here (with the partition of the message that made them) until `flush`, which the
+    agent calls only after the batch's outputs are delivered: a crash before that replays the
+    batch and re-sends the same outputs (same ids); a crash after it replays events the state has
+    already seen, which produce nothing. Either way nothing is lost.
+    """
+
+    def __init__(self, table: MutableMapping, write=None) -> None:
         self.table = table
+        self.write = write or _write_mapping
+        self.partition = 0  # of the message being processed; the agent sets it
+        self._dirty: dict[str, tuple[EncounterState | None, int]] = {}
 
     def __getitem__(self, key: str) -> EncounterState:
-        return EncounterState.from_json(orjson.loads(self.table[key]))
+        state = self.get(key)
+        if state is None:
+            raise KeyError(key)
+        return state
 
     def get(self, key, default=None):
+        if key in self._dirty:
+            state = self._dirty[key][0]
+            return default if state is None else state
         data = self.table.get(key)
         return default if data is None else EncounterState.from_json(orjson.loads(data))
 
     def __setitem__(self, key: str, state: EncounterState) -> None:
-        self.table[key] = orjson.dumps(state.to_json())
+        self._dirty[key] = (state, self.partition)
 
     def __delitem__(self, key: str) -> None:
-        del self.table[key]
+        self._dirty[key] = (None, self.partition)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(list(self.table.keys()))
+        keys = dict.fromkeys(self.table.keys())
+        keys.update(self._dirty)
+        return iter([k for k in keys if self.get(k) is not None])
 
     def __len__(self) -> int:
-        return len(self.table)
+        return sum(1 for _ in self)
+
+    def flush(self) -> list:
+        """Write the batch's changes to the table; returns what `write` returned (futures)."""
+        dirty, self._dirty = self._dirty, {}
+        return [self.write(self.table, key, None if state is None else orjson.dumps(state.to_json()), partition)
+                for key, (state, partition) in dirty.items()]
+
+
+def _write_mapping(table: MutableMapping, key: str, value: bytes | None, partition: int) -> None:
+    if value is None:
+        table.pop(key, None)
+    else:
+        table[key] = value
 
 
 class Processor:
     def __init__(self, table: MutableMapping, topics: Topics, policy: Policy, retention_minutes: int,
-                 metrics: Metrics, clock=time.time) -> None:
-        self.book = Book(JsonStates(table), policy, retention_minutes, event_clock=False)
+                 metrics: Metrics, clock=time.time, write=None) -> None:
+        self.states = JsonStates(table, write)
+        self.book = Book(self.states, policy, retention_minutes, event_clock=False)
         self.topics, self.metrics, self.clock = topics, metrics, clock
         self._type_of_topic = dict(zip(topics.inputs, (
             "administration.started", "administration.stopped", "administration.voided",
@@ -84,7 +119,23 @@ class Processor:
     # -- messages ------------------------------------------------------------------------
 
     def process(self, msg: Message) -> list[Output]:
+        """Outputs of one message. Never raises: a failure becomes a dead letter, so one bad
+        message can neither crash the worker nor be skipped silently."""
+        try:
+            return self._process(msg)
+        except Exception as exc:  # a bug, not bad input: keep going, but leave a trace
+            log.exception("internal error on %s/%s/%s", msg.topic, msg.partition, msg.offset)
+            return self._outputs([dead_letter(f"internal error ({type(exc).__name__}); the worker kept "
+                                              "running; report it with the source position",
+                                              "internal_error", self._source(msg), msg.value)], msg.key)
+
+    def flush(self) -> list:
+        """Write the batch's state changes (call once its outputs are delivered)."""
+        return self.states.flush()
+
+    def _process(self, msg: Message) -> list[Output]:
         self._rebuild_if_needed()
+        self.states.partition = msg.partition
         if msg.topic == self.topics.ticks:
             return self._tick(msg)
         try:

@@ -88,8 +88,33 @@ def test_state_is_kept_as_json_in_the_table_and_rebuilt_after_assignment():
     table = {}
     p = Processor(table, T, Policy(), 14 * 1440, Metrics(), clock=Clock(1772463600))
     p.process(_msg(start("A1", "10:00", ordered_duration_minutes=30)))
+    assert table == {}  # written back only when the agent says its outputs are delivered
+    p.flush()
     assert json.loads(table["E1"])["encounter_id"] == "E1"
     fresh = Processor(table, T, Policy(), 14 * 1440, Metrics(), clock=Clock(1772463600 + 3601))
     fresh.needs_rebuild = True
     assert [t.key for t in fresh.due_ticks()] == [b"E1"]
     assert fresh.book.open_count == 1
+
+
+def test_replay_after_a_crash_resends_the_same_outputs_or_nothing():
+    """What kill -9 can leave: state not yet written (replay re-sends identical outputs, same ids)
+    or written (replay finds every event seen and sends nothing). Never a different output."""
+    events = [start("A1", "10:00"), stop("A1", "10:45"), discharge("11:00")]
+    table = {}
+    first = Processor(table, T, Policy(), 14 * 1440, Metrics(), clock=Clock(1772463600 + 86400))
+    sent = [o for e in events for o in first.process(_msg(e))]
+    crashed = Processor(table, T, Policy(), 14 * 1440, Metrics(), clock=Clock(1772463600 + 86400))
+    assert [o for e in events for o in crashed.process(_msg(e))] == sent  # nothing flushed: same again
+    first.flush()
+    after = Processor(table, T, Policy(), 14 * 1440, Metrics(), clock=Clock(1772463600 + 86400))
+    assert [o for e in events for o in after.process(_msg(e))] == []
+
+
+def test_an_internal_error_is_dead_lettered_and_the_next_message_still_processed(monkeypatch):
+    p = _processor()
+    monkeypatch.setattr(p.book, "handle", lambda *a, **k: 1 / 0)
+    out = _records(p.process(_msg(start("A1", "10:00"))))
+    assert [(t, r["category"]) for t, r in out] == [(T.dead_letters, "internal_error")]
+    monkeypatch.undo()
+    assert p.process(_msg(start("A2", "10:00"))) == []
