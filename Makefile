@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-.PHONY: install demo test bench
+.PHONY: install demo test test-full bench
 install: $(STAMP)
 
 demo: $(STAMP)
@@ -19,6 +19,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest -q
+
+test-full: $(STAMP)
+	$(BIN)/pytest -q -m ''
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.batch

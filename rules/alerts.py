@@ -36,4 +36,6 @@ class AlertSpec:
 
     @property
     def identity(self) -> str:
-        return f"{self.code}|{self.administration_id or ''}|{self.key}"
+        """Two alerts are the same only if they say the same thing: when the documentation
+        changes what an alert says, the old one is resolved and the corrected one raised."""
+        return f"{self.code}|{self.administration_id or ''}|{self.key}|{self.message}"

@@ -63,16 +63,16 @@ def build_app(s: Settings, metrics: Metrics, clock=None) -> faust.App:
     @app.agent(source, name="validator")
     async def validate(stream):
         # take_events acks a batch only when the next is asked for, i.e. after the loop body:
-        # outputs delivered, then state delivered, then offsets may be committed.
+        # states with outboxes durable, outputs delivered, outboxes dropped; then offsets commit.
         async for events in stream.take_events(BATCH, within=BATCH_WAIT):
-            sent = []
+            outputs = []
             for event in events:
                 m = event.message
                 batch_event[m.partition] = event
-                for out in processor.process(Message(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp)):
-                    sent.append(await topics[out.topic].send(key=out.key, value=out.value))
-            await asyncio.gather(*sent)
-            await asyncio.gather(*processor.flush())
+                outputs += processor.process(Message(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp))
+            await asyncio.gather(*processor.flush())  # states and their outboxes are durable
+            await asyncio.gather(*[await topics[o.topic].send(key=o.key, value=o.value) for o in outputs])
+            processor.delivered()
             batch_event.clear()
             _set_gauges(processor, metrics)
 

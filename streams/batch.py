@@ -77,20 +77,19 @@ def tune_gc_for_batch() -> None:
 def _process(book: Book, lineno: int, raw: bytes, stats: BatchStats) -> list[dict]:
     if not raw.strip():
         return []  # blank lines separate nothing in JSON Lines; skipping them loses no data
-    source = {"line": lineno}
     if len(raw) > MAX_EVENT_BYTES:
         stats.dead_letters += 1
-        return [dead_letter(oversize_reason(len(raw)), "oversize", source, raw)]
+        return [dead_letter(oversize_reason(len(raw)), "oversize", {"line": lineno}, raw)]
     try:
         event = parse_event(raw)
         stats.events += 1
         return book.handle(event)
     except BadEvent as exc:
         stats.dead_letters += 1
-        return [dead_letter(str(exc), exc.category, source, raw)]
+        return [dead_letter(str(exc), exc.category, {"line": lineno}, raw)]
     except TooLate as exc:
         stats.dead_letters += 1
-        return [dead_letter(str(exc), "too_late", source, raw)]
+        return [dead_letter(str(exc), "too_late", {"line": lineno}, raw)]
 
 
 def _report(stats: BatchStats, book: Book) -> None:

@@ -44,12 +44,14 @@ class Output:
 
 
 class JsonStates(MutableMapping):
-    """EncounterState objects over a table of JSON documents, written back in batches.
+    """EncounterState objects over a table of JSON documents, written back once per batch.
 
-    Changes stay here (with the partition of the message that made them) until `flush`, which the
-    agent calls only after the batch's outputs are delivered: a crash before that replays the
-    batch and re-sends the same outputs (same ids); a crash after it replays events the state has
-    already seen, which produce nothing. Either way nothing is lost.
+    The agent's order per batch (the outbox pattern): `flush` writes each changed state together
+    with the outputs it caused (its outbox) and waits for the changelog; then the outputs are sent
+    and awaited; then `delivered` rewrites those states without outbox; then offsets may be
+    committed. A crash before `flush` leaves nothing sent and the batch is replayed; a crash after
+    it leaves outboxes that the restarted worker sends again (same ids). Nothing is lost, and no
+    output is ever sent that the surviving state does not know about.
     """
 
     def __init__(self, table: MutableMapping, write=None) -> None:
@@ -57,6 +59,7 @@ class JsonStates(MutableMapping):
         self.write = write or _write_mapping
         self.partition = 0  # of the message being processed; the agent sets it
         self._dirty: dict[str, tuple[EncounterState | None, int]] = {}
+        self._unsent: dict[str, tuple[dict, int]] = {}
 
     def __getitem__(self, key: str) -> EncounterState:
         state = self.get(key)
@@ -69,7 +72,12 @@ class JsonStates(MutableMapping):
             state = self._dirty[key][0]
             return default if state is None else state
         data = self.table.get(key)
-        return default if data is None else EncounterState.from_json(orjson.loads(data))
+        if data is None:
+            return default
+        doc = orjson.loads(data)
+        doc.pop("outbox", None)
+        doc.pop("partition", None)
+        return EncounterState.from_json(doc)
 
     def __setitem__(self, key: str, state: EncounterState) -> None:
         self._dirty[key] = (state, self.partition)
@@ -85,11 +93,38 @@ class JsonStates(MutableMapping):
     def __len__(self) -> int:
         return sum(1 for _ in self)
 
-    def flush(self) -> list:
-        """Write the batch's changes to the table; returns what `write` returned (futures)."""
+    def flush(self, outbox: dict[str, list[Output]]) -> list:
+        """Write the batch's changed states, each with its outbox; returns the writes' futures."""
         dirty, self._dirty = self._dirty, {}
-        return [self.write(self.table, key, None if state is None else orjson.dumps(state.to_json()), partition)
-                for key, (state, partition) in dirty.items()]
+        futures = []
+        for key, (state, partition) in dirty.items():
+            if state is None:
+                futures.append(self.write(self.table, key, None, partition))
+                continue
+            doc = state.to_json()
+            if outbox.get(key):
+                doc["outbox"] = [[o.topic, o.value.decode()] for o in outbox[key]]
+                doc["partition"] = partition
+                self._unsent[key] = (doc, partition)
+            futures.append(self.write(self.table, key, orjson.dumps(doc), partition))
+        return futures
+
+    def delivered(self) -> None:
+        """The outboxes written by `flush` are delivered: drop them (not awaited: a crash before
+        this lands only makes the next start send them once more)."""
+        unsent, self._unsent = self._unsent, {}
+        for key, (doc, partition) in unsent.items():
+            del doc["outbox"], doc["partition"]
+            self.write(self.table, key, orjson.dumps(doc), partition)
+
+    def outboxes(self) -> dict[int, list[Output]]:
+        """Outputs written but perhaps never delivered (found after a restart), by partition."""
+        found: dict[int, list[Output]] = {}
+        for key in list(self.table.keys()):
+            doc = orjson.loads(self.table[key])
+            for topic, value in doc.get("outbox") or ():
+                found.setdefault(doc["partition"], []).append(Output(topic, key.encode(), value.encode()))
+        return found
 
 
 def _write_mapping(table: MutableMapping, key: str, value: bytes | None, partition: int) -> None:
@@ -110,11 +145,14 @@ class Processor:
             "encounter.discharged", "encounter.discharge_cancelled", "charges.submitted")))
         self._routes = {"charge": topics.charges, "alert": topics.alerts, "dead_letter": topics.dead_letters}
         self.needs_rebuild = False  # set on partition assignment: schedules come from the recovered table
+        self._pending: dict[str, list[Output]] = {}  # this batch's outputs by encounter: the outboxes
+        self._resend: dict[int, list[Output]] = {}  # outboxes found after a restart, by partition
 
     def _rebuild_if_needed(self) -> None:
         if self.needs_rebuild:
             self.needs_rebuild = False
             self.book.rebuild()
+            self._resend = self.states.outboxes()
 
     # -- messages ------------------------------------------------------------------------
 
@@ -130,14 +168,33 @@ class Processor:
                                               "internal_error", self._source(msg), msg.value)], msg.key)
 
     def flush(self) -> list:
-        """Write the batch's state changes (call once its outputs are delivered)."""
-        return self.states.flush()
+        """Write the batch's states with their outboxes; await the result before sending outputs."""
+        pending, self._pending = self._pending, {}
+        return self.states.flush(pending)
+
+    def delivered(self) -> None:
+        """The batch's outputs are delivered: its outboxes can go."""
+        self.states.delivered()
 
     def _process(self, msg: Message) -> list[Output]:
         self._rebuild_if_needed()
         self.states.partition = msg.partition
+        resent = self._take_resend(msg.partition)
         if msg.topic == self.topics.ticks:
-            return self._tick(msg)
+            return resent + self._tick(msg)
+        return resent + self._process_event(msg)
+
+    def _take_resend(self, partition: int) -> list[Output]:
+        """Undelivered outboxes of this partition ride along with its first message after a restart
+        (the state is rewritten with them, so `delivered` clears them like any other)."""
+        outputs = self._resend.pop(partition, [])
+        for out in outputs:
+            key = out.key.decode()
+            self.states[key] = self.states[key]
+            self._pending.setdefault(key, []).append(out)
+        return outputs
+
+    def _process_event(self, msg: Message) -> list[Output]:
         try:
             event = self._parse(msg)
         except BadEvent as exc:
@@ -176,8 +233,12 @@ class Processor:
         out = []
         for rec in records:
             self.metrics.count_output(rec)
-            rec_key = rec.get("encounter_id", "").encode() or key or b""
-            out.append(Output(self._routes[rec["kind"]], rec_key, orjson.dumps(rec)))
+            encounter_id = rec.get("encounter_id")
+            output = Output(self._routes[rec["kind"]], encounter_id.encode() if encounter_id else key or b"",
+                            orjson.dumps(rec))
+            if encounter_id:  # dead letters have no state to keep them in: a replay re-sends them
+                self._pending.setdefault(encounter_id, []).append(output)
+            out.append(output)
         return out
 
     @staticmethod

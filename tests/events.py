@@ -68,7 +68,7 @@ def net_charges(records: list[dict]) -> list[tuple]:
         if r["action"] == "post":
             standing[r["charge_id"]] = r
         else:
-            standing.pop(r["reverses"])
+            standing.pop(r["reverses"], None)  # a redelivered reversal cancels nothing twice
     return sorted((r["cpt"], r["units"], tuple(r["modifiers"]), r["service_date"],
                    tuple(r["administration_ids"]), r["incomplete_documentation"]) for r in standing.values())
 
@@ -84,3 +84,14 @@ def final_alerts(records: list[dict]) -> dict[tuple, str]:
 
 def cpts(records: list[dict]) -> list[str]:
     return sorted(c for c, u, *_ in net_charges(records) for _ in range(u))
+
+
+def standing_alerts(records: list[dict]) -> set[tuple]:
+    """Alerts still raised at the end, as (encounter, code, administration, message): the same
+    problem reads the same however often it was raised and resolved on the way."""
+    last = {}
+    for r in records:
+        if r["kind"] == "alert":
+            last[r["alert_id"]] = r
+    return {(r["encounter_id"], r["code"], r["administration_id"], r["message"])
+            for r in last.values() if r["state"] == "raised"}

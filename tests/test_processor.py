@@ -118,3 +118,18 @@ def test_an_internal_error_is_dead_lettered_and_the_next_message_still_processed
     assert [(t, r["category"]) for t, r in out] == [(T.dead_letters, "internal_error")]
     monkeypatch.undo()
     assert p.process(_msg(start("A2", "10:00"))) == []
+
+
+def test_outbox_written_but_not_delivered_is_sent_again_after_a_restart():
+    events = [start("A1", "10:00"), stop("A1", "10:45"), discharge("11:00")]
+    table = {}
+    first = Processor(table, T, Policy(), 14 * 1440, Metrics(), clock=Clock(1772463600 + 86400))
+    sent = [o for e in events for o in first.process(_msg(e))]
+    first.flush()  # state and outbox durable; crash before the outputs were delivered
+    restarted = Processor(table, T, Policy(), 14 * 1440, Metrics(), clock=Clock(1772463600 + 86400))
+    restarted.needs_rebuild = True
+    again = restarted.process(_msg(start("B", "12:00", enc="E2")))
+    assert again == sent  # re-sent with the same ids, riding on the partition's next message
+    restarted.flush()
+    restarted.delivered()
+    assert all("outbox" not in json.loads(v) for v in table.values())

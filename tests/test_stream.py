@@ -9,7 +9,7 @@ import pytest
 from simulator import simulate
 from streams.batch import run_batch
 from streams.feed import SimClock, occurred
-from tests.events import cancel, discharge, final_alerts, net_charges, start, stop, void
+from tests.events import cancel, discharge, net_charges, standing_alerts, start, stop, void
 from tests.stream_harness import Worker, unique_settings
 
 
@@ -44,13 +44,9 @@ async def test_simulated_day_streams_to_the_same_charges_and_alerts_as_batch(bro
     assert net_charges(got) == net_charges(expected)
     # Topics have no order between them, so the stream may raise and resolve alerts a file replay
     # never raises (a discharge read before its stops); what still stands at the end must agree.
-    assert _standing(got) == _standing(expected)
+    assert standing_alerts(got) == standing_alerts(expected)
     dead = sorted(r["category"] for r in got if r["kind"] == "dead_letter")
     assert dead == sorted(r["category"] for r in expected if r["kind"] == "dead_letter")
-
-
-def _standing(records):
-    return {k for k, state in final_alerts(records).items() if state == "raised"}
 
 
 async def test_out_of_order_duplicates_late_documentation_and_reopen(broker):
@@ -73,7 +69,7 @@ async def test_out_of_order_duplicates_late_documentation_and_reopen(broker):
         got = await w.collect(lambda r: net_charges(r) == net_charges(expected), timeout=40)
     assert {(c[0], c[4]) for c in net_charges(got)} == {
         ("96365", ("A1",)), ("96375", ("P",)), ("96365", ("X",)), ("96365", ("R",)), ("96375", ("S",))}
-    assert _standing(got) == _standing(expected) == set()  # the late stop resolved any missing-stop alert
+    assert standing_alerts(got) == standing_alerts(expected) == set()  # the late stop resolved any missing-stop alert
     assert not [r for r in got if r["kind"] == "charge" and r["encounter_id"] == "E4" and r["action"] == "reverse"]
 
 

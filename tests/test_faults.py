@@ -1,0 +1,104 @@
+"""Faults: a worker killed with SIGKILL and restarted, repeatedly, loses nothing and adds nothing."""
+import asyncio
+import datetime as dt
+import io
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from simulator import simulate
+from streams.batch import run_batch
+from streams.feed import feed
+from streams.topics import create_topics
+from tests.events import net_charges, standing_alerts
+from tests.stream_harness import unique_settings
+
+# No overdue alerts here: a wall-clock stream and an event-time replay see the clock differently.
+NO_OVERDUE = "overdue_grace_minutes = 100000\noverdue_without_order_minutes = 100000\n"
+
+
+def _env(settings, policy_file):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IV_")}
+    env.update(IV_BOOTSTRAP_SERVERS=settings.bootstrap_servers, IV_APP_ID=settings.app_id,
+               IV_PARTITIONS=str(settings.partitions), IV_TICK_SECONDS="1", IV_POLICY_FILE=policy_file,
+               IV_DATA_DIR=settings.data_dir, IV_METRICS_PORT=str(settings.metrics_port), IV_LOG_LEVEL="warning")
+    for name in settings.topics.__dataclass_fields__:
+        env[f"IV_TOPIC_{name.upper()}"] = getattr(settings.topics, name)
+    return env
+
+
+def _start_worker(env):
+    return subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+async def _collect(settings, want, timeout=120.0, quiet=5.0):
+    consumer = AIOKafkaConsumer(*settings.topics.outputs, bootstrap_servers=settings.bootstrap_servers,
+                                auto_offset_reset="earliest", group_id=None)
+    await consumer.start()
+    records, loop = [], asyncio.get_running_loop()
+    deadline, last = loop.time() + timeout, loop.time()
+    try:
+        while loop.time() < deadline:
+            for messages in (await consumer.getmany(timeout_ms=300)).values():
+                records += [orjson.loads(m.value) for m in messages]
+                last = loop.time()
+            if want(records) and loop.time() - last > quiet:
+                break
+    finally:
+        await consumer.stop()
+    return records
+
+
+@pytest.mark.parametrize("kills,encounters", [
+    pytest.param(5, 150, id="ci"),
+    pytest.param(12, 1500, id="full", marks=pytest.mark.slow),
+])
+async def test_sigkill_at_random_points_loses_and_duplicates_nothing(broker, kills, encounters, tmp_path):
+    from streams.broker import free_port
+
+    policy = tmp_path / "policy.toml"
+    policy.write_text(NO_OVERDUE)
+    settings = unique_settings(broker.bootstrap, metrics_port=free_port())
+    await create_topics(settings, log=lambda _: None)
+    day = dt.date.today() - dt.timedelta(days=2)
+    lines = [l.encode() for l in simulate(encounters=encounters, seed=23, day=day)]
+    out = io.BytesIO()
+    from rules.policy import load_policy
+    run_batch(lines, out, load_policy(policy))
+    expected = [orjson.loads(l) for l in out.getvalue().splitlines()]
+
+    env = _env(settings, str(policy))
+    worker = _start_worker(env)
+    rng = random.Random(5)
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=5)
+    await producer.start()
+    try:
+        chunks = [lines[i * len(lines) // (kills + 1):(i + 1) * len(lines) // (kills + 1)] for i in range(kills + 1)]
+        for chunk in chunks[:-1]:
+            await feed(producer, chunk, settings.topics)
+            await asyncio.sleep(rng.uniform(0.5, 4.0))  # somewhere mid-processing, mid-commit, mid-join
+            worker.send_signal(signal.SIGKILL)
+            worker.wait()
+            worker = _start_worker(env)
+        await feed(producer, chunks[-1], settings.topics)
+        got = await _collect(settings, lambda r: net_charges(r) == net_charges(expected))
+    finally:
+        await producer.stop()
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(30)
+    assert net_charges(got) == net_charges(expected)
+    assert standing_alerts(got) == standing_alerts(expected)
+    # at-least-once: a redelivered output repeats an id with the same content, never a new meaning
+    by_id = {}
+    for r in got:
+        rid = r.get("charge_id") or (r.get("alert_id"), r.get("state"))
+        if r["kind"] != "dead_letter":
+            assert by_id.setdefault(str(rid), r) == r
