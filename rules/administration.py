@@ -84,6 +84,7 @@ def describe(service: Service) -> str:
     """Chart-checkable description, e.g. 'vancomycin 07:00–09:31 (151 min) on PIV-1'."""
     a = service.admin
     site = f" on {a.access_site}" if a.access_site else ""
+    start = _CLOCK[(a.start + a.offset) % 1440]  # clock(), inlined: once per service and hot
     if a.stop is None:
-        return f"{a.drug_name} started {clock(a.start, a.offset)}{site} (no stop documented)"
-    return f"{a.drug_name} {clock(a.start, a.offset)}–{clock(a.stop, a.offset)} ({a.stop - a.start} min){site}"
+        return f"{a.drug_name} started {start}{site} (no stop documented)"
+    return f"{a.drug_name} {start}–{_CLOCK[(a.stop + a.offset) % 1440]} ({a.stop - a.start} min){site}"

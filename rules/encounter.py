@@ -49,9 +49,10 @@ class EncounterState:
 
     def apply(self, event, now: int, policy: Policy = DEFAULT) -> list[dict]:
         """Apply one parsed event; `now` is the clock in epoch seconds. Returns output records."""
-        if event.event_id in self.seen:
+        event_id = event.event_id
+        if event_id in self.seen:
             return []
-        self.seen.add(event.event_id)
+        self.seen.add(event_id)
         _APPLY[event.type](self, event)
         if not (self.discharged or self.alerts or self.overdue or self._stop_before_start(event)):
             return []  # the common case while an encounter is open: nothing to say

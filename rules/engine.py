@@ -5,7 +5,6 @@ Pure and deterministic: the same administrations give the same lines in the same
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -58,9 +57,16 @@ def code_encounter(admins: list[Administration], ctx: Context = Context(), polic
                                 "is bundled into the stay; no 96360-96549 charges are coded."))
         return Coding([], alerts, [], services)
     coder = _Coder(policy, _table(policy), ctx, alerts)
-    coder.code_standalone([s for s in services if s.admin.route in ("SC", "IM")])
-    groups = _access_groups([s for s in services if s.admin.route in ("IV", "IA")])
-    for index, group in enumerate(groups):
+    standalone, vascular = [], []
+    for s in services:
+        route = s.admin.route
+        if route in ("SC", "IM"):
+            standalone.append(s)
+        elif route in ("IV", "IA"):
+            vascular.append(s)
+    if standalone:
+        coder.code_standalone(standalone)
+    for index, group in enumerate(_access_groups(vascular)):
         coder.code_group(group, () if index == 0 else (policy.second_site_modifier,))
     return Coding(coder.sorted_lines(), alerts, coder.initial_kinds, services)
 
@@ -77,6 +83,8 @@ def _table(policy: Policy) -> CodeTable:
 def _access_groups(services: list[Service]) -> list[list[Service]]:
     """One group per encounter, plus one per distinct site with a documented separate-access
     reason (CMS transmittals 1702/2386: one initial service per encounter and per access site)."""
+    if not any(s.admin.separate_access_reason for s in services):
+        return [services] if services else []  # the common case: one group
     main_sites = {s.admin.access_site for s in services if not s.admin.separate_access_reason}
     groups: dict[str | None, list[Service]] = {}
     for s in services:
@@ -113,9 +121,9 @@ class _Coder:
         self.mods: tuple[str, ...] = ()
 
     def emit(self, cpt: str | None, minute: int, s: Service | None, explanation: str,
-             ids: tuple[str, ...] | None = None, offset: int | None = None) -> None:
-        """One unit of `cpt`, merged as it comes into the line of the same code, modifiers and date
-        (coding-rules §4)."""
+             ids: tuple[str, ...] | None = None, offset: int | None = None, units: int = 1) -> None:
+        """`units` units of `cpt`, merged as they come into the line of the same code, modifiers and
+        date (coding-rules §4)."""
         if cpt is None:
             return
         off = offset if offset is not None else s.admin.offset
@@ -124,19 +132,26 @@ class _Coder:
         incomplete = bool(s and s.incomplete)
         line = self.lines.get(key)
         if line is None:
-            self.lines[key] = Line(cpt, 1, self.mods, key[2], ids, incomplete, explanation)
+            self.lines[key] = Line(cpt, units, self.mods, key[2], ids, incomplete, explanation)
             return
-        line.units += 1
+        line.units += units
         line.incomplete |= incomplete
         if ids != line.administration_ids:
             line.administration_ids += tuple(i for i in ids if i not in line.administration_ids)
         if explanation is not line.explanation and explanation not in line.explanation:
             line.explanation += " " + explanation
 
-    def emit_hours(self, cpt: str | None, minutes: Iterable[int], s: Service, explanation: str,
+    def emit_hours(self, cpt: str | None, minutes: list[int], s: Service, explanation: str,
                    ids: tuple[str, ...] | None = None) -> None:
-        """One unit of `cpt` at each of `minutes`: the add-on hours of one service, one text."""
-        for minute in minutes:
+        """One unit of `cpt` at each of `minutes` (ascending): the add-on hours of one service, one
+        text. When all fall on one date they merge in one step, the same as one by one."""
+        if not minutes:
+            return
+        off = s.admin.offset
+        if local_date(minutes[0], off) == local_date(minutes[-1], off):
+            self.emit(cpt, minutes[0], s, explanation, ids, units=len(minutes))
+            return
+        for minute in minutes:  # the hours cross midnight
             self.emit(cpt, minute, s, explanation, ids)
 
     def sorted_lines(self) -> list[Line]:
@@ -165,14 +180,17 @@ class _Coder:
         text = f"{desc}: subcutaneous infusion" + (f" plus {_plural(hours, 'additional hour')}." if hours else ".")
         self.emit(self.table.get("sc_infusion_initial"), s.admin.start + 16, s, text)
         self.emit_hours(self.table.get("sc_infusion_additional"),
-                        (s.admin.start + 60 * k + 31 for k in range(1, hours + 1)), s, text)
+                        [s.admin.start + 60 * k + 31 for k in range(1, hours + 1)], s, text)
 
     # -- IV / IA: one hierarchy per access group ---------------------------------------------
 
     def code_group(self, group: list[Service], mods: tuple[str, ...]) -> None:
         self.mods = mods
-        drugs = sorted((s for s in group if s.kind != "hydration"), key=self._order_key)
-        hydration = [s for s in group if s.kind == "hydration"]
+        drugs, hydration = [], []
+        for s in group:
+            (hydration if s.kind == "hydration" else drugs).append(s)
+        if len(drugs) > 1:
+            drugs.sort(key=self._order_key)
         cut = iv.union([s.interval for s in drugs if s.timed])
         net_runs = self._net_hydration(hydration, cut)
         initial = self._pick_initial(drugs, hydration, iv.total(net_runs))
@@ -218,7 +236,7 @@ class _Coder:
             text = (f"{desc}: repeat infusion of a drug already infused, reported as "
                     f"{_plural(hours, 'additional hour')} (31-90 min count as one hour).")
             self.emit_hours(self.table.get("additional_hour", cat, a.route),
-                            (a.start + 31 + 60 * (k - 1) for k in range(1, hours + 1)), s, text)
+                            [a.start + 31 + 60 * (k - 1) for k in range(1, hours + 1)], s, text)
         else:
             self._code_later_new_drug(s, desc, g)
         g.infused.append(a)
@@ -231,7 +249,7 @@ class _Coder:
         self.emit(self.table.get("initial_infusion", cat, a.route), a.start + 16, s, text + ".")
         text += f" plus {_plural(hours, 'additional hour')} (more than 30 minutes past each full hour)."
         self.emit_hours(self.table.get("additional_hour", cat, a.route),
-                        (a.start + 60 * k + 31 for k in range(1, hours + 1)), s, text)
+                        [a.start + 60 * k + 31 for k in range(1, hours + 1)], s, text)
 
     def _code_later_new_drug(self, s: Service, desc: str, g: _GroupState) -> None:
         a, cat = s.admin, s.admin.category
@@ -244,7 +262,7 @@ class _Coder:
             own = iv.subtract([s.interval], g.covered)
             text += f", plus {_plural(hours, 'additional hour')}."
             self.emit_hours(self.table.get("additional_hour", cat, a.route),
-                            (iv.instant_at(own, 60 * k + 31) for k in range(1, hours + 1)), s, text)
+                            iv.instants_at(own, [60 * k + 31 for k in range(1, hours + 1)]), s, text)
         elif overlap >= 16:
             self._code_concurrent(s, desc, overlap)
         else:
@@ -301,19 +319,19 @@ class _Coder:
                 f"Hydration {runs_text} totals {net} min after drug administration time: under 31 "
                 "minutes is not billable; check the documented start and stop times.")))
             return
-        at = lambda minutes: iv.instant_at(net_runs, minutes)  # noqa: E731  (net time -> clock time)
         additional = self.table.get("hydration_additional")
         if is_initial:
             hours = _hours_after_first(net)
             text = f"Hydration {runs_text}: {net} min net of drug time; initial hydration (31 min or more)"
-            self.emit(self.table.get("hydration_initial"), at(31), first, text + ".", ids)
+            self.emit(self.table.get("hydration_initial"), iv.instant_at(net_runs, 31), first, text + ".", ids)
             text += f" plus {_plural(hours, 'additional hour')} (more than 30 minutes past each full hour)."
-            self.emit_hours(additional, (at(60 * k + 31) for k in range(1, hours + 1)), first, text, ids)
+            hour_marks = [60 * k + 31 for k in range(1, hours + 1)]
         else:
             hours = _hours_each(net)
             text = (f"Hydration {runs_text}: {net} min net of drug time, secondary to the drug service: "
                     f"{_plural(hours, 'hour')} (31-90 min count as one).")
-            self.emit_hours(additional, (at(31 + 60 * (k - 1)) for k in range(1, hours + 1)), first, text, ids)
+            hour_marks = [31 + 60 * (k - 1) for k in range(1, hours + 1)]
+        self.emit_hours(additional, iv.instants_at(net_runs, hour_marks), first, text, ids)
 
     def _net_hydration(self, runs: list[Service], cut: list[iv.Interval]) -> list[iv.Interval]:
         if self.policy.hydration_combining == "union":

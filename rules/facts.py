@@ -26,7 +26,8 @@ class AdminFacts:
     voided: bool = False
 
     def record_start(self, event) -> None:
-        self.start = [event.drug.name, event.drug.code, event.category, event.route, event.method,
+        drug = event.drug
+        self.start = [drug.name, drug.code, event.category, event.route, event.method,
                       event.access_site, event.separate_access_reason, event.container_id, event.purpose,
                       event.ordered_duration_minutes, bool(event.primary_reason), event.minute, event.offset]
 
@@ -35,7 +36,7 @@ class AdminFacts:
 
     @property
     def stops_before_start(self) -> bool:
-        return (self.start is not None and self.stop is not None and not self.voided
+        return (self.stop is not None and self.start is not None and not self.voided
                 and self.stop[0] <= self.start[_START])
 
     @property
@@ -82,4 +83,4 @@ class AdminFacts:
 def count_open(facts: Iterable[AdminFacts]) -> int:
     """How many of `facts` are open (AdminFacts.open, spelled out: the book recounts an encounter's
     running administrations on every event, and a property call each doubled the cost)."""
-    return sum([1 for f in facts if f.start is not None and f.stop is None and not f.voided])
+    return sum([1 for f in facts if f.stop is None and f.start is not None and not f.voided])

@@ -5,6 +5,8 @@ Interval = tuple[int, int]
 
 
 def union(intervals: list[Interval]) -> list[Interval]:
+    if len(intervals) < 2:
+        return list(intervals)  # the common case: nothing to merge
     merged: list[Interval] = []
     for start, stop in sorted(intervals):
         if merged and start <= merged[-1][1]:
@@ -48,3 +50,20 @@ def instant_at(intervals: list[Interval], minutes: int) -> int:
             return start + (minutes - done)
         done += stop - start
     raise ValueError(f"intervals hold {done} minutes, fewer than {minutes}")
+
+
+def instants_at(intervals: list[Interval], totals: list[int]) -> list[int]:
+    """instant_at for each of `totals` (ascending), in one pass over `intervals`."""
+    out: list[int] = []
+    k, done = 0, 0  # totals[k] is the next to place; `done` minutes lie before `start`
+    for start, stop in intervals:
+        if k == len(totals):
+            break
+        span = stop - start
+        while k < len(totals) and totals[k] - done <= span:
+            out.append(start + totals[k] - done)
+            k += 1
+        done += span
+    if k < len(totals):
+        raise ValueError(f"intervals hold {done} minutes, fewer than {totals[k]}")
+    return out
