@@ -102,3 +102,46 @@ async def test_sigkill_at_random_points_loses_and_duplicates_nothing(broker, kil
         rid = r.get("charge_id") or (r.get("alert_id"), r.get("state"))
         if r["kind"] != "dead_letter":
             assert by_id.setdefault(str(rid), r) == r
+
+
+async def test_two_workers_share_partitions_and_the_survivor_takes_over(broker, tmp_path):
+    from rules.policy import load_policy
+    from streams.broker import free_port
+
+    policy = tmp_path / "policy.toml"
+    policy.write_text(NO_OVERDUE)
+    settings = unique_settings(broker.bootstrap, metrics_port=free_port())
+    await create_topics(settings, log=lambda _: None)
+    lines = [l.encode() for l in simulate(encounters=150, seed=29, day=dt.date.today() - dt.timedelta(days=2))]
+    out = io.BytesIO()
+    run_batch(lines, out, load_policy(policy))
+    expected = [orjson.loads(l) for l in out.getvalue().splitlines()]
+
+    env = _env(settings, str(policy))
+    other = dict(env, IV_METRICS_PORT=str(free_port()))
+    first, second = _start_worker(env), _start_worker(other)
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=5)
+    await producer.start()
+    try:
+        await asyncio.sleep(8)  # both join: the group splits the partitions between them
+        half = len(lines) // 2
+        await feed(producer, lines[:half], settings.topics)
+        await asyncio.sleep(2)
+        first.send_signal(signal.SIGKILL)  # mid-stream; the survivor gets its partitions
+        first.wait()
+        await feed(producer, lines[half:], settings.topics)
+        got = await _collect(settings, lambda r: net_charges(r) == net_charges(expected))
+    finally:
+        await producer.stop()
+        for w in (first, second):
+            if w.poll() is None:
+                w.send_signal(signal.SIGTERM)
+                w.wait(30)
+    assert net_charges(got) == net_charges(expected)
+    assert standing_alerts(got) == standing_alerts(expected)
+    raised = {}
+    for r in got:  # a problem raised twice would show as two ids raised for the same text
+        if r["kind"] == "alert" and r["state"] == "raised":
+            raised.setdefault((r["encounter_id"], r["code"], r["administration_id"], r["message"]),
+                              set()).add(r["alert_id"])
+    assert all(len(ids) == 1 for ids in raised.values())
