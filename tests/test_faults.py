@@ -27,7 +27,7 @@ NO_OVERDUE = "overdue_grace_minutes = 100000\noverdue_without_order_minutes = 10
 def _env(settings, policy_file):
     env = {k: v for k, v in os.environ.items() if not k.startswith("IV_")}
     env.update(IV_BOOTSTRAP_SERVERS=settings.bootstrap_servers, IV_APP_ID=settings.app_id,
-               IV_PARTITIONS=str(settings.partitions), IV_TICK_SECONDS="1", IV_POLICY_FILE=policy_file,
+               IV_PARTITIONS=str(settings.partitions), IV_TICK_SECONDS="1", IV_POLICY_FILE=policy_file or "",
                IV_DATA_DIR=settings.data_dir, IV_METRICS_PORT=str(settings.metrics_port), IV_LOG_LEVEL="warning")
     for name in settings.topics.__dataclass_fields__:
         env[f"IV_TOPIC_{name.upper()}"] = getattr(settings.topics, name)
@@ -145,3 +145,55 @@ async def test_two_workers_share_partitions_and_the_survivor_takes_over(broker, 
             raised.setdefault((r["encounter_id"], r["code"], r["administration_id"], r["message"]),
                               set()).add(r["alert_id"])
     assert all(len(ids) == 1 for ids in raised.values())
+
+
+@pytest.mark.parametrize("encounters", [pytest.param(2500, id="ci"),
+                                        pytest.param(25000, id="full", marks=pytest.mark.slow)])
+async def test_worker_started_on_a_backlog_catches_up_with_the_right_deadlines(broker, encounters):
+    """The backlog is two days old: every infusion still running when its events are read is
+    overdue by the wall clock, and each alert must name the deadline its own order gives."""
+    from streams.broker import free_port
+
+    settings = unique_settings(broker.bootstrap, metrics_port=free_port())
+    await create_topics(settings, log=lambda _: None)
+    day = dt.date.today() - dt.timedelta(days=2)
+    lines = [l.encode() for l in simulate(encounters=encounters, seed=31, day=day)]
+    lines += _still_running(day, 20)  # encounters open at the end: their infusions are overdue now
+    out = io.BytesIO()
+    run_batch(lines, out)
+    expected = [orjson.loads(l) for l in out.getvalue().splitlines()]
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=20)
+    await producer.start()
+    await feed(producer, lines, settings.topics)  # all waiting before the worker starts
+    await producer.stop()
+    worker = _start_worker(_env(settings, ""))
+    try:
+        got = await _collect(settings, lambda r: net_charges(r) == net_charges(expected) and sum(
+            1 for x in r if x["kind"] == "alert" and x["encounter_id"].startswith("OPEN")) >= 20, timeout=300)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(30)
+    assert net_charges(got) == net_charges(expected)
+    starts = {}
+    for line in lines:
+        e = orjson.loads(line)
+        if e.get("type") == "administration.started":
+            starts[(e["encounter_id"], e["administration_id"])] = e
+    overdue = [r for r in got if r["kind"] == "alert" and r["code"] == "STOP_TIME_OVERDUE" and r["state"] == "raised"]
+    assert overdue
+    for r in overdue:
+        e = starts[(r["encounter_id"], r["administration_id"])]
+        begin = dt.datetime.fromisoformat(e["occurred_at"])
+        allowed = e["ordered_duration_minutes"] + 30 if e.get("ordered_duration_minutes") else 240
+        assert f"past {(begin + dt.timedelta(minutes=allowed)).strftime('%H:%M')}" in r["message"]
+
+
+def _still_running(day: dt.date, n: int) -> list[bytes]:
+    from tests.events import start
+
+    lines = []
+    for i in range(n):
+        e = start(f"RUN{i}", "10:00", enc=f"OPEN{i:03d}", ordered_duration_minutes=30 + 15 * i)
+        e["occurred_at"] = f"{day.isoformat()}T{10 + i % 8:02d}:{7 * i % 60:02d}:00-05:00"
+        lines.append(orjson.dumps(e))
+    return lines
