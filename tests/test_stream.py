@@ -8,6 +8,7 @@ import pytest
 
 from simulator import simulate
 from streams.batch import run_batch
+from streams.config import Topics
 from streams.feed import SimClock, occurred
 from tests.events import cancel, discharge, net_charges, standing_alerts, start, stop, void
 from tests.stream_harness import Worker, unique_settings
@@ -162,3 +163,37 @@ async def test_state_survives_a_worker_restart(broker, store):
         await w.send(_lines([discharge("11:00")]))
         got = await w.collect(lambda r: any(x["kind"] == "charge" for x in r))
     assert [c[0] for c in net_charges(got)] == ["96365"]
+
+
+async def test_ten_thousand_malformed_messages_in_live_traffic(broker):
+    """Each reject is dead-lettered with a reason; the agent never crashes; valid coding is exact."""
+    from aiokafka import AIOKafkaProducer
+
+    from simulator import simulate_events
+    from tests.fuzz import mutants
+
+    events = list(simulate_events(encounters=150, seed=13))
+    lines = [orjson.dumps(e) for e in events]
+    bad = mutants(events, 10_000, seed=2)
+    expected = _batch(lines)
+    settings = unique_settings(broker.bootstrap)
+    topic_of = {getattr(Topics(), f): getattr(settings.topics, f) for f in Topics.__dataclass_fields__}
+    async with Worker(settings, clock=NEXT_DAY) as w:
+        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=20, max_request_size=2**21)
+        await producer.start()
+        try:
+            step = len(bad) // len(lines) + 1
+            for i, line in enumerate(lines):
+                await w.send([line])
+                for topic, key, value in bad[i * step:(i + 1) * step]:
+                    await producer.send(topic_of[topic], value, key=key)
+            await producer.flush()
+        finally:
+            await producer.stop()
+        got = await w.collect(lambda r: sum(1 for x in r if x["kind"] == "dead_letter") >= len(bad), timeout=180)
+        crashed = [a for a in w.app.agents.values() if a._actors and any(x.crashed for x in a._actors)]
+    dead = [r for r in got if r["kind"] == "dead_letter"]
+    assert len(dead) == len(bad) and all(r["reason"] for r in dead)
+    assert net_charges(got) == net_charges(expected)
+    assert standing_alerts(got) == standing_alerts(expected)
+    assert crashed == []
