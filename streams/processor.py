@@ -88,7 +88,7 @@ class JsonStates(MutableMapping):
     def __iter__(self) -> Iterator[str]:
         keys = dict.fromkeys(self.table.keys())
         keys.update(self._dirty)
-        return iter([k for k in keys if self.get(k) is not None])
+        return iter([k for k in keys if k not in self._dirty or self._dirty[k][0] is not None])
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
@@ -106,7 +106,7 @@ class JsonStates(MutableMapping):
                 doc["outbox"] = [[o.topic, o.value.decode()] for o in outbox[key]]
                 doc["partition"] = partition
                 self._unsent[key] = (doc, partition)
-            futures.append(self.write(self.table, key, orjson.dumps(doc), partition))
+            futures.append(self.write(self.table, key, _compact(orjson.dumps(doc)), partition))
         return futures
 
     def delivered(self) -> None:
@@ -115,7 +115,7 @@ class JsonStates(MutableMapping):
         unsent, self._unsent = self._unsent, {}
         for key, (doc, partition) in unsent.items():
             del doc["outbox"], doc["partition"]
-            self.write(self.table, key, orjson.dumps(doc), partition)
+            self.write(self.table, key, _compact(orjson.dumps(doc)), partition)
 
     def outboxes(self) -> dict[int, list[Output]]:
         """Outputs written but perhaps never delivered (found after a restart), by partition."""
@@ -125,6 +125,12 @@ class JsonStates(MutableMapping):
             for topic, value in doc.get("outbox") or ():
                 found.setdefault(doc["partition"], []).append(Output(topic, key.encode(), value.encode()))
         return found
+
+
+def _compact(data: bytes) -> bytes:
+    """An exact-size copy: orjson's result keeps its whole output buffer (~4 KB) alive, which made
+    each stored state cost 4 KB instead of its ~0.5 KB (measured with tracemalloc)."""
+    return bytes(memoryview(data))
 
 
 def _write_mapping(table: MutableMapping, key: str, value: bytes | None, partition: int) -> None:

@@ -37,5 +37,11 @@ async def create_topics(s: Settings, log=print) -> list[str]:
 
 
 async def _partition_counts(admin: AIOKafkaAdminClient, names) -> dict[str, int]:
-    described = await admin.describe_topics(list(names))
+    # Describe only topics that exist: a metadata request for a missing topic makes brokers with
+    # auto-creation on (Tansu always) create it with their default partition count.
+    existing = set(await admin.list_topics())
+    names = [n for n in names if n in existing]
+    if not names:
+        return {}
+    described = await admin.describe_topics(names)
     return {d["topic"]: len(d["partitions"]) for d in described if d.get("error_code", 0) == 0 and d["partitions"]}

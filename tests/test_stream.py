@@ -197,3 +197,16 @@ async def test_ten_thousand_malformed_messages_in_live_traffic(broker):
     assert net_charges(got) == net_charges(expected)
     assert standing_alerts(got) == standing_alerts(expected)
     assert crashed == []
+
+
+async def test_topics_created_with_any_partition_count_and_mismatch_explained(broker):
+    import dataclasses
+
+    from streams.config import ConfigError
+    from streams.topics import create_topics
+
+    settings = dataclasses.replace(unique_settings(broker.bootstrap), partitions=8)
+    assert len(await create_topics(settings, log=lambda _: None)) == len(settings.topics.all)
+    assert await create_topics(settings, log=lambda _: None) == []
+    with pytest.raises(ConfigError, match="another partition count than IV_PARTITIONS=4"):
+        await create_topics(dataclasses.replace(settings, partitions=4), log=lambda _: None)
