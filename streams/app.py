@@ -56,7 +56,6 @@ def build_app(s: Settings, metrics: Metrics, clock=None) -> faust.App:
     processor = Processor(table, s.topics, s.policy, s.retention_days * 1440, metrics,
                           write=_changelog_writer(batch_event), **kwargs)
     app.processor = processor
-    topics = {name: app.topic(name, key_type=bytes, value_type=bytes) for name in s.topics.outputs}
     ticks = app.topic(s.topics.ticks, key_type=bytes, value_type=bytes)
     source = app.topic(*s.topics.inputs, s.topics.ticks, key_type=bytes, value_type=bytes)
 
@@ -71,7 +70,9 @@ def build_app(s: Settings, metrics: Metrics, clock=None) -> faust.App:
                 batch_event[m.partition] = event
                 outputs += processor.process(Message(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp))
             await asyncio.gather(*processor.flush())  # states and their outboxes are durable
-            await asyncio.gather(*[await topics[o.topic].send(key=o.key, value=o.value) for o in outputs])
+            # Straight to the producer (one awaited batch), not faust's Topic.send per message.
+            send = app.producer.send
+            await asyncio.gather(*[await send(o.topic, o.key, o.value, None, None, None) for o in outputs])
             processor.delivered()
             batch_event.clear()
             _set_gauges(processor, metrics)
