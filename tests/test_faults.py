@@ -39,7 +39,7 @@ def _start_worker(env):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-async def _collect(settings, want, timeout=120.0, quiet=5.0):
+async def _collect(settings, want, timeout=300.0, quiet=5.0):
     consumer = AIOKafkaConsumer(*settings.topics.outputs, bootstrap_servers=settings.bootstrap_servers,
                                 auto_offset_reset="earliest", group_id=None)
     await consumer.start()
