@@ -255,8 +255,11 @@ class Processor:
 
     def due_ticks(self) -> list[Output]:
         """Tick messages for encounters with an overdue check or a retention purge now due.
-        Keyed by encounter, so each lands on the partition (and worker) that owns the state."""
+        Keyed by encounter, so each lands on the partition (and worker) that owns the state.
+        A partition holding undelivered outboxes gets a tick too: its outboxes ride on it even
+        when no input arrives there."""
         self._rebuild_if_needed()
         now = self.clock()
+        encounters = self.book.due(now) + [outs[0].key.decode() for outs in self._resend.values()]
         return [Output(self.topics.ticks, enc.encode(), orjson.dumps({"encounter_id": enc, "now": now}))
-                for enc in self.book.due(now)]
+                for enc in dict.fromkeys(encounters)]

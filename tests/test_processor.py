@@ -133,3 +133,15 @@ def test_outbox_written_but_not_delivered_is_sent_again_after_a_restart():
     restarted.flush()
     restarted.delivered()
     assert all("outbox" not in json.loads(v) for v in table.values())
+
+
+def test_undelivered_outbox_gets_a_tick_when_its_partition_is_quiet():
+    table = {}
+    first = Processor(table, T, Policy(), 14 * 1440, Metrics(), clock=Clock(1772463600 + 86400))
+    sent = [o for e in [start("A1", "10:00"), stop("A1", "10:45"), discharge("11:00")] for o in first.process(_msg(e))]
+    first.flush()
+    restarted = Processor(table, T, Policy(), 14 * 1440, Metrics(), clock=Clock(1772463600 + 86400))
+    restarted.needs_rebuild = True
+    ticks = restarted.due_ticks()
+    assert [t.key for t in ticks] == [b"E1"]
+    assert restarted.process(Message(T.ticks, 0, 0, ticks[0].key, ticks[0].value)) == sent
