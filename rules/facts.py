@@ -15,8 +15,7 @@ _START_FIELDS = ("drug_name", "drug_code", "category", "route", "method", "acces
                  "separate_access_reason", "container_id", "purpose", "ordered_duration_minutes",
                  "primary_reason", "start", "offset")
 _INDEX = {name: i for i, name in enumerate(_START_FIELDS)}
-_START, _METHOD, _PURPOSE, _ORDERED = (_INDEX[name] for name in ("start", "method", "purpose",
-                                                                 "ordered_duration_minutes"))
+_START, _METHOD, _PURPOSE, _ORDERED = (_INDEX[n] for n in ("start", "method", "purpose", "ordered_duration_minutes"))
 
 
 @dataclass(slots=True)
@@ -47,9 +46,10 @@ class AdminFacts:
     def overdue_minute(self, policy) -> int | None:
         """When a running treatment infusion becomes overdue: its ordered duration plus grace, or
         the fixed limit without an order. None when it is not one."""
-        if not self.open:
-            return None
         start = self.start
+        # Not open (spelled out, no property call: every clock tick asks this of every admin).
+        if self.stop is not None or start is None or self.voided:
+            return None
         if start[_METHOD] != "infusion" or start[_PURPOSE] != "treatment":
             return None
         ordered = start[_ORDERED]

@@ -71,7 +71,7 @@ def tune_gc_for_batch() -> None:
     run as usual, so any short-lived cycle is freed as before.
     """
     young, middle, _ = gc.get_threshold()
-    gc.set_threshold(young, middle, 100)  # a full collection after 100 middle ones, not 10
+    gc.set_threshold(young, middle, 1000)  # a full collection after 1,000 middle ones, not 10
 
 
 def _process(book: Book, lineno: int, raw: bytes, stats: BatchStats) -> list[dict]:
