@@ -34,9 +34,14 @@ def _env(settings, policy_file):
     return env
 
 
+LOG_DIR = tempfile.mkdtemp(prefix="iv-fault-workers-")
+
+
 def _start_worker(env):
+    """A worker subprocess; its log goes to LOG_DIR, named in a failing test's output."""
+    log = open(os.path.join(LOG_DIR, f"worker-{len(os.listdir(LOG_DIR)):02d}.log"), "wb")
     return subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=log, stderr=subprocess.STDOUT)
 
 
 async def _collect(settings, want, timeout=300.0, quiet=5.0):
@@ -94,7 +99,7 @@ async def test_sigkill_at_random_points_loses_and_duplicates_nothing(broker, kil
         await producer.stop()
         worker.send_signal(signal.SIGTERM)
         worker.wait(30)
-    assert net_charges(got) == net_charges(expected)
+    assert net_charges(got) == net_charges(expected), f"worker logs in {LOG_DIR}"
     assert standing_alerts(got) == standing_alerts(expected)
     # at-least-once: a redelivered output repeats an id with the same content, never a new meaning
     by_id = {}
