@@ -34,6 +34,7 @@ class Topics:
 
     @property
     def inputs(self) -> tuple[str, ...]:
+        """In the order of models.events.EVENT_TYPES: the topic of each event type."""
         return (self.started, self.stopped, self.voided, self.discharged, self.discharge_cancelled, self.submitted)
 
     @property

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from models.events import EVENT_TYPES
 from streams.config import Topics
 
 
@@ -34,9 +35,7 @@ def route(line: bytes, topics: Topics) -> tuple[str, bytes]:
     so the validator dead-letters them like any producer's mistake."""
     try:
         event = orjson.loads(line)
-        topic = dict(zip(("administration.started", "administration.stopped", "administration.voided",
-                          "encounter.discharged", "encounter.discharge_cancelled", "charges.submitted"),
-                         topics.inputs)).get(event.get("type"), topics.started)
+        topic = dict(zip(EVENT_TYPES, topics.inputs)).get(event.get("type"), topics.started)
         return topic, str(event.get("encounter_id") or "unknown").encode()
     except (orjson.JSONDecodeError, AttributeError):
         return topics.started, b"unknown"

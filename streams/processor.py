@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import orjson
 
 from models.errors import BadEvent
-from models.events import parse_event
+from models.events import EVENT_TYPES, parse_event
 from rules.book import Book, TooLate
 from rules.encounter import EncounterState
 from rules.policy import Policy
@@ -146,9 +146,7 @@ class Processor:
         self.states = JsonStates(table, write)
         self.book = Book(self.states, policy, retention_minutes, event_clock=False)
         self.topics, self.metrics, self.clock = topics, metrics, clock
-        self._type_of_topic = dict(zip(topics.inputs, (
-            "administration.started", "administration.stopped", "administration.voided",
-            "encounter.discharged", "encounter.discharge_cancelled", "charges.submitted")))
+        self._type_of_topic = dict(zip(topics.inputs, EVENT_TYPES))
         self._routes = {"charge": topics.charges, "alert": topics.alerts, "dead_letter": topics.dead_letters}
         self.needs_rebuild = False  # set on partition assignment: schedules come from the recovered table
         self._pending: dict[str, list[Output]] = {}  # this batch's outputs by encounter: the outboxes

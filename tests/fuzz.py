@@ -8,10 +8,10 @@ from __future__ import annotations
 import json
 import random
 
+from models.events import EVENT_TYPES
 from streams.config import Topics
 
-TYPE_TOPIC = dict(zip(("administration.started", "administration.stopped", "administration.voided",
-                       "encounter.discharged", "encounter.discharge_cancelled", "charges.submitted"), Topics().inputs))
+TYPE_TOPIC = dict(zip(EVENT_TYPES, Topics().inputs))
 
 
 def _truncate(rng, e, raw):
