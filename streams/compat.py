@@ -53,8 +53,11 @@ def _patch_table_highwaters() -> None:
     driver.AIOKafkaConsumerThread._highwaters = _highwaters
 
 
-async def fetched_end_offsets(bootstrap, partitions, timeout: float = 5.0) -> dict:
-    """End offsets from the high watermark of a Fetch (correct on Tansu), not from ListOffsets."""
+async def fetched_end_offsets(bootstrap, partitions, timeout: float = 60.0) -> dict:
+    """End offsets from the high watermark of a Fetch (correct on Tansu), not from ListOffsets.
+
+    Never falls back to ListOffsets: a short end offset makes table recovery stop early and
+    silently drop the newest states, so failing to learn the end is an error, not a guess."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     given = list(partitions)
@@ -78,7 +81,11 @@ async def fetched_end_offsets(bootstrap, partitions, timeout: float = 5.0) -> di
                 high = consumer.highwater(tp)
                 if high is not None and tp not in found:
                     found[tp] = max(high, listed[tp])
-        return {g: found.get(t, listed[t]) for g, t in zip(given, tps)}
+        missing = [t for t in tps if t not in found]
+        if missing:
+            raise RuntimeError(f"could not read the end of {len(missing)} changelog partition(s) within "
+                               f"{timeout:.0f} s; refusing to recover tables from a guess")
+        return {g: found[t] for g, t in zip(given, tps)}
     finally:
         await asyncio.sleep(0)  # aiokafka 0.14: stopping straight after start raises CancelledError
         await consumer.stop()

@@ -44,7 +44,7 @@ def _start_worker(env):
                             stdout=log, stderr=subprocess.STDOUT)
 
 
-async def _collect(settings, want, timeout=300.0, quiet=5.0):
+async def _collect(settings, want, timeout=150.0, quiet=5.0):
     consumer = AIOKafkaConsumer(*settings.topics.outputs, bootstrap_servers=settings.bootstrap_servers,
                                 auto_offset_reset="earliest", group_id=None)
     await consumer.start()
@@ -99,7 +99,7 @@ async def test_sigkill_at_random_points_loses_and_duplicates_nothing(broker, kil
         await producer.stop()
         worker.send_signal(signal.SIGTERM)
         worker.wait(30)
-    assert net_charges(got) == net_charges(expected), f"worker logs in {LOG_DIR}"
+    assert net_charges(got) == net_charges(expected), _diff(got, expected)
     assert standing_alerts(got) == standing_alerts(expected)
     # at-least-once: a redelivered output repeats an id with the same content, never a new meaning
     by_id = {}
@@ -202,3 +202,9 @@ def _still_running(day: dt.date, n: int) -> list[bytes]:
         e["occurred_at"] = f"{day.isoformat()}T{10 + i % 8:02d}:{7 * i % 60:02d}:00-05:00"
         lines.append(orjson.dumps(e))
     return lines
+
+
+def _diff(got, expected) -> str:
+    have, want = set(net_charges(got)), set(net_charges(expected))
+    return (f"missing {sorted(want - have)[:8]} (of {len(want - have)}), extra {sorted(have - want)[:8]} "
+            f"(of {len(have - want)}); worker logs in {LOG_DIR}")
