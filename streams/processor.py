@@ -211,7 +211,7 @@ class Processor:
                 self.metrics.duplicates.inc()
         except TooLate as exc:
             records = [dead_letter(str(exc), "too_late", self._source(msg), msg.value)]
-        if msg.timestamp and any(r["kind"] == "charge" for r in records):
+        if event.type == "encounter.discharged" and msg.timestamp and any(r["kind"] == "charge" for r in records):
             self.metrics.discharge_to_charge.observe(max(0.0, self.clock() - msg.timestamp))
         return self._outputs(records, msg.key)
 

@@ -128,11 +128,14 @@ async def test_metrics_endpoint_exposes_the_named_metrics_after_a_run(broker):
     from streams.broker import free_port
 
     events = [start("A1", "10:00"), stop("A1", "10:45"), start("B", "10:00", enc="E2"), discharge("11:00")]
-    lines = _lines(events) + _lines(events[:1]) + [b"not json"]
+    documentation = _lines(events[:3])
+    lines = _lines(events[3:]) + _lines(events[:1]) + [b"not json"]
     settings = unique_settings(broker.bootstrap, metrics_port=free_port())
     async with Worker(settings, clock=NEXT_DAY) as w:
         server = w.metrics.serve(settings.metrics_port, "127.0.0.1")
         try:
+            await w.send(documentation)
+            await asyncio.sleep(3)  # topics have no order: the discharge must come after its stop
             await w.send(lines)
             await w.collect(lambda r: len(r) >= 2)
             text = urllib.request.urlopen(f"http://127.0.0.1:{settings.metrics_port}/metrics").read().decode()
