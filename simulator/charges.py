@@ -9,6 +9,8 @@ from __future__ import annotations
 import random
 from typing import Callable
 
+from rules import intervals as iv
+
 from .chart import Admin
 
 Line = tuple  # (cpt, units, modifiers tuple, service_date)
@@ -21,44 +23,6 @@ _SEQ = {"chemotherapy": "96417", "therapeutic": "96367"}
 _LATER_PUSH = {"chemotherapy": "96411", "therapeutic": "96375"}
 _AS_INITIAL = {"96367": "96365", "96417": "96413", "96375": "96374", "96411": "96409"}
 INITIAL_CODES = frozenset({"96360", "96365", "96374", "96409", "96413", "96422", "96420", "96373"})
-
-
-def _union(intervals: list) -> list:
-    out: list = []
-    for s, e in sorted(intervals):
-        if out and s <= out[-1][1]:
-            out[-1][1] = max(out[-1][1], e)
-        else:
-            out.append([s, e])
-    return out
-
-
-def _overlap(s: int, e: int, union: list) -> int:
-    return sum(max(0, min(e, ue) - max(s, us)) for us, ue in union)
-
-
-def _minus(a: list, b: list) -> list:
-    """Intervals of union `a` not covered by union `b`."""
-    out = []
-    for s, e in a:
-        for bs, be in b:
-            if be <= s or bs >= e:
-                continue
-            if bs > s:
-                out.append((s, bs))
-            s = max(s, be)
-        if s < e:
-            out.append((s, e))
-    return out
-
-
-def _instant(net: list, minutes: int) -> int:
-    """The minute at which net (hydration) time reaches `minutes`."""
-    for s, e in net:
-        if e - s >= minutes:
-            return s + minutes
-        minutes -= e - s
-    return net[-1][1]
 
 
 def _code_group(group: list[Admin], mods: tuple, units: list, state: dict) -> None:
@@ -86,7 +50,7 @@ def _code_group(group: list[Admin], mods: tuple, units: list, state: dict) -> No
             elif drug in infused:
                 units += [(_ADDL[cat], mods, start + 60 * k + 31) for k in range((t + 29) // 60)]
             else:
-                overlap = _overlap(start, start + t, _union(covered))
+                overlap = iv.overlap((start, start + t), iv.union(covered))
                 excl = t - overlap
                 if excl >= 16:
                     units.append((_SEQ[cat], mods, start))
@@ -111,15 +75,15 @@ def _code_group(group: list[Admin], mods: tuple, units: list, state: dict) -> No
             last_push[drug] = start
     if not hydration:
         return
-    net = _minus(_union(hydration), _union(busy))
+    net = iv.subtract(iv.union(hydration), iv.union(busy))
     total = sum(e - s for s, e in net)
     if total < 31:
         return
     if services:
-        units += [("96361", mods, _instant(net, 31 + 60 * k)) for k in range((total + 29) // 60)]
+        units += [("96361", mods, iv.instant_at(net, 31 + 60 * k)) for k in range((total + 29) // 60)]
     else:
-        units.append(("96360", mods, _instant(net, 31)))
-        units += [("96361", mods, _instant(net, 31 + 60 * k)) for k in range(1, (total - 31) // 60 + 1)]
+        units.append(("96360", mods, iv.instant_at(net, 31)))
+        units += [("96361", mods, iv.instant_at(net, 31 + 60 * k)) for k in range(1, (total - 31) // 60 + 1)]
 
 
 def code_lines(admins: list[Admin], date_of: Callable[[int], str]) -> list[Line]:
