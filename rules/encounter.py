@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from rules.administration import Administration, clock
 from rules.alerts import AlertSpec
 from rules.classify import stop_before_start_message
-from rules.engine import Coding, Context, Line, _table, code_encounter
+from rules.engine import Coding, Context, Line, code_encounter, code_table
 from rules.facts import AdminFacts
 from rules.ids import stable_id
 from rules.policy import DEFAULT, Policy
@@ -133,7 +133,7 @@ class EncounterState:
         coding = self.coding(policy)
         wanted = coding.alerts + live
         if self.submitted is not None:
-            wanted += audit(self.submitted, coding, _table(policy))
+            wanted += audit(self.submitted, coding, code_table(policy))
         return self._charge_delta(coding.lines) + self._alert_delta(wanted)
 
     def _live_alerts(self, policy: Policy) -> list[AlertSpec]:

@@ -56,7 +56,7 @@ def code_encounter(admins: list[Administration], ctx: Context = Context(), polic
         alerts.append(AlertSpec("INPATIENT_BUNDLED", None, "Inpatient encounter: drug administration "
                                 "is bundled into the stay; no 96360-96549 charges are coded."))
         return Coding([], alerts, [], services)
-    coder = _Coder(policy, _table(policy), ctx, alerts)
+    coder = _Coder(policy, code_table(policy), ctx, alerts)
     standalone, vascular = [], []
     for s in services:
         route = s.admin.route
@@ -76,7 +76,8 @@ def _table_for(codes: tuple) -> CodeTable:
     return CodeTable(dict(codes))
 
 
-def _table(policy: Policy) -> CodeTable:
+def code_table(policy: Policy) -> CodeTable:
+    """The code table of a policy (built once per distinct set of overrides)."""
     return _table_for(tuple(sorted(policy.codes.items())))
 
 
