@@ -27,7 +27,7 @@ BATCH_WAIT = 0.02  # seconds to wait for a batch to fill: bounds the added laten
 
 
 def build_app(s: Settings, metrics: Metrics, clock=None) -> faust.App:
-    compat.apply()
+    compat.apply(s.fetch_max_wait_ms)
     app = faust.App(
         s.app_id,
         broker=[f"kafka://{h}" for h in s.bootstrap_servers.split(",")],
@@ -86,7 +86,12 @@ def build_app(s: Settings, metrics: Metrics, clock=None) -> faust.App:
 
     @app.on_partitions_assigned.connect
     async def _assigned(app, assigned, **kwargs):  # noqa: ARG001
-        processor.needs_rebuild = True
+        processor.needs_rebuild = True  # the timer holds off until the table is recovered
+
+    @app.on_rebalance_complete.connect
+    async def _recovered(app, **kwargs):  # noqa: ARG001
+        # Sent by faust once the changelogs are applied (or nothing needed recovery).
+        processor.recovered()
 
     return app
 

@@ -9,6 +9,10 @@ applied whenever the worker starts.
 2. Tansu answers ListOffsets(LATEST) with the base offset of the last record batch + 1 when that
    batch held several records, so faust's table recovery stopped before the changelog's end and
    silently lost the newest state. The high watermark of a Fetch response is right: use that.
+3. faust creates its consumer with fetch_max_wait_ms=1500, not configurable. Tansu does not answer a
+   waiting fetch when new data arrives, so each event waited up to 1.5 s (measured: p50 716 ms
+   from produce to consume at 1500, 3 ms at 20). The worker's setting replaces it; on Kafka it
+   only bounds how often an idle consumer polls.
 """
 from __future__ import annotations
 
@@ -17,12 +21,13 @@ import asyncio
 _applied = False
 
 
-def apply() -> None:
+def apply(fetch_max_wait_ms: int = 20) -> None:
     global _applied
     if not _applied:
         _patch_leave_group()
         _patch_table_highwaters()
         _applied = True
+    _patch_fetch_wait(fetch_max_wait_ms)
 
 
 def _patch_leave_group() -> None:
@@ -39,6 +44,21 @@ def _patch_leave_group() -> None:
         self.reset_generation()
 
     gc.GroupCoordinator._maybe_leave_group = _maybe_leave_group
+
+
+def _patch_fetch_wait(ms: int) -> None:
+    from faust.transport.drivers import aiokafka as driver
+
+    create = getattr(driver.AIOKafkaConsumerThread._create_worker_consumer, "__wrapped__",
+                     driver.AIOKafkaConsumerThread._create_worker_consumer)
+
+    def _create_worker_consumer(self, transport):
+        consumer = create(self, transport)
+        consumer._fetch_max_wait_ms = ms  # read when the consumer starts its fetcher
+        return consumer
+
+    _create_worker_consumer.__wrapped__ = create
+    driver.AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer
 
 
 def _patch_table_highwaters() -> None:

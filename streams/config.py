@@ -63,6 +63,9 @@ class Settings:
     data_dir: str = "./validator-data"
     metrics_port: int = 9108
     tick_seconds: float = 10.0
+    # Longest a fetch may wait for data. faust fixes it at 1500 ms; a broker that does not answer a
+    # waiting fetch when data arrives (Tansu) then adds up to that to every event's latency.
+    fetch_max_wait_ms: int = 20
     retention_days: int = 14
     policy_file: str | None = None
     log_level: str = "info"
@@ -80,7 +83,7 @@ class Settings:
 
 
 _TOPIC_ENV = {f"IV_TOPIC_{f.name.upper()}": f.name for f in fields(Topics)}
-_INTS = {"partitions", "replication_factor", "metrics_port", "retention_days"}
+_INTS = {"partitions", "replication_factor", "metrics_port", "retention_days", "fetch_max_wait_ms"}
 _FLOATS = {"tick_seconds"}
 
 
@@ -145,6 +148,8 @@ def _check(s: Settings) -> None:
     if s.tick_seconds <= 0 or s.tick_seconds > 60:
         raise ConfigError("IV_TICK_SECONDS: give a number of seconds above 0 and at most 60 "
                           "(overdue alerts must fire within 60 s)")
+    if not 1 <= s.fetch_max_wait_ms <= 1500:
+        raise ConfigError("IV_FETCH_MAX_WAIT_MS: give milliseconds from 1 to 1500")
     if s.retention_days < 1:
         raise ConfigError("IV_RETENTION_DAYS: give 1 or more days")
     if len(set(s.topics.all)) != len(s.topics.all):

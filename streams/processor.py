@@ -148,15 +148,21 @@ class Processor:
         self.topics, self.metrics, self.clock = topics, metrics, clock
         self._type_of_topic = dict(zip(topics.inputs, EVENT_TYPES))
         self._routes = {"charge": topics.charges, "alert": topics.alerts, "dead_letter": topics.dead_letters}
-        self.needs_rebuild = False  # set on partition assignment: schedules come from the recovered table
+        # Set on partition assignment, cleared by `recovered`: until then the table is being
+        # recovered, and schedules or outboxes read from it would be partial (or empty).
+        self.needs_rebuild = False
         self._pending: dict[str, list[Output]] = {}  # this batch's outputs by encounter: the outboxes
         self._resend: dict[int, list[Output]] = {}  # outboxes found after a restart, by partition
 
+    def recovered(self) -> None:
+        """The table is recovered (after every rebalance): re-derive schedules and find outboxes."""
+        self.needs_rebuild = False
+        self.book.rebuild()
+        self._resend = self.states.outboxes()
+
     def _rebuild_if_needed(self) -> None:
         if self.needs_rebuild:
-            self.needs_rebuild = False
-            self.book.rebuild()
-            self._resend = self.states.outboxes()
+            self.recovered()
 
     # -- messages ------------------------------------------------------------------------
 
@@ -255,8 +261,10 @@ class Processor:
         """Tick messages for encounters with an overdue check or a retention purge now due.
         Keyed by encounter, so each lands on the partition (and worker) that owns the state.
         A partition holding undelivered outboxes gets a tick too: its outboxes ride on it even
-        when no input arrives there."""
-        self._rebuild_if_needed()
+        when no input arrives there. Nothing while the table is recovering: the timer runs then too,
+        and a schedule built from a half-recovered table would drop deadlines and outboxes."""
+        if self.needs_rebuild:
+            return []
         now = self.clock()
         encounters = self.book.due(now) + [outs[0].key.decode() for outs in self._resend.values()]
         return [Output(self.topics.ticks, enc.encode(), orjson.dumps({"encounter_id": enc, "now": now}))

@@ -93,6 +93,7 @@ def test_state_is_kept_as_json_in_the_table_and_rebuilt_after_assignment():
     assert json.loads(table["E1"])["encounter_id"] == "E1"
     fresh = Processor(table, T, Policy(), 14 * 1440, Metrics(), clock=Clock(1772463600 + 3601))
     fresh.needs_rebuild = True
+    fresh.recovered()
     assert [t.key for t in fresh.due_ticks()] == [b"E1"]
     assert fresh.book.open_count == 1
 
@@ -142,6 +143,25 @@ def test_undelivered_outbox_gets_a_tick_when_its_partition_is_quiet():
     first.flush()
     restarted = Processor(table, T, Policy(), 14 * 1440, Metrics(), clock=Clock(1772463600 + 86400))
     restarted.needs_rebuild = True
+    restarted.recovered()
+    ticks = restarted.due_ticks()
+    assert [t.key for t in ticks] == [b"E1"]
+    assert restarted.process(Message(T.ticks, 0, 0, ticks[0].key, ticks[0].value)) == sent
+
+
+def test_timer_during_recovery_neither_ticks_nor_forgets_the_outboxes():
+    """faust's timer runs while the table is still recovering (empty, after a kill -9): a schedule
+    built then would drop every deadline and undelivered outbox. It waits for `recovered`."""
+    recovered = {}
+    first = Processor(recovered, T, Policy(), 14 * 1440, Metrics(), clock=Clock(1772463600 + 86400))
+    sent = [o for e in [start("A1", "10:00"), stop("A1", "10:45"), discharge("11:00")] for o in first.process(_msg(e))]
+    first.flush()
+    table = {}  # the restarted worker's table, before the changelog is read
+    restarted = Processor(table, T, Policy(), 14 * 1440, Metrics(), clock=Clock(1772463600 + 86400))
+    restarted.needs_rebuild = True  # partitions assigned
+    assert restarted.due_ticks() == []
+    table.update(recovered)
+    restarted.recovered()
     ticks = restarted.due_ticks()
     assert [t.key for t in ticks] == [b"E1"]
     assert restarted.process(Message(T.ticks, 0, 0, ticks[0].key, ticks[0].value)) == sent
