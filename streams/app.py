@@ -16,6 +16,7 @@ from faust.streams import _current_event
 
 from streams import compat
 from streams.config import Settings
+from streams.health import Health
 from streams.kafka import faust_credentials
 from streams.metrics import Metrics
 from streams.processor import Message, Processor
@@ -26,7 +27,7 @@ BATCH = 500  # events per delivery round trip
 BATCH_WAIT = 0.02  # seconds to wait for a batch to fill: bounds the added latency
 
 
-def build_app(s: Settings, metrics: Metrics, clock=None) -> faust.App:
+def build_app(s: Settings, metrics: Metrics, clock=None, health: Health | None = None) -> faust.App:
     compat.apply(s.fetch_max_wait_ms)
     app = faust.App(
         s.app_id,
@@ -51,6 +52,7 @@ def build_app(s: Settings, metrics: Metrics, clock=None) -> faust.App:
     # faust's own sensors (messages, commits, rebalances...) on our registry, as faust_*.
     app.monitor = PrometheusMonitor(metrics=FaustMetrics.create(metrics.registry, "faust"))
     table = app.Table(TABLE, partitions=s.partitions, key_type=str, value_type=bytes)  # JSON made by JsonStates
+    health = health or Health()
     kwargs = {"clock": clock} if clock else {}
     batch_event: dict[int, faust.types.EventT] = {}  # partition -> an event of it in this batch
     processor = Processor(table, s.topics, s.policy, s.retention_days * 1440, metrics,
@@ -84,14 +86,24 @@ def build_app(s: Settings, metrics: Metrics, clock=None) -> faust.App:
             metrics.ticks.inc()
             await ticks.send(key=out.key, value=out.value)
 
+    @app.timer(interval=1.0)
+    async def heartbeat():
+        health.beat()  # /healthz: the event loop is turning
+
+    @app.on_partitions_revoked.connect
+    async def _revoked(app, revoked, **kwargs):  # noqa: ARG001
+        health.ready = False  # a rebalance began
+
     @app.on_partitions_assigned.connect
     async def _assigned(app, assigned, **kwargs):  # noqa: ARG001
+        health.ready = False
         processor.needs_rebuild = True  # the timer holds off until the table is recovered
 
     @app.on_rebalance_complete.connect
     async def _recovered(app, **kwargs):  # noqa: ARG001
         # Sent by faust once the changelogs are applied (or nothing needed recovery).
         processor.recovered()
+        health.ready = True
 
     return app
 

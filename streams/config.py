@@ -69,6 +69,7 @@ class Settings:
     retention_days: int = 14
     policy_file: str | None = None
     log_level: str = "info"
+    log_format: str = "json"  # or "text"
     topics: Topics = Topics()
 
     def __post_init__(self) -> None:
@@ -152,5 +153,9 @@ def _check(s: Settings) -> None:
         raise ConfigError("IV_FETCH_MAX_WAIT_MS: give milliseconds from 1 to 1500")
     if s.retention_days < 1:
         raise ConfigError("IV_RETENTION_DAYS: give 1 or more days")
+    if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ConfigError(f"IV_LOG_LEVEL={s.log_level!r}: choose debug, info, warning, error or critical")
+    if s.log_format not in ("json", "text"):
+        raise ConfigError(f"IV_LOG_FORMAT={s.log_format!r}: choose json (one object per line) or text")
     if len(set(s.topics.all)) != len(s.topics.all):
         raise ConfigError("IV_TOPIC_*: every topic needs its own name")

@@ -5,7 +5,9 @@ dead-letter categories. Never an encounter id or anything else about a patient.
 """
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from streams.health import serve
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -43,7 +45,7 @@ class Metrics:
         else:
             self.dead_letters.labels(rec["category"]).inc()
 
-    def serve(self, port: int, addr: str = "0.0.0.0"):
-        """Expose /metrics on `port`; returns the server so the caller can shut it down."""
-        server, _thread = start_http_server(port, addr=addr, registry=self.registry)
-        return server
+    def serve(self, port: int, addr: str = "0.0.0.0", health=None):
+        """Expose /metrics (and /healthz, /readyz given a streams.health.Health) on `port`;
+        returns the server so the caller can shut it down."""
+        return serve(self.registry, health, port, addr)

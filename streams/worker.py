@@ -5,8 +5,10 @@ import asyncio
 import logging
 import signal
 
+from streams import logs
 from streams.app import build_app
 from streams.config import Settings
+from streams.health import Health
 from streams.metrics import Metrics
 from streams.topics import create_topics
 
@@ -14,14 +16,14 @@ log = logging.getLogger("infusion_validator.worker")
 
 
 async def run_worker(settings: Settings, create: bool = False) -> int:
-    logging.basicConfig(level=settings.log_level.upper(), force=True,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure(settings.log_level, settings.log_format)
     settings.policy  # a bad policy file fails here, before anything connects
     if create:
         await create_topics(settings, log=log.info)
     metrics = Metrics()
-    server = metrics.serve(settings.metrics_port)
-    app = build_app(settings, metrics)
+    health = Health()
+    server = metrics.serve(settings.metrics_port, health=health)
+    app = build_app(settings, metrics, health=health)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

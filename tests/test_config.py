@@ -1,0 +1,129 @@
+"""Worker configuration, Kafka security settings, health endpoints and log format: no broker needed."""
+import io
+import json
+import logging
+import subprocess
+import urllib.error
+import urllib.request
+
+import pytest
+
+from streams.config import ConfigError, from_env
+from streams.health import Health
+from streams.kafka import client_kwargs, faust_credentials
+from streams.logs import JsonFormatter
+from streams.metrics import Metrics
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory):
+    """A self-signed CA certificate and key (openssl is part of the base system)."""
+    d = tmp_path_factory.mktemp("tls")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=kafka",
+                    "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem")], check=True, capture_output=True)
+    return d / "cert.pem", d / "key.pem"
+
+
+def test_numbers_and_topics_come_from_iv_variables():
+    s = from_env({"IV_PARTITIONS": "12", "IV_TICK_SECONDS": "2.5", "IV_TOPIC_CHARGES": "hosp.charges",
+                  "IV_FETCH_MAX_WAIT_MS": "50", "IV_LOG_FORMAT": "text"})
+    assert (s.partitions, s.tick_seconds, s.topics.charges, s.fetch_max_wait_ms, s.log_format) == \
+        (12, 2.5, "hosp.charges", 50, "text")
+
+
+@pytest.mark.parametrize("env,names", [
+    ({"IV_PARTITIONS": "eight"}, "IV_PARTITIONS"),
+    ({"IV_BOOTSTRAP_SERVERS": "kafka"}, "IV_BOOTSTRAP_SERVERS"),
+    ({"IV_SECURITY_PROTOCOL": "SASL_SSL"}, "IV_SASL_USERNAME"),
+    ({"IV_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "IV_SASL_MECHANISM": "MD5", "IV_SASL_USERNAME": "u",
+      "IV_SASL_PASSWORD": "p"}, "IV_SASL_MECHANISM"),
+    ({"IV_SSL_CAFILE": "/nonexistent/ca.pem"}, "IV_SSL_CAFILE"),
+    ({"IV_SASL_PASSWORD_FILE": "/nonexistent/secret"}, "IV_SASL_PASSWORD_FILE"),
+    ({"IV_LOG_FORMAT": "xml"}, "IV_LOG_FORMAT"),
+    ({"IV_LOG_LEVEL": "loud"}, "IV_LOG_LEVEL"),
+    ({"IV_FETCH_MAX_WAIT_MS": "0"}, "IV_FETCH_MAX_WAIT_MS"),
+    ({"IV_TOPIC_ALERTS": "billing.charges.coded"}, "IV_TOPIC_"),
+])
+def test_bad_configuration_names_the_variable_to_fix(env, names):
+    with pytest.raises(ConfigError, match=names):
+        from_env(env)
+
+
+def test_sasl_scram_over_tls_reaches_aiokafka_and_faust_alike(tmp_path, tls_files):
+    from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
+
+    cert, key = tls_files
+    (tmp_path / "secret").write_text("s3cret\n")
+    s = from_env({"IV_SECURITY_PROTOCOL": "SASL_SSL", "IV_SASL_MECHANISM": "SCRAM-SHA-512",
+                  "IV_SASL_USERNAME": "validator", "IV_SASL_PASSWORD_FILE": str(tmp_path / "secret"),
+                  "IV_SSL_CAFILE": str(cert), "IV_SSL_CERTFILE": str(cert), "IV_SSL_KEYFILE": str(key)})
+    assert "s3cret" not in repr(s)  # the password never reaches a log line through the settings
+    ours = client_kwargs(s)
+    theirs = credentials_to_aiokafka_auth(faust_credentials(s))
+    for kwargs in (ours, theirs):
+        assert kwargs["security_protocol"] == "SASL_SSL"
+        assert kwargs["sasl_mechanism"] == "SCRAM-SHA-512"
+        assert (kwargs["sasl_plain_username"], kwargs["sasl_plain_password"]) == ("validator", "s3cret")
+        assert kwargs["ssl_context"] is not None
+
+
+def test_tls_without_sasl_and_plaintext(tls_files):
+    from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
+
+    s = from_env({"IV_SECURITY_PROTOCOL": "SSL", "IV_SSL_CAFILE": str(tls_files[0])})
+    assert client_kwargs(s)["security_protocol"] == credentials_to_aiokafka_auth(faust_credentials(s))[
+        "security_protocol"] == "SSL"
+    assert "sasl_mechanism" not in client_kwargs(s)
+    assert faust_credentials(from_env({})) is None
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def test_health_endpoints_follow_the_event_loop_and_recovery():
+    from streams.broker import free_port
+
+    now = [0.0]
+    health = Health(stale_after=30, clock=lambda: now[0])
+    port = free_port()
+    server = Metrics().serve(port, "127.0.0.1", health=health)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        assert _get(base + "/healthz")[0] == 200
+        assert _get(base + "/readyz") == (503, "not ready\n")  # tables not recovered yet
+        health.ready = True
+        assert _get(base + "/readyz")[0] == 200
+        now[0] = 31.0  # no beat for 31 s: the loop is stuck
+        assert _get(base + "/healthz") == (503, "event loop stuck\n")
+        assert _get(base + "/readyz")[0] == 503
+        health.beat()
+        assert _get(base + "/healthz")[0] == 200
+        status, body = _get(base + "/metrics")
+        assert status == 200 and "iv_events_consumed_total" in body
+    finally:
+        server.shutdown()
+
+
+def test_json_log_lines():
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    log = logging.getLogger("test.json")
+    log.addHandler(handler)
+    try:
+        log.warning("partition %d recovered", 3)
+        try:
+            1 / 0
+        except ZeroDivisionError:
+            log.exception("internal error on %s/%s/%s", "topic", 1, 2)
+    finally:
+        log.removeHandler(handler)
+    first, second = [json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")]
+    assert (first["level"], first["logger"], first["message"]) == ("warning", "test.json", "partition 3 recovered")
+    assert first["time"].endswith("+00:00")
+    assert "ZeroDivisionError" in second["exception"]
