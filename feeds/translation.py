@@ -1,0 +1,92 @@
+"""What a translator hands back, and the pieces the HL7 v2 and FHIR translators share.
+
+A `Translation` is the outcome of one inbound message (HL7) or one resource (FHIR): the contract-v1
+events it means, alerts about it, or a rejection (`error` in words, `category` a bounded label for
+dead-letter metrics). A rejected message carries no events: the sender is told (HL7 AE / HTTP 4xx),
+fixes it and re-sends the whole of it, so nothing is half-applied.
+
+Every event a translator returns has passed `models.events.parse_event`: a translation that would
+produce an event the contract rejects (an id over 128 characters, a time in the future) is itself
+rejected with the contract's reason.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from hashlib import blake2b
+
+import orjson
+
+from models.errors import BadEvent
+from models.events import parse_event
+from rules.ids import stable_id
+
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+NDC = "http://hl7.org/fhir/sid/ndc"
+
+# Bounded dead-letter categories (metric label values).
+CATEGORIES = ("hl7_parse", "hl7_unsupported", "hl7_missing_field", "hl7_bad_value",
+              "fhir_invalid", "fhir_unsupported", "unknown_drug")
+
+
+@dataclass(frozen=True)
+class Translation:
+    events: list[dict]  # contract-v1 event dicts, each valid for models.events.parse_event
+    alerts: list[dict] = field(default_factory=list)  # alert records (models.outputs.Alert shape)
+    error: str | None = None  # the whole message is rejected: what is wrong and what to fix
+    category: str | None = None  # bounded dead-letter category when rejected
+    message_id: str | None = None  # HL7 MSH-10 / FHIR "ResourceType/id"
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class Reject(Exception):
+    """Raised inside a translator: the whole message is rejected with this reason and category."""
+
+    def __init__(self, category: str, reason: str, alerts: list[dict] | None = None) -> None:
+        super().__init__(reason)
+        self.category = category
+        self.reason = reason
+        self.alerts = alerts or []
+
+
+def rejected(exc: Reject, message_id: str | None) -> Translation:
+    return Translation(events=[], alerts=list(exc.alerts), error=exc.reason, category=exc.category,
+                       message_id=message_id)
+
+
+def rfc3339(value: dt.datetime) -> str:
+    """An aware datetime as RFC 3339 with its own UTC offset, to the second."""
+    return value.replace(microsecond=0).isoformat()
+
+
+def digest(payload: dict) -> str:
+    """Short stable digest of an event's content (keys sorted), for content-based event ids."""
+    return blake2b(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS), digest_size=5).hexdigest()
+
+
+def checked(events: list[dict], fail_category: str) -> list[dict]:
+    """Validate every event against contract v1; the first failure rejects the message."""
+    for event in events:
+        try:
+            parse_event(orjson.dumps(event))
+        except BadEvent as exc:
+            raise Reject(fail_category, f"the translated {event.get('type')} event breaks contract v1: {exc}") from None
+    return events
+
+
+def unknown_drug_alert(encounter_id: str, administration_id: str, drug: dict, where: str) -> dict:
+    """DRUG_CLASS_UNKNOWN (hard): the drug is not in the drug-class table, so nothing can be coded."""
+    code = f"code {drug.get('code')}" + (f" ({drug.get('system')})" if drug.get("system") else "") \
+        if drug.get("code") else "no code"
+    message = (f"Drug '{drug.get('name')}' ({code}, {where}) of administration {administration_id} is not in the "
+               "drug-class table, so it cannot be classified as chemotherapy, therapeutic or hydration and the "
+               "message was rejected: pharmacy or IT must add this drug code to the drug-class table "
+               "(feeds/drug_classes.toml or the hospital's override file), then have the sender re-send the message.")
+    identity = "|".join(("DRUG_CLASS_UNKNOWN", administration_id, str(drug.get("system")), str(drug.get("code")),
+                         str(drug.get("name"))))
+    return {"kind": "alert", "alert_id": stable_id("al", encounter_id, identity), "encounter_id": encounter_id,
+            "administration_id": administration_id, "code": "DRUG_CLASS_UNKNOWN", "severity": "hard",
+            "state": "raised", "message": message}
