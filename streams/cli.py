@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="simulated seconds per real second (default 3600: an hour a second)")
     demo.add_argument("--partitions", type=int, default=4, help="partitions of every topic (default 4)")
     demo.add_argument("--metrics-port", type=int, help="port of /metrics (default: a free one)")
+    demo.add_argument("--exit-after-day", action="store_true",
+                      help="stop after the simulated day instead of listening for HL7/FHIR until Ctrl-C")
 
     worker = sub.add_parser("worker", help="run the stream processor against a Kafka cluster",
                             description=WORKER_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -75,7 +77,52 @@ def build_parser() -> argparse.ArgumentParser:
     topics = sub.add_parser("topics", help="manage the Kafka topics")
     topics_sub = topics.add_subparsers(dest="topics_command", required=True, parser_class=_Parser)
     _connection_flags(topics_sub.add_parser("create", help="create every topic with the same partition count"))
+
+    hl7 = sub.add_parser("hl7", help="HL7 v2 feeds in: MLLP listener, archive replay, a test sender",
+                         description=HL7_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    hl7_sub = hl7.add_subparsers(dest="hl7_command", required=True, parser_class=_Parser)
+    listen = hl7_sub.add_parser("listen", help="MLLP listener: ACK after the events are in Kafka")
+    _connection_flags(listen)
+    _feed_flags(listen, port=2575)
+    replay = hl7_sub.add_parser("replay", help="write archive files of HL7 messages to Kafka (exit 2 if any rejected)")
+    _connection_flags(replay)
+    replay.add_argument("--drug-classes", dest="drug_classes_file", help="drug-class table TOML (IV_DRUG_CLASSES_FILE)")
+    replay.add_argument("files", nargs="+", help="files of HL7 messages (one or more per file)")
+    send = hl7_sub.add_parser("send", help="send files of HL7 messages to an MLLP listener and print the ACKs")
+    send.add_argument("--host", default="127.0.0.1", help="listener host (default 127.0.0.1)")
+    send.add_argument("--port", type=int, default=2575, help="listener port (default 2575)")
+    send.add_argument("files", nargs="+", help="files of HL7 messages (one or more per file)")
+
+    fhir = sub.add_parser("fhir", help="FHIR R4 feeds in: HTTP endpoint, bundle files")
+    fhir_sub = fhir.add_subparsers(dest="fhir_command", required=True, parser_class=_Parser)
+    serve = fhir_sub.add_parser("serve", help="HTTP endpoint for FHIR JSON (POST /fhir), e.g. a subscription target")
+    _connection_flags(serve)
+    _feed_flags(serve, port=8080)
+    load = fhir_sub.add_parser("load", help="write FHIR JSON files (Bundle or resource) to Kafka (exit 2 if any rejected)")
+    _connection_flags(load)
+    load.add_argument("--drug-classes", dest="drug_classes_file", help="drug-class table TOML (IV_DRUG_CLASSES_FILE)")
+    load.add_argument("files", nargs="+", help="FHIR JSON files")
     return parser
+
+
+HL7_HELP = """HL7 v2 in: RAS^O17 administrations, ADT^A03 discharge, ADT^A13 cancel discharge.
+
+  infusion-validator hl7 listen --port 2575            # MLLP; needs IV_BOOTSTRAP_SERVERS like the worker
+  infusion-validator hl7 send samples/hl7/scenario/*.hl7 --port 2575
+  infusion-validator hl7 replay archive-2026-11-24.hl7  # an archive straight into Kafka
+
+ACKs: AA stored in Kafka; AE fix the content and resend (missing field, bad value, unknown drug);
+AR not taken (unparseable, unsupported message type: filter it in the interface engine). AE and AR
+messages are dead-lettered with their reason. The drug category comes from the drug-class table
+(feeds/drug_classes.toml, extended by IV_DRUG_CLASSES_FILE); an unknown drug raises a
+DRUG_CLASS_UNKNOWN alert instead of a guess. Field mapping: feeds/hl7v2.py.
+"""
+
+
+def _feed_flags(p: argparse.ArgumentParser, port: int) -> None:
+    p.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
+    p.add_argument("--port", type=int, default=port, help=f"port to listen on (default {port})")
+    p.add_argument("--drug-classes", dest="drug_classes_file", help="drug-class table TOML (IV_DRUG_CLASSES_FILE)")
 
 
 WORKER_HELP = """Run the stream processor. Configuration comes from IV_* environment variables, flags override:
@@ -102,7 +149,8 @@ def _settings(args):
     from streams.config import from_env
 
     return from_env(bootstrap_servers=args.bootstrap_servers, partitions=args.partitions,
-                    policy_file=args.policy_file, metrics_port=args.metrics_port)
+                    policy_file=args.policy_file, metrics_port=args.metrics_port,
+                    drug_classes_file=getattr(args, "drug_classes_file", None))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -170,7 +218,7 @@ def _schema(args) -> int:
 def _demo(args) -> int:
     from streams.demo import main as demo
 
-    return demo(args.encounters, args.seed, args.speed, args.partitions, args.metrics_port)
+    return demo(args.encounters, args.seed, args.speed, args.partitions, args.metrics_port, args.exit_after_day)
 
 
 def _worker(args) -> int:
@@ -190,8 +238,30 @@ def _topics(args) -> int:
     return 0
 
 
+def _hl7(args) -> int:
+    import asyncio
+
+    from streams import gateway
+
+    if args.hl7_command == "send":
+        return asyncio.run(gateway.send_hl7(args.host, args.port, args.files))
+    if args.hl7_command == "listen":
+        return asyncio.run(gateway.listen_hl7(_settings(args), args.host, args.port))
+    return asyncio.run(gateway.replay_hl7(_settings(args), args.files))
+
+
+def _fhir(args) -> int:
+    import asyncio
+
+    from streams import gateway
+
+    if args.fhir_command == "serve":
+        return asyncio.run(gateway.serve_fhir(_settings(args), args.host, args.port))
+    return asyncio.run(gateway.load_fhir(_settings(args), args.files))
+
+
 _COMMANDS = {"code": _code, "simulate": _simulate, "schema": _schema, "demo": _demo, "worker": _worker,
-             "topics": _topics}
+             "topics": _topics, "hl7": _hl7, "fhir": _fhir}
 
 if __name__ == "__main__":
     sys.exit(main())

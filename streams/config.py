@@ -28,6 +28,7 @@ class Topics:
     discharge_cancelled: str = "adt.encounter.discharge-cancelled"
     submitted: str = "billing.charges.submitted"
     charges: str = "billing.charges.coded"
+    chargeitems: str = "billing.chargeitems.fhir"  # the same charge lines as FHIR R4 ChargeItem
     alerts: str = "nursing.documentation.alerts"
     dead_letters: str = "validator.dead-letters"
     ticks: str = "validator.clock-ticks"  # internal: the timer's route into the partitions
@@ -39,11 +40,12 @@ class Topics:
 
     @property
     def outputs(self) -> tuple[str, ...]:
+        """The topics of output records (kind charge / alert / dead_letter)."""
         return (self.charges, self.alerts, self.dead_letters)
 
     @property
     def all(self) -> tuple[str, ...]:
-        return self.inputs + self.outputs + (self.ticks,)
+        return self.inputs + self.outputs + (self.chargeitems, self.ticks)
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,7 @@ class Settings:
     fetch_max_wait_ms: int = 20
     retention_days: int = 14
     policy_file: str | None = None
+    drug_classes_file: str | None = None  # the hospital's drug-class table (HL7/FHIR feeds); see feeds/drugs.py
     log_level: str = "info"
     log_format: str = "json"  # or "text"
     topics: Topics = Topics()
@@ -141,6 +144,8 @@ def _check(s: Settings) -> None:
         path = getattr(s, name)
         if path and not Path(path).is_file():
             raise ConfigError(f"IV_{name.upper()}={path}: no such file")
+    if s.drug_classes_file and not Path(s.drug_classes_file).is_file():
+        raise ConfigError(f"IV_DRUG_CLASSES_FILE={s.drug_classes_file}: no such file")
     if s.store not in ("memory://", "rocksdb://"):
         raise ConfigError(f"IV_STORE={s.store!r}: use memory:// (recovers from the changelog at start) or "
                           "rocksdb:// (persistent in IV_DATA_DIR, faster restarts; uses the rocksdict package)")

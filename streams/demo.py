@@ -1,8 +1,9 @@
 """`infusion-validator demo`: the whole product on one machine.
 
-Starts the embedded broker, creates the topics, starts the worker, streams a simulated hospital
-day into the input topics at an accelerated clock, shows live progress from the output topics,
-and ends with the summary and the metrics URL. Ctrl-C stops everything cleanly, broker included.
+Starts the embedded broker, creates the topics, starts the worker and the HL7 (MLLP) and FHIR
+feeds, streams a simulated hospital day into the input topics at an accelerated clock, shows live
+progress from the output topics and the summary; then keeps listening, printing the charges and
+alerts of whatever arrives through HL7 or FHIR, until Ctrl-C stops everything, broker included.
 """
 from __future__ import annotations
 
@@ -17,9 +18,12 @@ import time
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from feeds import DrugClasses
 from simulator import simulate
+from streams import fhir_http, mllp
 from streams.app import build_app
 from streams.batch import BatchStats
+from streams.bridge import Bridge
 from streams.broker import EmbeddedBroker, free_port
 from streams.config import from_env
 from streams.feed import SimClock, feed, occurred
@@ -34,7 +38,11 @@ def say(text: str) -> None:
     print(text, flush=True)
 
 
-async def run_demo(encounters: int, seed: int, speed: float, partitions: int, metrics_port: int | None) -> int:
+HL7_PORT, FHIR_PORT = 2575, 8080  # the usual ones; a free port when taken
+
+
+async def run_demo(encounters: int, seed: int, speed: float, partitions: int, metrics_port: int | None,
+                   exit_after_day: bool = False) -> int:
     logging.basicConfig(level=logging.ERROR, force=True)  # faust is chatty; the demo prints its own progress
     # Two days back: the whole simulated span (late documentation included) stays in the past,
     # which the validator insists on (events dated in the future are rejected).
@@ -64,13 +72,21 @@ async def run_demo(encounters: int, seed: int, speed: float, partitions: int, me
         await producer.start()
         await consumer.start()
         stats = BatchStats()
+        fed: set[str] = set()  # encounters that came in through HL7 or FHIR: their outputs are printed
+        bridge = Bridge(producer, settings.topics, on_events=lambda events: fed.update(e["encounter_id"] for e in events))
+        drugs = DrugClasses.load()
+        hl7_port, fhir_port = _port(HL7_PORT), _port(FHIR_PORT)
+        hl7_server = await mllp.serve(bridge, drugs, "127.0.0.1", hl7_port)
+        fhir_runner = await fhir_http.serve(bridge, drugs, "127.0.0.1", fhir_port)
+        say(f"HL7 v2 MLLP listener on 127.0.0.1:{hl7_port}, FHIR endpoint on http://127.0.0.1:{fhir_port}/fhir "
+            "(their charges and alerts are printed as they come).")
         try:
             say(f"Streaming the day at {speed:,.0f}x (one simulated hour every {3600 / speed:.1f} s); Ctrl-C stops.")
             clock.start()
             sent = {"n": 0}
             feeder = asyncio.create_task(feed(producer, lines, settings.topics, clock,
                                               progress=lambda n: sent.__setitem__("n", n)))
-            await _watch(consumer, stats, feeder, stop, clock, sent, app.processor)
+            await _watch(consumer, stats, feeder, stop, clock, sent, app.processor, fed)
             if stop.is_set():
                 say("Stopped by request.")
                 feeder.cancel()
@@ -82,7 +98,14 @@ async def run_demo(encounters: int, seed: int, speed: float, partitions: int, me
             stats.open_encounters = app.processor.book.open_count
             say("\n" + summary(stats))
             say(f"\nMetrics: http://127.0.0.1:{settings.metrics_port}/metrics (served until the demo exits)")
+            if not (exit_after_day or stop.is_set()):
+                say(f"\nStill running. Send HL7 v2 (e.g. `.venv/bin/infusion-validator hl7 send --port {hl7_port} "
+                    f"samples/hl7/scenario/*.hl7`) or POST FHIR JSON to http://127.0.0.1:{fhir_port}/fhir; "
+                    "Ctrl-C stops.")
+                await _follow(consumer, stats, stop, fed)
         finally:
+            hl7_server.close()
+            await fhir_runner.cleanup()
             await consumer.stop()
             await producer.stop()
             await app.stop()
@@ -91,7 +114,18 @@ async def run_demo(encounters: int, seed: int, speed: float, partitions: int, me
     return 0
 
 
-async def _watch(consumer, stats: BatchStats, feeder, stop, clock, sent, processor) -> None:
+def _port(preferred: int) -> int:
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", preferred))
+            return preferred
+        except OSError:
+            return free_port()
+
+
+async def _watch(consumer, stats: BatchStats, feeder, stop, clock, sent, processor, fed: set) -> None:
     """Count output records and print progress until the feed is done and outputs are quiet."""
     last_output = time.monotonic()
     next_report = time.monotonic()
@@ -99,7 +133,9 @@ async def _watch(consumer, stats: BatchStats, feeder, stop, clock, sent, process
         batch = await consumer.getmany(timeout_ms=200, max_records=5000)
         for records in batch.values():
             for message in records:
-                stats.count(orjson.loads(message.value))
+                record = orjson.loads(message.value)
+                stats.count(record)
+                _show_fed(record, fed)
                 last_output = time.monotonic()
         if time.monotonic() >= next_report:
             next_report = time.monotonic() + 2
@@ -107,6 +143,30 @@ async def _watch(consumer, stats: BatchStats, feeder, stop, clock, sent, process
         if feeder.done() and time.monotonic() - last_output > QUIET_SECONDS:
             _progress(stats, clock, sent["n"], processor)
             return
+
+
+async def _follow(consumer, stats: BatchStats, stop, fed: set) -> None:
+    """After the day: print the outputs of what arrives through HL7 or FHIR, until Ctrl-C."""
+    while not stop.is_set():
+        for records in (await consumer.getmany(timeout_ms=200)).values():
+            for message in records:
+                record = orjson.loads(message.value)
+                stats.count(record)
+                _show_fed(record, fed)
+
+
+def _show_fed(record: dict, fed: set) -> None:
+    """One line per output of an HL7/FHIR-fed encounter, and per feed message rejected."""
+    kind = record["kind"]
+    if kind == "dead_letter" and str(record.get("source", {}).get("feed", "")).startswith(("hl7", "fhir")):
+        say(f"  <- {record['source']['feed']} rejected ({record['category']}): {record['reason']}")
+    elif record.get("encounter_id") in fed and kind == "charge":
+        modifiers = "".join(f" -{m}" for m in record["modifiers"])
+        say(f"  <- {record['encounter_id']} charge {record['action']} {record['cpt']}{modifiers} x{record['units']}"
+            f" {record['service_date']}: {record['explanation']}")
+    elif kind == "alert" and (record.get("encounter_id") in fed or record["code"] == "DRUG_CLASS_UNKNOWN"):
+        say(f"  <- {record['encounter_id']} alert {record['state']} {record['code']} ({record['severity']}):"
+            f" {record['message']}")
 
 
 def _progress(stats: BatchStats, clock, sent: int, processor) -> None:
@@ -117,9 +177,10 @@ def _progress(stats: BatchStats, clock, sent: int, processor) -> None:
         f" | dead letters {r['dead letter']:>3,} | open encounters {processor.book.open_count:>5,}")
 
 
-def main(encounters: int, seed: int, speed: float, partitions: int, metrics_port: int | None) -> int:
+def main(encounters: int, seed: int, speed: float, partitions: int, metrics_port: int | None,
+         exit_after_day: bool = False) -> int:
     try:
-        return asyncio.run(run_demo(encounters, seed, speed, partitions, metrics_port))
+        return asyncio.run(run_demo(encounters, seed, speed, partitions, metrics_port, exit_after_day))
     except KeyboardInterrupt:
         return 130
 

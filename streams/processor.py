@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import orjson
 
+from feeds.fhir import charge_item
 from models.errors import BadEvent
 from models.events import EVENT_TYPES, parse_event
 from rules.book import Book, TooLate
@@ -246,10 +247,21 @@ class Processor:
             encounter_id = rec.get("encounter_id")
             output = Output(self._routes[rec["kind"]], encounter_id.encode() if encounter_id else key or b"",
                             orjson.dumps(rec))
+            outputs = [output] + self._chargeitem(rec, output.key)
             if encounter_id:  # dead letters have no state to keep them in: a replay re-sends them
-                self._pending.setdefault(encounter_id, []).append(output)
-            out.append(output)
+                self._pending.setdefault(encounter_id, []).extend(outputs)
+            out += outputs
         return out
+
+    def _chargeitem(self, rec: dict, key: bytes) -> list[Output]:
+        """A charge line also as a FHIR ChargeItem; a failure here must not cost the charge itself."""
+        if rec["kind"] != "charge":
+            return []
+        try:
+            return [Output(self.topics.chargeitems, key, orjson.dumps(charge_item(rec)))]
+        except Exception:  # noqa: BLE001 - logged; the charge record still goes out
+            log.exception("ChargeItem not built for a %s line", rec.get("cpt"))
+            return []
 
     @staticmethod
     def _source(msg: Message) -> dict:

@@ -35,10 +35,13 @@ def _records(outputs):
     return [(o.topic, orjson.loads(o.value)) for o in outputs]
 
 
-def test_routes_charges_to_the_charge_topic_keyed_by_encounter():
+def test_routes_charges_to_the_charge_topic_keyed_by_encounter_and_as_fhir_chargeitems():
     p = _processor()
     outs = [o for e in [start("A1", "10:00"), stop("A1", "10:45"), discharge("11:00")] for o in p.process(_msg(e))]
-    assert [(o.topic, o.key) for o in outs] == [(T.charges, b"E1")]
+    assert [(o.topic, o.key) for o in outs] == [(T.charges, b"E1"), (T.chargeitems, b"E1")]
+    charge, item = (json.loads(o.value) for o in outs)
+    assert (item["resourceType"], item["id"], item["status"]) == ("ChargeItem", charge["charge_id"], "billable")
+    assert item["code"]["coding"][0]["code"] == charge["cpt"]
     assert orjson.loads(outs[0].value)["cpt"] == "96365"
 
 

@@ -1,0 +1,47 @@
+"""Feeds in: translations of HL7 v2 and FHIR (feeds/, pure) written to the event topics.
+
+Used by the MLLP listener, the FHIR endpoint and file replay alike. `submit` returns only once
+Kafka has acknowledged every record, so an HL7 ACK (AA) or an HTTP 200 means the events are
+durable; a rejected message goes to the dead-letter topic (with its reason and the raw message)
+and its alerts (e.g. DRUG_CLASS_UNKNOWN) to the alerts topic, so nothing vanishes silently.
+"""
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import orjson
+from aiokafka import AIOKafkaProducer
+
+from feeds import Translation
+from models.events import EVENT_TYPES
+from streams.config import Topics
+from streams.records import dead_letter
+
+
+class Bridge:
+    def __init__(self, producer: AIOKafkaProducer, topics: Topics, on_events: Callable[[list[dict]], None] | None = None) -> None:
+        self.producer, self.topics = producer, topics
+        self._topic_of_type = dict(zip(EVENT_TYPES, topics.inputs))
+        self.on_events = on_events  # e.g. the demo, to show what came in through a feed
+        self.accepted = self.rejected = 0
+
+    async def submit(self, translation: Translation, raw: bytes | str, source: dict) -> None:
+        """Write one message's events (or its dead letter) and alerts; wait for Kafka's acks."""
+        sends = []
+        for event in translation.events:
+            sends.append(await self.producer.send(self._topic_of_type[event["type"]], orjson.dumps(event),
+                                                  key=event["encounter_id"].encode()))
+        for alert in translation.alerts:
+            sends.append(await self.producer.send(self.topics.alerts, orjson.dumps(alert),
+                                                  key=alert["encounter_id"].encode()))
+        if not translation.ok:
+            letter = dead_letter(translation.error, translation.category, source, raw)
+            sends.append(await self.producer.send(self.topics.dead_letters, orjson.dumps(letter), key=b""))
+        await asyncio.gather(*sends)
+        if translation.ok:
+            self.accepted += 1
+            if self.on_events and translation.events:
+                self.on_events(translation.events)
+        else:
+            self.rejected += 1

@@ -1,0 +1,126 @@
+"""The feed commands: `hl7 listen|replay|send` and `fhir serve|load` (CLI glue over streams.mllp,
+streams.fhir_http and streams.bridge)."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaProducer
+
+from feeds import DrugClasses, translate_fhir, translate_hl7
+from streams import fhir_http, logs, mllp
+from streams.bridge import Bridge
+from streams.config import Settings
+from streams.kafka import client_kwargs
+
+log = logging.getLogger("infusion_validator.gateway")
+
+
+def drug_classes(s: Settings) -> DrugClasses:
+    return DrugClasses.load(s.drug_classes_file)
+
+
+@contextlib.asynccontextmanager
+async def bridge(s: Settings):
+    producer = AIOKafkaProducer(**client_kwargs(s), linger_ms=5, acks="all")
+    await producer.start()
+    try:
+        yield Bridge(producer, s.topics)
+    finally:
+        await producer.stop()
+
+
+async def _until_stopped() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+async def listen_hl7(s: Settings, host: str, port: int) -> int:
+    logs.configure(s.log_level, s.log_format)
+    drugs = drug_classes(s)
+    async with bridge(s) as b:
+        server = await mllp.serve(b, drugs, host, port)
+        log.info("HL7 MLLP listener on %s:%d, writing to %s", host, port, s.bootstrap_servers)
+        try:
+            await _until_stopped()
+        finally:
+            server.close()
+            await server.wait_closed()
+        log.info("stopped: %d messages accepted, %d rejected", b.accepted, b.rejected)
+    return 0
+
+
+async def serve_fhir(s: Settings, host: str, port: int) -> int:
+    logs.configure(s.log_level, s.log_format)
+    drugs = drug_classes(s)
+    async with bridge(s) as b:
+        runner = await fhir_http.serve(b, drugs, host, port)
+        log.info("FHIR endpoint on http://%s:%d/fhir, writing to %s", host, port, s.bootstrap_servers)
+        try:
+            await _until_stopped()
+        finally:
+            await runner.cleanup()
+    return 0
+
+
+async def replay_hl7(s: Settings, files: list[str], out=print) -> int:
+    """Every message of the archive files into Kafka, as the listener would; exit 2 if any rejected."""
+    drugs = drug_classes(s)
+    async with bridge(s) as b:
+        for path in files:
+            for n, raw in enumerate(mllp.split_messages(_read(path)), 1):
+                t = translate_hl7(raw, drugs)
+                await b.submit(t, raw, {"feed": "hl7-file", "file": Path(path).name, "message": n})
+                if not t.ok:
+                    out(f"{path} message {n}: {mllp.ack_code(t)} {t.error}")
+        out(f"{b.accepted} messages accepted, {b.rejected} rejected (dead-lettered)")
+        return 2 if b.rejected else 0
+
+
+async def load_fhir(s: Settings, files: list[str], out=print) -> int:
+    drugs = drug_classes(s)
+    async with bridge(s) as b:
+        for path in files:
+            try:
+                resource = orjson.loads(_read(path))
+            except orjson.JSONDecodeError as exc:
+                raise ValueError(f"{path} is not JSON ({exc}): give FHIR JSON files") from None
+            for t in translate_fhir(resource, drugs):
+                await b.submit(t, orjson.dumps(resource), {"feed": "fhir-file", "file": Path(path).name,
+                                                           "resource": t.message_id})
+                if not t.ok:
+                    out(f"{path} {t.message_id}: {t.error}")
+        out(f"{b.accepted} resources accepted, {b.rejected} rejected (dead-lettered)")
+        return 2 if b.rejected else 0
+
+
+async def send_hl7(host: str, port: int, files: list[str], out=print) -> int:
+    """Send archive files' messages to an MLLP listener and print each ACK; exit 2 unless all AA."""
+    messages = [m for path in files for m in mllp.split_messages(_read(path))]
+    refused = 0
+    try:
+        acks = [x async for x in mllp.send(host, port, messages)]
+    except ConnectionRefusedError:
+        raise OSError(f"no MLLP listener on {host}:{port}: start `infusion-validator hl7 listen` "
+                      "(or `make demo`, which listens on 2575), or give --host/--port") from None
+    for raw, ack in acks:
+        msa = next((seg.split("|") for seg in ack.split("\r") if seg.startswith("MSA")), ["MSA", "?"])
+        control = next((seg.split("|")[9] for seg in raw.decode("utf-8", "replace").split("\r")
+                        if seg.startswith("MSH") and seg.count("|") >= 9), "?")
+        refused += msa[1] != "AA"
+        out(f"{control}: {msa[1]}" + (f" {msa[3]}" if len(msa) > 3 and msa[3] else ""))
+    return 2 if refused else 0
+
+
+def _read(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise OSError(f"no such file: {path}") from None

@@ -1,0 +1,119 @@
+"""HL7 v2 over MLLP: the listener hospitals' interface engines send to, a sender, and file replay.
+
+The listener answers each message with an ACK only after its events are acknowledged by Kafka:
+AA accepted; AE content the validator cannot use (missing field, bad value, unknown drug: fix and
+resend); AR a message it does not take at all (unparseable, unsupported type: filter it out in the
+interface engine). Both AE and AR messages are dead-lettered with their reason. If Kafka cannot be
+written, the answer is AE "resend" and nothing is dead-lettered: the message was not consumed.
+MLLP framing and the ACK message come from python-hl7; translation from feeds.hl7v2.
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import re
+from collections.abc import AsyncIterator
+
+import hl7
+import hl7.mllp
+from aiokafka.errors import KafkaError
+
+from feeds import DrugClasses, Translation, translate_hl7
+from streams.bridge import Bridge
+
+log = logging.getLogger(__name__)
+REJECTED = ("hl7_parse", "hl7_unsupported")  # AR: the message as such is not taken
+SOURCE = "INFUSION-VALIDATOR"
+
+
+def ack_code(t: Translation) -> str:
+    if t.ok:
+        return "AA"
+    return "AR" if t.category in REJECTED else "AE"
+
+
+def build_ack(raw: bytes, code: str, text: str | None) -> bytes:
+    """An ACK for `raw`, echoing its control id; text in MSA-3. Built by python-hl7 from the
+    message's MSH; a message too broken for that gets a minimal ACK of our own."""
+    control = None
+    try:
+        msg = hl7.parse(_segments(raw))
+        control = str(msg.segment("MSH")[10])
+        ack = msg.create_ack(code, message_id=f"ACK{control}"[:20], application=SOURCE, facility=SOURCE)
+        if text:
+            ack.segment("MSA").append(_escape(text))
+        return str(ack).encode()
+    except Exception:  # noqa: BLE001 - unparseable is exactly the case handled here
+        now = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d%H%M%S+0000")
+        return (f"MSH|^~\\&|{SOURCE}|{SOURCE}|||{now}||ACK|ACK{now}|P|2.5.1\r"
+                f"MSA|{code}|{control or ''}|{_escape(text or '')}\r").encode()
+
+
+def _segments(raw: bytes) -> str:
+    return re.sub(r"\r\n|\n", "\r", raw.decode("utf-8", "replace")).strip("\r")
+
+
+def _escape(text: str) -> str:
+    """HL7 escape sequences for the delimiters, so a reason cannot break the ACK's structure."""
+    out = text.replace("\\", "\\E\\").replace("|", "\\F\\").replace("^", "\\S\\")
+    return out.replace("&", "\\T\\").replace("~", "\\R\\").replace("\r", " ").replace("\n", " ")
+
+
+async def handle(raw: bytes, bridge: Bridge, drugs: DrugClasses, source: dict) -> bytes:
+    """Translate, write to Kafka (awaited), and return the ACK to send back."""
+    translation = translate_hl7(raw, drugs)
+    try:
+        await bridge.submit(translation, raw, dict(source, message_control_id=translation.message_id))
+    except KafkaError as exc:
+        log.error("HL7 message not stored, answered AE: %s", type(exc).__name__)
+        return build_ack(raw, "AE", "could not store the message in Kafka; resend it")
+    return build_ack(raw, ack_code(translation), translation.error)
+
+
+async def serve(bridge: Bridge, drugs: DrugClasses, host: str, port: int) -> asyncio.AbstractServer:
+    """Start the MLLP listener; each connection's messages are answered in order."""
+    async def connected(reader: hl7.mllp.HL7StreamReader, writer: hl7.mllp.HL7StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        source = {"feed": "hl7-mllp", "peer": f"{peer[0]}:{peer[1]}" if peer else None}
+        try:
+            while True:
+                try:
+                    block = await reader.readblock()
+                except asyncio.IncompleteReadError:
+                    return  # the sender closed the connection
+                except hl7.mllp.InvalidBlockError:
+                    log.warning("closing an MLLP connection that sent bytes outside a <VT>...<FS><CR> block")
+                    return
+                writer.writeblock(await handle(block, bridge, drugs, source))
+                await writer.drain()
+        finally:
+            writer.close()
+
+    return await hl7.mllp.start_hl7_server(connected, host, port)
+
+
+async def send(host: str, port: int, messages: list[bytes], timeout: float = 30.0) -> AsyncIterator[tuple[bytes, str]]:
+    """Send messages over MLLP one by one; yields (message, ACK text) as each ACK arrives."""
+    reader, writer = await hl7.mllp.open_hl7_connection(host, port)
+    try:
+        for raw in messages:
+            writer.writeblock(_segments(raw).encode() + b"\r")
+            await writer.drain()
+            ack = await asyncio.wait_for(reader.readblock(), timeout)
+            yield raw, ack.decode("utf-8", "replace")
+    finally:
+        writer.close()
+
+
+def split_messages(data: bytes) -> list[bytes]:
+    """The messages of an archive file: one per MSH segment (MLLP framing bytes and blank lines
+    between messages are ignored)."""
+    text = data.replace(b"\x0b", b"").replace(b"\x1c", b"").decode("utf-8", "replace")
+    lines = [line for line in re.split(r"\r\n|\r|\n", text) if line.strip()]
+    messages: list[list[str]] = []
+    for line in lines:
+        if line.startswith("MSH") or not messages:
+            messages.append([])
+        messages[-1].append(line)
+    return ["\r".join(m).encode() + b"\r" for m in messages]
