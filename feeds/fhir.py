@@ -68,7 +68,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from feeds.drugs import DrugClasses, canonical_system
 from feeds.hl7v2 import _METHODS as _HL7_METHODS  # the same method codes as RXR-4
 from feeds.translation import (NDC, RXNORM, Reject, Translation, checked, digest, rejected, rfc3339,
-                               unknown_drug_alert)
+                               settle_method, unknown_drug_alert)
 from models.errors import describe
 
 EXT = "urn:infusion-validator:fhir:"
@@ -525,12 +525,7 @@ def _route_method(dosage: Dosage | None, instant: bool) -> tuple[str, str]:
         if method is None:
             raise Reject("fhir_invalid", f"dosage.method {', '.join(words)} is not known: say push, infusion or "
                          "injection (code, display or text), or leave it out")
-    if method is None:
-        method = ("push" if instant else "infusion") if route in ("IV", "IA") else "injection"
-    if route in ("IV", "IA") and method == "injection":
-        method = "push"
-    elif route in ("SC", "IM") and method == "push":
-        method = "injection"
+    method = settle_method(route, method, instant)
     return route, method
 
 

@@ -89,7 +89,8 @@ import hl7.containers
 import hl7.util
 
 from feeds.drugs import DrugClasses, canonical_system
-from feeds.translation import Reject, Translation, checked, digest, rejected, rfc3339, unknown_drug_alert
+from feeds.translation import (Reject, Translation, checked, digest, rejected, rfc3339, settle_method,
+                               unknown_drug_alert)
 
 # python-hl7 logs the raw value of a field it cannot unescape (patient data, into the hospital's logs)
 # under loggers named after its source files; a bad message is reported by the Translation instead.
@@ -388,12 +389,7 @@ def _route(rxr, where: str, instant: bool) -> tuple[str, str, str | None, str | 
         if method is None:
             raise Reject("hl7_bad_value", f"{where}: RXR-4 administration method {raw_method!r} is not known; "
                          "send IVP (push), IVPB or INF (infusion), INJ (injection), or leave it empty")
-    if method is None:
-        method = ("push" if instant else "infusion") if route in ("IV", "IA") else "injection"
-    if route in ("IV", "IA") and method == "injection":
-        method = "push"
-    elif route in ("SC", "IM") and method == "push":
-        method = "injection"
+    method = settle_method(route, method, instant)
     site = _get(rxr, 2, 1) or _get(rxr, 2, 2) or None
     device_code = (_get(rxr, 3, 1) or _get(rxr, 3, 2)).upper()
     device = _DEVICES.get(device_code) or _DEVICES.get(_get(rxr, 3, 2).upper())

@@ -90,3 +90,15 @@ def unknown_drug_alert(encounter_id: str, administration_id: str, drug: dict, wh
     return {"kind": "alert", "alert_id": stable_id("al", encounter_id, identity), "encounter_id": encounter_id,
             "administration_id": administration_id, "code": "DRUG_CLASS_UNKNOWN", "severity": "hard",
             "state": "raised", "message": message}
+
+
+def settle_method(route: str, method: str | None, instant: bool) -> str:
+    """The contract's method for what a feed said: unsaid, IV/IA is an infusion (a push when given
+    at one instant) and SC/IM an injection; an IV "injection" is a push, an SC/IM "push" an injection."""
+    if method is None:
+        method = ("push" if instant else "infusion") if route in ("IV", "IA") else "injection"
+    if route in ("IV", "IA") and method == "injection":
+        return "push"
+    if route in ("SC", "IM") and method == "push":
+        return "injection"
+    return method
