@@ -1,7 +1,6 @@
-"""Two fixes that faust-streaming 0.15.3 / aiokafka 0.14 need against the Tansu broker.
-
-Both are harmless against Apache Kafka (they only change behaviour Tansu gets wrong), so they are
-applied whenever the worker starts.
+"""Fixes that faust-streaming 0.15.3 / aiokafka 0.14 need: 1, 2 and 4 against the Tansu broker
+(harmless against Apache Kafka), 3 a faust bug on any broker. Applied whenever the worker starts;
+faust is pinned to 0.15.3 because these patch its internals.
 
 1. Tansu numbers consumer-group generations from 0; aiokafka sends LeaveGroup only for a
    generation above 0, so a cleanly stopped worker never left the group and the next start waited
@@ -9,7 +8,13 @@ applied whenever the worker starts.
 2. Tansu answers ListOffsets(LATEST) with the base offset of the last record batch + 1 when that
    batch held several records, so faust's table recovery stopped before the changelog's end and
    silently lost the newest state. The high watermark of a Fetch response is right: use that.
-3. faust creates its consumer with fetch_max_wait_ms=1500, not configurable. Tansu does not answer a
+3. (faust bug, any broker) Around a rebalance faust can drop records it has already fetched (a
+   stream queue cleared when flow control resumes; getmany skipping a partition not yet active),
+   then commit a later record's offset past them: events lost for good. Found by the kill -9 test
+   (about one run in eight, when a killed member left the group late and a rebalance followed the
+   restart). Offsets are now committed only up to the first record not processed, and such a hole
+   is read again (see _patch_commit_holes).
+4. faust creates its consumer with fetch_max_wait_ms=1500, not configurable. Tansu does not answer a
    waiting fetch when new data arrives, so each event waited up to 1.5 s (measured: p50 716 ms
    from produce to consume at 1500, 3 ms at 20). The worker's setting replaces it; on Kafka it
    only bounds how often an idle consumer polls.
@@ -17,7 +22,9 @@ applied whenever the worker starts.
 from __future__ import annotations
 
 import asyncio
+import logging
 
+log = logging.getLogger(__name__)
 _applied = False
 
 
@@ -26,6 +33,7 @@ def apply(fetch_max_wait_ms: int = 20) -> None:
     if not _applied:
         _patch_leave_group()
         _patch_table_highwaters()
+        _patch_commit_holes()
         _applied = True
     _patch_fetch_wait(fetch_max_wait_ms)
 
@@ -44,6 +52,115 @@ def _patch_leave_group() -> None:
         self.reset_generation()
 
     gc.GroupCoordinator._maybe_leave_group = _maybe_leave_group
+
+
+HOLE_SECONDS = 5.0  # an unprocessed record below processed ones for this long is read again
+
+
+def _patch_commit_holes() -> None:
+    """Never commit past a record that was fetched but not processed; read such records again.
+
+    faust 0.15.3 can lose records between the fetch and the stream: resuming flow control after a
+    rebalance clears the stream queues, and its getmany skips records of partitions it does not
+    consider active at that instant; the consumer's position has moved past them either way. It
+    then commits the first consecutive run of acked offsets, and checks that the run starts at the
+    committed offset only when there is one (and off by one): so a later record's ack committed
+    past the lost ones, on partitions never committed before in particular.
+    Here the run must start exactly at the next offset to process: the committed offset, or, on a
+    partition never committed, the first record the fetcher handed over since it was assigned.
+    Offsets faust knows to be missing (its gap tree: compaction, transaction markers) count as
+    processed. A hole that lasts HOLE_SECONDS is read again from its start (seek): the state
+    machine ignores the repeats of what came after it.
+    """
+    from faust.transport.consumer import Consumer
+    from faust.transport.drivers import aiokafka as driver
+
+    fetch = getattr(driver.AIOKafkaConsumerThread.getmany, "__wrapped__", driver.AIOKafkaConsumerThread.getmany)
+
+    async def fetched(self, active_partitions, timeout):
+        """The records aiokafka hands over (its position moves past them): remember them."""
+        records = await fetch(self, active_partitions, timeout)
+        first, batch_log = _first_fetched(self.consumer), self.consumer.__dict__.get("_iv_batch")
+        for tp, batch in records.items():
+            if batch:
+                first.setdefault(tp, batch[0].offset)
+                if batch_log is not None:
+                    batch_log[tp] = (batch[0].offset, batch[-1].offset)
+        return records
+
+    fetched.__wrapped__ = fetch
+    driver.AIOKafkaConsumerThread.getmany = fetched
+
+    getmany = getattr(Consumer.getmany, "__wrapped__", Consumer.getmany)
+
+    async def getmany_or_seek_back(self, timeout):
+        """faust's getmany, but records it takes from the fetcher and does not yield (a partition it
+        does not consider active at that instant, a flow stop or generation change mid-batch) are
+        read again: the partition is sought back to the first of them."""
+        batch, given = {}, {}
+        self.__dict__["_iv_batch"] = batch
+        async for tp, message in getmany(self, timeout):
+            given[tp] = message.offset
+            yield tp, message
+        for tp, (first, last) in batch.items() if self.flow_active else ():  # stopped: faust seeks back itself
+            done = given.get(tp)
+            if (done is None or done < last) and tp in self.assignment():
+                await self.seek(tp, first if done is None else done + 1)
+
+    getmany_or_seek_back.__wrapped__ = getmany
+    Consumer.getmany = getmany_or_seek_back
+
+    new_offset = getattr(Consumer._new_offset, "__wrapped__", Consumer._new_offset)
+
+    def _new_offset(self, tp):
+        acked = self._acked[tp]
+        if acked and _hole(self, tp, min(acked)):
+            return None
+        return new_offset(self, tp)
+
+    _new_offset.__wrapped__ = new_offset
+    Consumer._new_offset = _new_offset
+
+    on_revoked = getattr(Consumer.on_partitions_revoked, "__wrapped__", Consumer.on_partitions_revoked)
+
+    async def on_partitions_revoked(self, revoked):
+        for tp in revoked:
+            _first_fetched(self).pop(tp, None)
+            _holes(self).pop(tp, None)
+        await on_revoked(self, revoked)
+
+    on_partitions_revoked.__wrapped__ = on_revoked
+    Consumer.on_partitions_revoked = on_partitions_revoked
+
+
+def _first_fetched(consumer) -> dict:
+    return consumer.__dict__.setdefault("_iv_first_fetched", {})
+
+
+def _holes(consumer) -> dict:
+    return consumer.__dict__.setdefault("_iv_holes", {})
+
+
+def _hole(consumer, tp, lowest_acked: int) -> bool:
+    """True when offsets below the lowest acked one are neither processed nor known gaps."""
+    expected = consumer._committed_offset.get(tp)
+    if expected is None:
+        expected = _first_fetched(consumer).get(tp)
+    if expected is None or lowest_acked <= expected:
+        _holes(consumer).pop(tp, None)
+        return False
+    known = sum(min(iv.end, lowest_acked) - max(iv.begin, expected)
+                for iv in consumer._gap[tp].overlap(expected, lowest_acked))
+    if known >= lowest_acked - expected:
+        return False
+    loop = asyncio.get_event_loop()
+    since = _holes(consumer).setdefault(tp, loop.time())
+    if loop.time() - since >= HOLE_SECONDS:
+        _holes(consumer).pop(tp, None)
+        log.warning("%s[%d]: records from offset %d were fetched but never processed; reading them again",
+                    tp.topic, tp.partition, expected)
+        loop.create_task(consumer.seek(tp, expected))
+    return True
 
 
 def _patch_fetch_wait(ms: int) -> None:
