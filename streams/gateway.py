@@ -43,30 +43,34 @@ async def _until_stopped() -> None:
 
 
 async def listen_hl7(s: Settings, host: str, port: int) -> int:
-    logs.configure(s.log_level, s.log_format)
-    drugs = drug_classes(s)
-    async with bridge(s) as b:
+    async def start(b: Bridge, drugs: DrugClasses):
         server = await mllp.serve(b, drugs, host, port)
-        log.info("HL7 MLLP listener on %s:%d, writing to %s", host, port, s.bootstrap_servers)
-        try:
-            await _until_stopped()
-        finally:
+
+        async def stop() -> None:
             server.close()
             await server.wait_closed()
-        log.info("stopped: %d messages accepted, %d rejected", b.accepted, b.rejected)
-    return 0
+        return stop
+    return await _serve(s, f"HL7 MLLP listener on {host}:{port}", start)
 
 
 async def serve_fhir(s: Settings, host: str, port: int) -> int:
+    async def start(b: Bridge, drugs: DrugClasses):
+        return (await fhir_http.serve(b, drugs, host, port)).cleanup
+    return await _serve(s, f"FHIR endpoint on http://{host}:{port}/fhir", start)
+
+
+async def _serve(s: Settings, what: str, start) -> int:
+    """Run a feed server (`start` returns its stop) until SIGINT/SIGTERM."""
     logs.configure(s.log_level, s.log_format)
     drugs = drug_classes(s)
     async with bridge(s) as b:
-        runner = await fhir_http.serve(b, drugs, host, port)
-        log.info("FHIR endpoint on http://%s:%d/fhir, writing to %s", host, port, s.bootstrap_servers)
+        stop = await start(b, drugs)
+        log.info("%s, writing to %s", what, s.bootstrap_servers)
         try:
             await _until_stopped()
         finally:
-            await runner.cleanup()
+            await stop()
+        log.info("stopped: %d messages accepted, %d rejected", b.accepted, b.rejected)
     return 0
 
 

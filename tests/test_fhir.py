@@ -15,8 +15,7 @@ from feeds.fhir import CPT, EXT_ACCESS_SITE, EXT_CPT_MODIFIER, EXT_INCOMPLETE, E
 from feeds.translation import CATEGORIES, RXNORM
 from models.events import parse_event
 from models.outputs import Alert, ChargeLine
-from rules.book import Book
-from tests.events import cpts, discharge, final_alerts, start, stop
+from tests.events import cpts, discharge, final_alerts, start, stop, run
 
 SAMPLES = Path(__file__).parent.parent / "samples" / "fhir"
 HL7 = Path(__file__).parent.parent / "samples" / "hl7"
@@ -62,14 +61,6 @@ def rejected(resource) -> tuple[str, str]:
 
 def types(events: list[dict]) -> list[str]:
     return [e["type"] for e in events]
-
-
-def run(events: list[dict], book: Book | None = None) -> list[dict]:
-    book = book or Book()
-    out = []
-    for e in events:
-        out += book.handle(parse_event(orjson.dumps(e)))
-    return out
 
 
 def ma(**changes) -> dict:

@@ -15,7 +15,7 @@ from models.events import parse_event
 from models.outputs import Alert
 from rules.book import Book
 from streams.batch import run_batch
-from tests.events import cpts, final_alerts, net_charges
+from tests.events import cpts, final_alerts, net_charges, run
 
 # python-hl7 0.4.5 calls the deprecated Logger.warn on values it cannot unescape (its logging is muted).
 pytestmark = pytest.mark.filterwarnings("ignore:The 'warn' method is deprecated:DeprecationWarning")
@@ -76,14 +76,6 @@ def edit(name: str, seg: str, field: int, value: str, occurrence: int = 0) -> st
             seen += 1
         out.append(line)
     return "\r".join(out) + "\r"
-
-
-def run(events: list[dict], book: Book | None = None) -> list[dict]:
-    book = book or Book()
-    out = []
-    for e in events:
-        out += book.handle(parse_event(orjson.dumps(e)))
-    return out
 
 
 # -- every sample ------------------------------------------------------------------------------
