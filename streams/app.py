@@ -7,12 +7,14 @@ so consumers de-duplicate what a crash makes us send twice.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import weakref
 
 import faust
 from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 from faust.streams import _current_event
+from faust.types import TP
 
 from streams import compat
 from streams.config import Settings
@@ -61,6 +63,20 @@ def build_app(s: Settings, metrics: Metrics, clock=None, health: Health | None =
     ticks = app.topic(s.topics.ticks, key_type=bytes, value_type=bytes)
     source = app.topic(*s.topics.inputs, s.topics.ticks, key_type=bytes, value_type=bytes)
 
+    changelog = table.changelog_topic.get_topic_name()
+
+    async def write_changelog(records) -> list:
+        """Changelog records, in order, straight to the producer (faust's send_soon goes through a
+        100-message buffer that stalls every stream when full, about 1,000 times per benchmark run);
+        returns their delivery futures. Delivered offsets are what a rocksdb store persists."""
+        futures, dumps_key = [], app.serializers.dumps_key  # keys as the table encodes them (JSON)
+        for key, value, partition in records:
+            fut = await app.producer.send(changelog, dumps_key(str, key, serializer=table.key_serializer),
+                                          value, partition, None, None)
+            fut.add_done_callback(functools.partial(_persisted, table, TP(changelog, partition)))
+            futures.append(fut)
+        return futures
+
     @app.agent(source, name="validator")
     async def validate(stream):
         # take_events acks a batch only when the next is asked for, i.e. after the loop body:
@@ -71,11 +87,11 @@ def build_app(s: Settings, metrics: Metrics, clock=None, health: Health | None =
                 m = event.message
                 batch_event[m.partition] = event
                 outputs += processor.process(Message(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp))
-            await asyncio.gather(*processor.flush())  # states and their outboxes are durable
+            await asyncio.gather(*await write_changelog(processor.flush()))  # states + outboxes durable
             # Straight to the producer (one awaited batch), not faust's Topic.send per message.
             send = app.producer.send
             await asyncio.gather(*[await send(o.topic, o.key, o.value, None, None, None) for o in outputs])
-            processor.delivered()
+            await write_changelog(processor.delivered())  # queued before the next batch's writes
             batch_event.clear()
             _set_gauges(processor, metrics)
 
@@ -109,23 +125,29 @@ def build_app(s: Settings, metrics: Metrics, clock=None, health: Health | None =
 
 
 def _changelog_writer(batch_event: dict):
-    """Writes one state to the table with its changelog record in the encounter's own partition.
+    """Writes one state to the table's store and returns its changelog record (key, value,
+    partition: the encounter's own), which the agent sends.
 
-    faust takes the partition from the current event (the store, too: rocksdb keeps a database per
-    partition); after a batch that is not necessarily this encounter's, so the write runs with an
-    event of the right partition as the current one. Returns the changelog send's future.
+    The store takes the partition from the current event (rocksdb keeps a database per partition);
+    after a batch that is not necessarily this encounter's, so the write runs with an event of the
+    right partition as the current one.
     """
     def write(table, key: str, value: bytes | None, partition: int):
         token = _current_event.set(weakref.ref(batch_event[partition]))
         try:
             if value is None:
                 table.data.pop(key, None)
-                return table.send_changelog(partition, key, None, value_serializer="raw")
-            table.data[key] = value
-            return table.send_changelog(partition, key, value)
+            else:
+                table.data[key] = value
         finally:
             _current_event.reset(token)
+        return key, value, partition
     return write
+
+
+def _persisted(table, tp, fut) -> None:
+    if not fut.cancelled() and fut.exception() is None:
+        table.data.set_persisted_offset(tp, fut.result().offset)
 
 
 def _set_gauges(processor: Processor, metrics: Metrics) -> None:

@@ -95,7 +95,8 @@ class JsonStates(MutableMapping):
         return sum(1 for _ in self)
 
     def flush(self, outbox: dict[str, list[Output]]) -> list:
-        """Write the batch's changed states, each with its outbox; returns the writes' futures."""
+        """Write the batch's changed states, each with its outbox; returns what `write` returned
+        for each (the changelog records the agent sends and awaits)."""
         dirty, self._dirty = self._dirty, {}
         futures = []
         for key, (state, partition) in dirty.items():
@@ -110,13 +111,15 @@ class JsonStates(MutableMapping):
             futures.append(self.write(self.table, key, _compact(orjson.dumps(doc)), partition))
         return futures
 
-    def delivered(self) -> None:
+    def delivered(self) -> list:
         """The outboxes written by `flush` are delivered: drop them (not awaited: a crash before
-        this lands only makes the next start send them once more)."""
+        this lands only makes the next start send them once more). Returns what `write` returned."""
         unsent, self._unsent = self._unsent, {}
+        writes = []
         for key, (doc, partition) in unsent.items():
             del doc["outbox"], doc["partition"]
-            self.write(self.table, key, _compact(orjson.dumps(doc)), partition)
+            writes.append(self.write(self.table, key, _compact(orjson.dumps(doc)), partition))
+        return writes
 
     def outboxes(self) -> dict[int, list[Output]]:
         """Outputs written but perhaps never delivered (found after a restart), by partition."""
@@ -183,9 +186,9 @@ class Processor:
         pending, self._pending = self._pending, {}
         return self.states.flush(pending)
 
-    def delivered(self) -> None:
-        """The batch's outputs are delivered: its outboxes can go."""
-        self.states.delivered()
+    def delivered(self) -> list:
+        """The batch's outputs are delivered: its outboxes can go (returns the writes to send)."""
+        return self.states.delivered()
 
     def _process(self, msg: Message) -> list[Output]:
         self._rebuild_if_needed()
