@@ -14,7 +14,6 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from feeds import Translation
-from models.events import EVENT_TYPES
 from streams.config import Topics
 from streams.records import dead_letter
 
@@ -22,7 +21,6 @@ from streams.records import dead_letter
 class Bridge:
     def __init__(self, producer: AIOKafkaProducer, topics: Topics, on_events: Callable[[list[dict]], None] | None = None) -> None:
         self.producer, self.topics = producer, topics
-        self._topic_of_type = dict(zip(EVENT_TYPES, topics.inputs))
         self.on_events = on_events  # e.g. the demo, to show what came in through a feed
         self.accepted = self.rejected = 0
 
@@ -30,7 +28,7 @@ class Bridge:
         """Write one message's events (or its dead letter) and alerts; wait for Kafka's acks."""
         sends = []
         for event in translation.events:
-            sends.append(await self.producer.send(self._topic_of_type[event["type"]], orjson.dumps(event),
+            sends.append(await self.producer.send(self.topics.by_type[event["type"]], orjson.dumps(event),
                                                   key=event["encounter_id"].encode()))
         for alert in translation.alerts:
             sends.append(await self.producer.send(self.topics.alerts, orjson.dumps(alert),

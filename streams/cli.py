@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     _feed_flags(listen, port=2575)
     replay = hl7_sub.add_parser("replay", help="write archive files of HL7 messages to Kafka (exit 2 if any rejected)")
     _connection_flags(replay)
-    replay.add_argument("--drug-classes", dest="drug_classes_file", help="drug-class table TOML (IV_DRUG_CLASSES_FILE)")
+    _drug_classes_flag(replay)
     replay.add_argument("files", nargs="+", help="files of HL7 messages (one or more per file)")
     send = hl7_sub.add_parser("send", help="send files of HL7 messages to an MLLP listener and print the ACKs")
     send.add_argument("--host", default="127.0.0.1", help="listener host (default 127.0.0.1)")
@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     _feed_flags(serve, port=8080)
     load = fhir_sub.add_parser("load", help="write FHIR JSON files (Bundle or resource) to Kafka (exit 2 if any rejected)")
     _connection_flags(load)
-    load.add_argument("--drug-classes", dest="drug_classes_file", help="drug-class table TOML (IV_DRUG_CLASSES_FILE)")
+    _drug_classes_flag(load)
     load.add_argument("files", nargs="+", help="FHIR JSON files")
     return parser
 
@@ -122,6 +122,10 @@ DRUG_CLASS_UNKNOWN alert instead of a guess. Field mapping: feeds/hl7v2.py.
 def _feed_flags(p: argparse.ArgumentParser, port: int) -> None:
     p.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
     p.add_argument("--port", type=int, default=port, help=f"port to listen on (default {port})")
+    _drug_classes_flag(p)
+
+
+def _drug_classes_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--drug-classes", dest="drug_classes_file", help="drug-class table TOML (IV_DRUG_CLASSES_FILE)")
 
 

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, fields, replace
+from functools import cached_property
 from pathlib import Path
 
+from models.events import EVENT_TYPES
 from rules.policy import Policy, PolicyError, load_policy
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
@@ -37,6 +39,11 @@ class Topics:
     def inputs(self) -> tuple[str, ...]:
         """In the order of models.events.EVENT_TYPES: the topic of each event type."""
         return (self.started, self.stopped, self.voided, self.discharged, self.discharge_cancelled, self.submitted)
+
+    @cached_property
+    def by_type(self) -> dict[str, str]:
+        """Event type -> the input topic that carries it."""
+        return dict(zip(EVENT_TYPES, self.inputs))
 
     @property
     def outputs(self) -> tuple[str, ...]:

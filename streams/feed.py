@@ -10,7 +10,6 @@ from collections.abc import Iterable
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from models.events import EVENT_TYPES
 from streams.config import Topics
 
 
@@ -35,7 +34,7 @@ def route(line: bytes, topics: Topics) -> tuple[str, bytes]:
     so the validator dead-letters them like any producer's mistake."""
     try:
         event = orjson.loads(line)
-        topic = dict(zip(EVENT_TYPES, topics.inputs)).get(event.get("type"), topics.started)
+        topic = topics.by_type.get(event.get("type"), topics.started)
         return topic, str(event.get("encounter_id") or "unknown").encode()
     except (orjson.JSONDecodeError, AttributeError):
         return topics.started, b"unknown"

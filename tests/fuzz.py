@@ -8,10 +8,9 @@ from __future__ import annotations
 import json
 import random
 
-from models.events import EVENT_TYPES
 from streams.config import Topics
 
-TYPE_TOPIC = dict(zip(EVENT_TYPES, Topics().inputs))
+TYPE_TOPIC = Topics().by_type
 
 
 def _truncate(rng, e, raw):
