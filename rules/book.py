@@ -1,9 +1,11 @@
 """All encounters of one run (or one stream worker), the overdue and retention schedules, the clock.
 
 Two drivers share it. The batch command uses event time: each event moves the clock and whatever
-fell due before it fires first (`handle`). The stream processor uses the wall clock: a timer asks
-which encounters fell due (`due`, which writes nothing) and routes a tick for each through the
-encounter's own partition, where `tick` applies it.
+fell due before it fires first (`handle`). The stream processor keeps one clock per partition (a
+`shard` of the book): event time while the partition catches up, as in the batch, so a backlog never
+raises an alert that events waiting in it would resolve; once caught up, a timer asks which
+encounters fell due by the wall clock (`due`, which writes no state) and routes a tick for each
+through the encounter's own partition, where `tick` applies it.
 
 State lives in any MutableMapping (a dict, or a faust Table behind an adapter); every change is
 written back so a changelog-backed table sees it. Clock values are epoch seconds.
@@ -11,7 +13,7 @@ written back so a changelog-backed table sees it. Clock values are epoch seconds
 from __future__ import annotations
 
 import heapq
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 
 from rules.encounter import EncounterState
 from rules.facts import count_open
@@ -26,14 +28,14 @@ class TooLate(ValueError):
 
 class Book:
     def __init__(self, states: MutableMapping[str, EncounterState] | None = None, policy: Policy = DEFAULT,
-                 retention_minutes: int = DEFAULT_RETENTION_MINUTES, event_clock: bool = True) -> None:
+                 retention_minutes: int = DEFAULT_RETENTION_MINUTES, shard_of: Callable[[str], int] | None = None) -> None:
         self.states = states if states is not None else {}
         self.policy = policy
         self.retention = retention_minutes * 60
-        self.event_clock = event_clock
-        self.now = 0
-        self._deadlines: list[tuple[int, str]] = []  # (second, encounter): an infusion may be overdue
-        self._expiry: list[tuple[int, str]] = []  # (second, encounter): a closed encounter may be purged
+        self.shard_of = shard_of or _one_shard  # encounter -> the shard (stream partition) holding it
+        self.clocks: dict[int, int] = {}  # shard -> its clock, epoch seconds
+        self._deadlines: dict[int, list[tuple[int, str]]] = {}  # shard -> (second, encounter): may be overdue
+        self._expiry: dict[int, list[tuple[int, str]]] = {}  # shard -> (second, encounter): may be purged
         self._open: dict[str, int] = {}  # open encounter -> its running administrations
         self.open_administrations = 0
         self.duplicates = 0  # events ignored as repeats of an event_id
@@ -42,23 +44,28 @@ class Book:
     def open_count(self) -> int:
         return len(self._open)
 
-    def handle(self, event, now: int | None = None) -> list[dict]:
-        """Apply one event. With event time as the clock, what fell due before it fires first."""
+    @property
+    def now(self) -> int:
+        """The newest clock of any shard (the batch's only one)."""
+        return max(self.clocks.values(), default=0)
+
+    def handle(self, event) -> list[dict]:
+        """Apply one event. Its time moves its shard's clock and what fell due before it fires first."""
         # Each field read once: attribute access on a pydantic model is slow.
         epoch, encounter_id, event_type = event.epoch, event.encounter_id, event.type
-        out = self.advance(epoch) if self.event_clock else []
-        if now is not None:
-            self.now = max(self.now, int(now))
+        shard = self.shard_of(encounter_id)
+        out = self.advance(epoch, shard)
+        now = self.clocks[shard]
         state = self.states.get(encounter_id)
         if state is None:
-            if epoch < self.now - self.retention:
+            if epoch < now - self.retention:
                 raise TooLate(f"occurred_at is more than {self.retention // 86400} days before the clock and the "
                               "encounter is not held any more: correct it in the billing system directly")
             state = EncounterState(encounter_id)
         elif event.event_id in state.seen:
             self.duplicates += 1
             return out
-        out += state.apply(event, self.now, self.policy)
+        out += state.apply(event, now, self.policy)
         self.states[encounter_id] = state  # written back: a table's changelog must see it
         # Not getattr(event, "administration_id", None): a missing field costs pydantic an exception.
         admin_id = event.administration_id if event_type.startswith("administration.") else None
@@ -66,36 +73,43 @@ class Book:
         self._note(state)
         return out
 
-    def advance(self, now: int) -> list[dict]:
-        """Event-time driver: move the clock and apply every tick now due."""
-        if now <= self.now:
+    def advance(self, now: int, shard: int = 0) -> list[dict]:
+        """Event-time driver: move a shard's clock and apply every tick now due in it."""
+        if now <= self.clocks.get(shard, 0):
             return []
         out: list[dict] = []
-        for encounter_id in self.due(now):
+        for encounter_id in self.due(now, shard):
             out += self.tick(encounter_id, now)
-        self.now = now
+        self.clocks[shard] = now
         return out
 
-    def due(self, now: int) -> list[str]:
-        """Encounters with an overdue check or a retention purge due at `now`; writes no state."""
+    def due(self, now: int, shard: int = 0) -> list[str]:
+        """Encounters of a shard with an overdue check or a retention purge due at `now`; writes no state."""
         found: dict[str, None] = {}
-        while self._deadlines and self._deadlines[0][0] < now:
-            found[heapq.heappop(self._deadlines)[1]] = None
-        while self._expiry and self._expiry[0][0] <= now:
-            found[heapq.heappop(self._expiry)[1]] = None
+        deadlines, expiry = self._deadlines.get(shard), self._expiry.get(shard)
+        while deadlines and deadlines[0][0] < now:
+            found[heapq.heappop(deadlines)[1]] = None
+        while expiry and expiry[0][0] <= now:
+            found[heapq.heappop(expiry)[1]] = None
         return list(found)
+
+    @property
+    def shards(self) -> list[int]:
+        """Shards with anything scheduled."""
+        return [s for s in {*self._deadlines, *self._expiry} if self._deadlines.get(s) or self._expiry.get(s)]
 
     def tick(self, encounter_id: str, now: int) -> list[dict]:
         """Apply the clock to one encounter: raise overdue alerts, or purge it once expired."""
-        self.now = max(self.now, int(now))
+        shard = self.shard_of(encounter_id)
+        now = self.clocks[shard] = max(self.clocks.get(shard, 0), int(now))
         state = self.states.get(encounter_id)
         if state is None:
             return []
-        if state.discharged and state.discharged_at + self.retention <= self.now:
+        if state.discharged and state.discharged_at + self.retention <= now:
             del self.states[encounter_id]
             self._forget(encounter_id)
             return []
-        out = state.fire_overdue(self.now, self.policy)
+        out = state.fire_overdue(now, self.policy)
         if out:
             self.states[encounter_id] = state
             self._note(state)
@@ -103,7 +117,7 @@ class Book:
 
     def rebuild(self) -> None:
         """Re-derive schedules and open counts from the states (after a table was recovered)."""
-        self._deadlines, self._expiry, self._open, self.open_administrations = [], [], {}, 0
+        self._deadlines, self._expiry, self._open, self.open_administrations = {}, {}, {}, 0
         for encounter_id in list(self.states):
             state = self.states.get(encounter_id)
             self._schedule(state, "encounter.discharge_cancelled")
@@ -112,15 +126,23 @@ class Book:
 
     def _schedule(self, state: EncounterState, event_type: str, admin_id: str | None = None) -> None:
         """Only starts (and a reopening) create deadlines; only discharges start the retention."""
+        encounter_id = state.encounter_id
         if event_type == "administration.started":
             deadline = state.deadline(admin_id, self.policy)
             if deadline is not None:
-                heapq.heappush(self._deadlines, (deadline * 60, state.encounter_id))
+                heapq.heappush(self._heap(self._deadlines, encounter_id), (deadline * 60, encounter_id))
         elif event_type == "encounter.discharge_cancelled":
             for deadline, _ in state.deadlines(self.policy):
-                heapq.heappush(self._deadlines, (deadline * 60, state.encounter_id))
+                heapq.heappush(self._heap(self._deadlines, encounter_id), (deadline * 60, encounter_id))
         elif event_type == "encounter.discharged" and state.discharged:
-            heapq.heappush(self._expiry, (state.discharged_at + self.retention, state.encounter_id))
+            heapq.heappush(self._heap(self._expiry, encounter_id), (state.discharged_at + self.retention, encounter_id))
+
+    def _heap(self, heaps: dict[int, list], encounter_id: str) -> list:
+        shard = self.shard_of(encounter_id)
+        heap = heaps.get(shard)
+        if heap is None:
+            heap = heaps[shard] = []
+        return heap
 
     def _note(self, state: EncounterState) -> None:
         """Keep the open-encounter and running-administration counts (metrics) current."""
@@ -133,3 +155,7 @@ class Book:
 
     def _forget(self, encounter_id: str) -> None:
         self.open_administrations -= self._open.pop(encounter_id, 0)
+
+
+def _one_shard(encounter_id: str) -> int:  # noqa: ARG001 - the batch keeps every encounter in one
+    return 0
