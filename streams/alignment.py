@@ -1,0 +1,146 @@
+"""Time-aligned reading of a partition's input topics (Kafka Streams' timestamp synchronization).
+
+Kafka keeps no order between topics: a worker started on a backlog may read a day of discharges
+before the stops documented hours earlier, code each encounter too soon and then correct it (a
+reversal, a post, an alert raised and resolved). So the records of each partition are held here,
+one queue per input topic (in offset order), and released in broker-timestamp order: the oldest
+head first, and only while every input topic of the partition either has a record waiting (its
+head is no older) or is caught up with the broker. An input that is behind makes the partition
+wait, at most `max_wait` seconds (Kafka Streams' max.task.idle.ms): a lagging or stuck producer
+delays coding, it never stops it.
+
+Records forwarded from other partitions (producers that do not partition by murmur2) come through
+the repartition topic, one more input of each partition. Their sources report how far they have
+read (`watermark`): while any producer mis-partitions, a closing record (a discharge, submitted
+charges: what codes an encounter) also waits until every other partition has forwarded everything
+older than it.
+
+Pure: no Kafka, no faust. The agent (streams/app.py) feeds it and processes what it releases.
+"""
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True)
+class Held:
+    timestamp: float  # broker timestamp of the record, epoch seconds
+    rank: int  # equal timestamps: documentation before the discharge that closes the encounter
+    closing: bool  # codes the encounter: waits for other partitions' forwarders too
+    item: Any  # what the agent processes
+
+
+@dataclass(slots=True)
+class _Partition:
+    queues: dict[str, deque[Held]] = field(default_factory=dict)  # input -> records in offset order
+    blocked_since: float | None = None  # when the partition began waiting for a lagging input
+    forcing: bool = False  # waited max_wait: records go out until the input catches up
+    held: int = 0
+
+
+@dataclass(slots=True)
+class Release:
+    items: list[Any]
+    waited: float  # seconds partitions spent waiting for lagging inputs in this call
+    forced: dict[str, int]  # why a record went out before its inputs caught up -> how many
+
+
+class Aligner:
+    def __init__(self, inputs: tuple[str, ...], max_wait: float, partitions: int) -> None:
+        self.inputs = inputs  # every input topic of a partition, the repartition topic included
+        self.max_wait = max_wait
+        self.partitions = partitions
+        self._parts: dict[int, _Partition] = {}
+        # Forwarding sources: partition -> source partition -> newest time it has forwarded up to.
+        self._watermarks: dict[int, dict[int, float]] = {}
+        self.forwarding_until = 0.0  # wall clock: while any source forwards, closing records wait
+
+    # -- input ---------------------------------------------------------------------------
+
+    def add(self, partition: int, source: str, held: Held) -> None:
+        part = self._parts.get(partition)
+        if part is None:
+            part = self._parts[partition] = _Partition()
+        queue = part.queues.get(source)
+        if queue is None:
+            queue = part.queues[source] = deque()
+        queue.append(held)
+        part.held += 1
+
+    def watermark(self, partition: int, source: int, time: float, forwarding_until: float) -> None:
+        """Source partition `source` has forwarded to `partition` everything up to `time`."""
+        marks = self._watermarks.setdefault(partition, {})
+        marks[source] = max(marks.get(source, 0.0), time)
+        self.forwarding_until = max(self.forwarding_until, forwarding_until)
+
+    def drop(self, partitions=None) -> None:
+        """Forget what is held (partitions revoked: it is read again from the committed offsets)."""
+        for p in list(self._parts) if partitions is None else partitions:
+            self._parts.pop(p, None)
+
+    # -- output --------------------------------------------------------------------------
+
+    def release(self, caught_up: Callable[[str, int], bool], now: float, wall: float) -> Release:
+        """Everything that may go, oldest first per partition. `caught_up(topic, partition)`: nothing
+        of it is waiting at the broker; `now` monotonic seconds; `wall` the wall clock."""
+        out = Release([], 0.0, {})
+        forwarding = wall < self.forwarding_until
+        for p, part in self._parts.items():
+            while part.held:
+                source, head = self._oldest(part)
+                why = self._behind(p, part, head, caught_up, forwarding)
+                if why:
+                    if part.blocked_since is None:
+                        part.blocked_since = now
+                    if not part.forcing:
+                        if now - part.blocked_since < self.max_wait:
+                            break
+                        out.waited += now - part.blocked_since
+                        part.forcing = True
+                    out.forced[why] = out.forced.get(why, 0) + 1
+                elif part.blocked_since is not None:
+                    if not part.forcing:
+                        out.waited += now - part.blocked_since
+                    part.blocked_since, part.forcing = None, False
+                part.queues[source].popleft()
+                part.held -= 1
+                out.items.append(head.item)
+        return out
+
+    @staticmethod
+    def _oldest(part: _Partition) -> tuple[str, Held]:
+        return min(((s, q[0]) for s, q in part.queues.items() if q), key=lambda sh: (sh[1].timestamp, sh[1].rank))
+
+    def _behind(self, p: int, part: _Partition, head: Held, caught_up, forwarding: bool) -> str | None:
+        """Why `head` may not go yet: an input of the partition that may still hold older records,
+        or (closing records, while producers mis-partition) a partition not yet forwarded this far."""
+        for topic in self.inputs:
+            if not part.queues.get(topic) and not caught_up(topic, p):
+                return "input_behind"
+        if head.closing and forwarding:
+            marks = self._watermarks.get(p, {})
+            if any(marks.get(q, 0.0) < head.timestamp for q in range(self.partitions) if q != p):
+                return "forwarders_behind"
+        return None
+
+    # -- state for the agent and its metrics ---------------------------------------------
+
+    @property
+    def held(self) -> int:
+        return sum(part.held for part in self._parts.values())
+
+    def held_of(self, partition: int, source: str) -> int:
+        part = self._parts.get(partition)
+        queue = part.queues.get(source) if part else None
+        return len(queue) if queue else 0
+
+    def held_of_partition(self, partition: int) -> int:
+        part = self._parts.get(partition)
+        return part.held if part else 0
+
+    def waiting(self) -> list[int]:
+        """Partitions holding records (a wake-up is due when nothing else arrives)."""
+        return [p for p, part in self._parts.items() if part.held]
