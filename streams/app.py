@@ -1,4 +1,5 @@
-"""The faust app: one agent moves messages through the Processor; a timer routes clock ticks.
+"""The faust app: one agent moves what faust delivers through the Pipeline; timers route clock
+ticks and wake-ups into the partitions.
 
 At-least-once (faust's exactly-once has long-open bugs): a replayed input is recognised by its
 event_id in the encounter state and produces nothing new, and every output id is deterministic,
@@ -7,26 +8,24 @@ so consumers de-duplicate what a crash makes us send twice.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
-import weakref
 
 import faust
 from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
-from faust.streams import _current_event
-from faust.types import TP
 
 from streams import compat
 from streams.config import Settings
 from streams.health import Health
 from streams.kafka import faust_credentials
 from streams.metrics import Metrics
-from streams.processor import Message, Processor
+from streams.pipeline import Pipeline
+from streams.processor import Processor
 
 log = logging.getLogger(__name__)
 TABLE = "encounters"
 BATCH = 500  # events per delivery round trip
 BATCH_WAIT = 0.02  # seconds to wait for a batch to fill: bounds the added latency
+CHORES_EVERY = 0.05  # seconds between the timer's looks at held records, watermarks and lost reads
 
 
 def build_app(s: Settings, metrics: Metrics, clock=None, health: Health | None = None) -> faust.App:
@@ -56,51 +55,36 @@ def build_app(s: Settings, metrics: Metrics, clock=None, health: Health | None =
     table = app.Table(TABLE, partitions=s.partitions, key_type=str, value_type=bytes)  # JSON made by JsonStates
     health = health or Health()
     kwargs = {"clock": clock} if clock else {}
-    batch_event: dict[int, faust.types.EventT] = {}  # partition -> an event of it in this batch
-    processor = Processor(table, s.topics, s.policy, s.retention_days * 1440, metrics,
-                          write=_changelog_writer(batch_event), **kwargs)
-    app.processor = processor
-    ticks = app.topic(s.topics.ticks, key_type=bytes, value_type=bytes)
-    source = app.topic(*s.topics.inputs, s.topics.ticks, key_type=bytes, value_type=bytes)
-
-    changelog = table.changelog_topic.get_topic_name()
-
-    async def write_changelog(records) -> list:
-        """Changelog records, in order, straight to the producer (faust's send_soon goes through a
-        100-message buffer that stalls every stream when full, about 1,000 times per benchmark run);
-        returns their delivery futures. Delivered offsets are what a rocksdb store persists."""
-        futures, dumps_key = [], app.serializers.dumps_key  # keys as the table encodes them (JSON)
-        for key, value, partition in records:
-            fut = await app.producer.send(changelog, dumps_key(str, key, serializer=table.key_serializer),
-                                          value, partition, None, None)
-            fut.add_done_callback(functools.partial(_persisted, table, TP(changelog, partition)))
-            futures.append(fut)
-        return futures
+    pipeline = None  # the processor writes through it; built right after
+    processor = Processor(table, s.topics, s.policy, s.retention_days * 1440, metrics, partitions=s.partitions,
+                          write=lambda *a: pipeline.write_state(*a), **kwargs)
+    pipeline = Pipeline(app, s, processor, metrics, processor.clock)
+    pipeline.changelog = table, table.changelog_topic.get_topic_name()
+    app.processor, app.pipeline = processor, pipeline
+    source = app.topic(*s.topics.inputs, s.topics.repartition, s.topics.ticks, key_type=bytes, value_type=bytes)
 
     @app.agent(source, name="validator")
     async def validate(stream):
-        # take_events acks a batch only when the next is asked for, i.e. after the loop body:
-        # states with outboxes durable, outputs delivered, outboxes dropped; then offsets commit.
+        # take_events acks a batch when the next is asked for; the pipeline holds its own reference
+        # to each record until it is processed and delivered (or held records would be committed).
         async for events in stream.take_events(BATCH, within=BATCH_WAIT):
-            outputs = []
-            for event in events:
-                m = event.message
-                batch_event[m.partition] = event
-                outputs += processor.process(Message(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp))
-            await asyncio.gather(*await write_changelog(processor.flush()))  # states + outboxes durable
-            # Straight to the producer (one awaited batch), not faust's Topic.send per message.
-            send = app.producer.send
-            await asyncio.gather(*[await send(o.topic, o.key, o.value, None, None, None) for o in outputs])
-            await write_changelog(processor.delivered())  # queued before the next batch's writes
-            batch_event.clear()
+            await pipeline.run(events)
             _set_gauges(processor, metrics)
 
     @app.timer(interval=s.tick_seconds)
     async def clock_ticks():
         # A timer cannot write the table: it only sends ticks, which the agent applies.
-        for out in processor.due_ticks():
-            metrics.ticks.inc()
-            await ticks.send(key=out.key, value=out.value)
+        ticks = processor.due_ticks(pipeline.partition_caught_up)
+        metrics.ticks.inc(len(ticks))
+        await pipeline.send(ticks)
+
+    @app.timer(interval=CHORES_EVERY)
+    async def chores():
+        loop = asyncio.get_running_loop()
+        outputs, lost = pipeline.chores(loop.time(), processor.clock())
+        await pipeline.send(outputs)
+        for tp in lost:
+            await pipeline.read_again(tp, pipeline.ledger.first_pending(tp), "lost_at_the_end")
 
     @app.timer(interval=1.0)
     async def heartbeat():
@@ -109,10 +93,13 @@ def build_app(s: Settings, metrics: Metrics, clock=None, health: Health | None =
     @app.on_partitions_revoked.connect
     async def _revoked(app, revoked, **kwargs):  # noqa: ARG001
         health.ready = False  # a rebalance began
+        pipeline.revoked(revoked)
 
     @app.on_partitions_assigned.connect
     async def _assigned(app, assigned, **kwargs):  # noqa: ARG001
         health.ready = False
+        compat.attach_ledger(app.consumer, pipeline.ledger)
+        pipeline.assigned(assigned)
         processor.needs_rebuild = True  # the timer holds off until the table is recovered
 
     @app.on_rebalance_complete.connect
@@ -122,32 +109,6 @@ def build_app(s: Settings, metrics: Metrics, clock=None, health: Health | None =
         health.ready = True
 
     return app
-
-
-def _changelog_writer(batch_event: dict):
-    """Writes one state to the table's store and returns its changelog record (key, value,
-    partition: the encounter's own), which the agent sends.
-
-    The store takes the partition from the current event (rocksdb keeps a database per partition);
-    after a batch that is not necessarily this encounter's, so the write runs with an event of the
-    right partition as the current one.
-    """
-    def write(table, key: str, value: bytes | None, partition: int):
-        token = _current_event.set(weakref.ref(batch_event[partition]))
-        try:
-            if value is None:
-                table.data.pop(key, None)
-            else:
-                table.data[key] = value
-        finally:
-            _current_event.reset(token)
-        return key, value, partition
-    return write
-
-
-def _persisted(table, tp, fut) -> None:
-    if not fut.cancelled() and fut.exception() is None:
-        table.data.set_persisted_offset(tp, fut.result().offset)
 
 
 def _set_gauges(processor: Processor, metrics: Metrics) -> None:

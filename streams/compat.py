@@ -12,8 +12,9 @@ faust is pinned to 0.15.3 because these patch its internals.
    stream queue cleared when flow control resumes; getmany skipping a partition not yet active),
    then commit a later record's offset past them: events lost for good. Found by the kill -9 test
    (about one run in eight, when a killed member left the group late and a rebalance followed the
-   restart). Offsets are now committed only up to the first record not processed, and such a hole
-   is read again (see _patch_commit_holes).
+   restart), and again after table recovery (a seek racing the drain loop, found by the two-worker
+   test). Records at risk are read again, every record handed over is checked off by the agent, and
+   offsets are committed only up to the first record not processed (see _patch_commit_holes).
 4. faust creates its consumer with fetch_max_wait_ms=1500, not configurable. Tansu does not answer a
    waiting fetch when new data arrives, so each event waited up to 1.5 s (measured: p50 716 ms
    from produce to consume at 1500, 3 ms at 20). The worker's setting replaces it; on Kafka it
@@ -54,23 +55,29 @@ def _patch_leave_group() -> None:
     gc.GroupCoordinator._maybe_leave_group = _maybe_leave_group
 
 
-HOLE_SECONDS = 5.0  # an unprocessed record below processed ones for this long is read again
-
-
 def _patch_commit_holes() -> None:
-    """Never commit past a record that was fetched but not processed; read such records again.
+    """Never lose a record between the fetch and the agent; never commit past one not processed.
 
-    faust 0.15.3 can lose records between the fetch and the stream: resuming flow control after a
-    rebalance clears the stream queues, and its getmany skips records of partitions it does not
-    consider active at that instant; the consumer's position has moved past them either way. It
-    then commits the first consecutive run of acked offsets, and checks that the run starts at the
-    committed offset only when there is one (and off by one): so a later record's ack committed
-    past the lost ones, on partitions never committed before in particular.
-    Here the run must start exactly at the next offset to process: the committed offset, or, on a
-    partition never committed, the first record the fetcher handed over since it was assigned.
-    Offsets faust knows to be missing (its gap tree: compaction, transaction markers) count as
-    processed. A hole that lasts HOLE_SECONDS is read again from its start (seek): the state
-    machine ignores the repeats of what came after it.
+    faust 0.15.3 loses records between the fetch and the stream around rebalances: resuming flow
+    control clears the stream queues; its getmany skips records of partitions it does not consider
+    active at that instant; its drain loop keeps a read offset per partition that a seek made
+    meanwhile (table recovery seeks to the committed offsets while a batch is being delivered) is
+    overwritten by, after which it drops records below it, or takes the jump from the sought offset
+    to the next record of the old batch for a gap in the log and counts the offsets between as
+    processed. It then commits the first consecutive run of acked offsets (such gaps included),
+    and checks that the run starts at the committed offset only when there is one (and off by one).
+    Events lost for good; the kill -9 and two-worker tests found each of these.
+    Here the app's ReadLedger (streams/ledger.py) decides what is handed to faust's drain:
+    - only records that continue what the ledger expects, from a batch fetched after the partition
+      was last sought; a stale batch makes the partition be read again from what the ledger expects;
+    - the drain's read offset is set to each record as it is handed over, so it neither drops nor
+      invents gaps; real gaps (compaction, transaction markers: aiokafka skips them in one fetch)
+      are given to faust's gap tree here;
+    - every seek (faust's own included) restarts the partition in the ledger;
+    - records getmany takes from the fetcher and does not yield are read again (seek back);
+    - offsets are committed only up to the first record not processed: the committed offset, or on
+      a partition never committed the first record the fetcher handed over since it was assigned.
+    The agent checks each arrival against the ledger and reads a partition again when one was lost.
     """
     from faust.transport.consumer import Consumer
     from faust.transport.drivers import aiokafka as driver
@@ -78,14 +85,21 @@ def _patch_commit_holes() -> None:
     fetch = getattr(driver.AIOKafkaConsumerThread.getmany, "__wrapped__", driver.AIOKafkaConsumerThread.getmany)
 
     async def fetched(self, active_partitions, timeout):
-        """The records aiokafka hands over (its position moves past them): remember them."""
+        """The records aiokafka hands over (its position moves past them): remember them, and the
+        ledger's epochs when the fetch began (consumer thread)."""
+        ledger = ledger_of(self.consumer)
+        epochs = dict(ledger.epochs) if ledger is not None else {}
         records = await fetch(self, active_partitions, timeout)
         first, batch_log = _first_fetched(self.consumer), self.consumer.__dict__.get("_iv_batch")
         for tp, batch in records.items():
             if batch:
                 first.setdefault(tp, batch[0].offset)
                 if batch_log is not None:
-                    batch_log[tp] = (batch[0].offset, batch[-1].offset)
+                    batch_log.ranges[tp] = (batch[0].offset, batch[-1].offset)
+        if batch_log is not None:
+            batch_log.epochs = epochs
+        if ledger is not None:
+            await _learn_positions(self._ensure_consumer(), ledger, active_partitions or (), records, epochs)
         return records
 
     fetched.__wrapped__ = fetch
@@ -94,21 +108,37 @@ def _patch_commit_holes() -> None:
     getmany = getattr(Consumer.getmany, "__wrapped__", Consumer.getmany)
 
     async def getmany_or_seek_back(self, timeout):
-        """faust's getmany, but records it takes from the fetcher and does not yield (a partition it
-        does not consider active at that instant, a flow stop or generation change mid-batch) are
-        read again: the partition is sought back to the first of them."""
-        batch, given = {}, {}
-        self.__dict__["_iv_batch"] = batch
-        async for tp, message in getmany(self, timeout):
-            given[tp] = message.offset
-            yield tp, message
-        for tp, (first, last) in batch.items() if self.flow_active else ():  # stopped: faust seeks back itself
-            done = given.get(tp)
-            if (done is None or done < last) and tp in self.assignment():
-                await self.seek(tp, first if done is None else done + 1)
+        """faust's getmany, handing over only what continues the ledger (see above)."""
+        batch = self.__dict__["_iv_batch"] = _Batch()
+        async for item in hand_over(self, getmany(self, timeout), batch):
+            yield item
 
     getmany_or_seek_back.__wrapped__ = getmany
     Consumer.getmany = getmany_or_seek_back
+
+    seek = getattr(Consumer.seek, "__wrapped__", Consumer.seek)
+
+    async def seek_and_restart(self, partition, offset):
+        await seek(self, partition, offset)  # no await inside: atomic with the restart below
+        ledger = ledger_of(self)
+        if ledger is not None and ledger.tracks(partition):
+            ledger.restart(partition, offset)
+
+    seek_and_restart.__wrapped__ = seek
+    Consumer.seek = seek_and_restart
+
+    perform_seek = getattr(Consumer.perform_seek, "__wrapped__", Consumer.perform_seek)
+
+    async def perform_seek_and_restart(self):
+        """faust's seek of every partition to its committed offset (after table recovery)."""
+        await perform_seek(self)
+        ledger = ledger_of(self)
+        for tp in self.assignment() if ledger is not None else ():
+            if ledger.tracks(tp) and self._read_offset.get(tp):  # aiokafka seeks only offsets above 0
+                ledger.restart(tp, self._read_offset[tp])
+
+    perform_seek_and_restart.__wrapped__ = perform_seek
+    Consumer.perform_seek = perform_seek_and_restart
 
     new_offset = getattr(Consumer._new_offset, "__wrapped__", Consumer._new_offset)
 
@@ -126,19 +156,91 @@ def _patch_commit_holes() -> None:
     async def on_partitions_revoked(self, revoked):
         for tp in revoked:
             _first_fetched(self).pop(tp, None)
-            _holes(self).pop(tp, None)
         await on_revoked(self, revoked)
 
     on_partitions_revoked.__wrapped__ = on_revoked
     Consumer.on_partitions_revoked = on_partitions_revoked
 
 
+async def hand_over(consumer, records, batch: _Batch):
+    """Of `records` ((tp, message) from faust's getmany), yield what continues the ledger; then
+    read again what the fetcher handed over and this did not yield."""
+    given, stale = {}, set()
+    ledger, loop = ledger_of(consumer), asyncio.get_running_loop()
+    async for tp, message in records:
+        if ledger is None or not ledger.tracks(tp):
+            yield tp, message
+            continue
+        if tp in stale:
+            continue
+        expected = ledger.expected(tp)
+        if ledger.epochs.get(tp) != batch.epochs.get(tp):  # sought since it was fetched: stale
+            stale.add(tp)
+            if expected is not None:
+                await consumer.seek(tp, expected)  # the position is past what the ledger expects
+            continue
+        if expected is not None and message.offset < expected:
+            continue  # handed over already
+        if expected is not None and message.offset > expected:
+            _add_gap(consumer, tp, expected, message.offset)  # aiokafka skipped offsets that hold no record
+        consumer._read_offset[tp] = message.offset  # so faust's drain neither drops it nor sees a gap
+        given[tp] = message.offset
+        ledger.handed(tp, message, loop.time())
+        yield tp, message
+    for tp, (first, last) in batch.ranges.items() if consumer.flow_active else ():  # stopped: faust seeks back
+        done = given.get(tp)
+        if tp in stale or tp not in consumer.assignment() or (done is not None and done >= last):
+            continue
+        expected = ledger.expected(tp) if ledger is not None and ledger.tracks(tp) else None
+        await consumer.seek(tp, expected if expected is not None else first if done is None else done + 1)
+
+
+def untrack(consumer, message) -> None:
+    """faust waits at every rebalance and at shutdown until each record it delivered is acked; a
+    record the agent holds for time-aligned reading (or drops as stale) is not in flight: it is
+    read again from the committed offset by whoever owns the partition next."""
+    consumer._unacked_messages.discard(message)
+
+
+def attach_ledger(consumer, ledger) -> None:
+    """Let the patched consumer hand records over through the app's ReadLedger."""
+    consumer.__dict__["_iv_ledger"] = ledger
+
+
+def ledger_of(consumer):
+    """The ReadLedger an app attached to its faust consumer (streams/app.py), if any."""
+    return consumer.__dict__.get("_iv_ledger")
+
+
+class _Batch:
+    """One getmany's records as the consumer thread fetched them: offset ranges by partition and
+    the ledger's epochs when the fetch began."""
+    __slots__ = ("ranges", "epochs")
+
+    def __init__(self) -> None:
+        self.ranges: dict = {}
+        self.epochs: dict = {}
+
+
+def _add_gap(consumer, tp, begin: int, end: int) -> None:
+    """Offsets [begin, end) hold no record: faust counts them as processed when committing."""
+    gap = consumer._gap[tp]
+    gap.addi(begin, end)
+    gap.merge_overlaps()
+
+
+async def _learn_positions(aiokafka_consumer, ledger, active, records, epochs) -> None:
+    """Positions of idle partitions the ledger cannot tell from records (consumer thread)."""
+    for tp in active:
+        if not records.get(tp) and ledger.wants_position(tp, aiokafka_consumer.highwater(tp)):
+            try:
+                ledger.position(tp, await aiokafka_consumer.position(tp), epochs.get(tp))
+            except Exception:  # noqa: BLE001 - revoked meanwhile: nothing to learn
+                pass
+
+
 def _first_fetched(consumer) -> dict:
     return consumer.__dict__.setdefault("_iv_first_fetched", {})
-
-
-def _holes(consumer) -> dict:
-    return consumer.__dict__.setdefault("_iv_holes", {})
 
 
 def _hole(consumer, tp, lowest_acked: int) -> bool:
@@ -147,20 +249,10 @@ def _hole(consumer, tp, lowest_acked: int) -> bool:
     if expected is None:
         expected = _first_fetched(consumer).get(tp)
     if expected is None or lowest_acked <= expected:
-        _holes(consumer).pop(tp, None)
         return False
     known = sum(min(iv.end, lowest_acked) - max(iv.begin, expected)
                 for iv in consumer._gap[tp].overlap(expected, lowest_acked))
-    if known >= lowest_acked - expected:
-        return False
-    loop = asyncio.get_event_loop()
-    since = _holes(consumer).setdefault(tp, loop.time())
-    if loop.time() - since >= HOLE_SECONDS:
-        _holes(consumer).pop(tp, None)
-        log.warning("%s[%d]: records from offset %d were fetched but never processed; reading them again",
-                    tp.topic, tp.partition, expected)
-        loop.create_task(consumer.seek(tp, expected))
-    return True
+    return known < lowest_acked - expected
 
 
 def _patch_fetch_wait(ms: int) -> None:

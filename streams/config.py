@@ -34,6 +34,7 @@ class Topics:
     alerts: str = "nursing.documentation.alerts"
     dead_letters: str = "validator.dead-letters"
     ticks: str = "validator.clock-ticks"  # internal: the timer's route into the partitions
+    repartition: str = "validator.repartition"  # internal: input records forwarded to their owner partition
 
     @property
     def inputs(self) -> tuple[str, ...]:
@@ -52,7 +53,7 @@ class Topics:
 
     @property
     def all(self) -> tuple[str, ...]:
-        return self.inputs + self.outputs + (self.chargeitems, self.ticks)
+        return self.inputs + self.outputs + (self.chargeitems, self.ticks, self.repartition)
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,10 @@ class Settings:
     # Longest a fetch may wait for data. faust fixes it at 1500 ms; a broker that does not answer a
     # waiting fetch when data arrives (Tansu) then adds up to that to every event's latency.
     fetch_max_wait_ms: int = 20
+    # Longest a partition waits for an input topic that is behind before it processes what it has
+    # (time-aligned reading, like Kafka Streams' max.task.idle.ms): bounds the delay a lagging
+    # producer adds; a discharge read earlier than its stops is still coded right, with churn.
+    align_max_wait_ms: int = 2000
     retention_days: int = 14
     policy_file: str | None = None
     drug_classes_file: str | None = None  # the hospital's drug-class table (HL7/FHIR feeds); see feeds/drugs.py
@@ -94,7 +99,7 @@ class Settings:
 
 
 _TOPIC_ENV = {f"IV_TOPIC_{f.name.upper()}": f.name for f in fields(Topics)}
-_INTS = {"partitions", "replication_factor", "metrics_port", "retention_days", "fetch_max_wait_ms"}
+_INTS = {"partitions", "replication_factor", "metrics_port", "retention_days", "fetch_max_wait_ms", "align_max_wait_ms"}
 _FLOATS = {"tick_seconds"}
 
 
@@ -163,6 +168,9 @@ def _check(s: Settings) -> None:
                           "(overdue alerts must fire within 60 s)")
     if not 1 <= s.fetch_max_wait_ms <= 1500:
         raise ConfigError("IV_FETCH_MAX_WAIT_MS: give milliseconds from 1 to 1500")
+    if not 0 <= s.align_max_wait_ms <= 60_000:
+        raise ConfigError("IV_ALIGN_MAX_WAIT_MS: give milliseconds from 0 (never wait for a lagging input "
+                          "topic) to 60000")
     if s.retention_days < 1:
         raise ConfigError("IV_RETENTION_DAYS: give 1 or more days")
     if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):

@@ -34,6 +34,17 @@ class Metrics:
             "being sent", buckets=LATENCY_BUCKETS, registry=r)
         self.ticks = Counter("iv_clock_ticks_total", "Clock ticks sent by the timer to check overdue "
                              "infusions and retention", registry=r)
+        self.repartitioned = Counter("iv_repartitioned_total", "Input records found on a partition that does "
+                                     "not own their key (the producer does not partition by murmur2), "
+                                     "forwarded to their owner", ["topic"], registry=r)
+        self.held = Gauge("iv_held_records", "Input records held for time-aligned reading", registry=r)
+        self.alignment_wait = Counter("iv_alignment_wait_seconds_total", "Seconds partitions waited for an "
+                                      "input topic that was behind before processing", registry=r)
+        self.alignment_forced = Counter("iv_alignment_forced_total", "Records processed after the longest wait "
+                                        "(IV_ALIGN_MAX_WAIT_MS) although an input was still behind",
+                                        ["reason"], registry=r)
+        self.reads_again = Counter("iv_reads_again_total", "Partitions read again from a record the agent "
+                                   "never received (faust lost it between fetch and agent)", ["reason"], registry=r)
 
     def count_output(self, rec: dict) -> None:
         kind = rec["kind"]

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, MutableMapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, MutableMapping
 
 import orjson
 
@@ -20,28 +19,13 @@ from rules.book import Book, TooLate
 from rules.encounter import EncounterState
 from rules.policy import Policy
 from streams.config import Topics
+from streams.messages import Message, Output
 from streams.metrics import Metrics
+from streams.partitioning import owner
 from streams.records import MAX_EVENT_BYTES, dead_letter, oversize_reason
 
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes
-    timestamp: float | None = None  # broker timestamp, epoch seconds
-
-
-@dataclass(frozen=True, slots=True)
-class Output:
-    topic: str
-    key: bytes
-    value: bytes
 
 
 class JsonStates(MutableMapping):
@@ -146,9 +130,11 @@ def _write_mapping(table: MutableMapping, key: str, value: bytes | None, partiti
 
 class Processor:
     def __init__(self, table: MutableMapping, topics: Topics, policy: Policy, retention_minutes: int,
-                 metrics: Metrics, clock=time.time, write=None) -> None:
+                 metrics: Metrics, clock=time.time, write=None, partitions: int = 1) -> None:
         self.states = JsonStates(table, write)
-        self.book = Book(self.states, policy, retention_minutes, event_clock=False)
+        self.partitions = partitions
+        # One clock per partition: event time as read, the wall clock's ticks once caught up.
+        self.book = Book(self.states, policy, retention_minutes, shard_of=self.owner)
         self.topics, self.metrics, self.clock = topics, metrics, clock
         self._type_of_topic = dict(zip(topics.inputs, EVENT_TYPES))
         self._routes = {"charge": topics.charges, "alert": topics.alerts, "dead_letter": topics.dead_letters}
@@ -157,6 +143,9 @@ class Processor:
         self.needs_rebuild = False
         self._pending: dict[str, list[Output]] = {}  # this batch's outputs by encounter: the outboxes
         self._resend: dict[int, list[Output]] = {}  # outboxes found after a restart, by partition
+
+    def owner(self, encounter_id: str) -> int:
+        return owner(encounter_id.encode(), self.partitions)
 
     def recovered(self) -> None:
         """The table is recovered (after every rebalance): re-derive schedules and find outboxes."""
@@ -179,7 +168,7 @@ class Processor:
             log.exception("internal error on %s/%s/%s", msg.topic, msg.partition, msg.offset)
             return self._outputs([dead_letter(f"internal error ({type(exc).__name__}); the worker kept "
                                               "running; report it with the source position",
-                                              "internal_error", self._source(msg), msg.value)], msg.key)
+                                              "internal_error", msg.source, msg.value)], msg.key)
 
     def flush(self) -> list:
         """Write the batch's states with their outboxes; await the result before sending outputs."""
@@ -212,15 +201,15 @@ class Processor:
         try:
             event = self._parse(msg)
         except BadEvent as exc:
-            return self._outputs([dead_letter(str(exc), exc.category, self._source(msg), msg.value)], msg.key)
+            return self._outputs([dead_letter(str(exc), exc.category, msg.source, msg.value)], msg.key)
         self.metrics.events.labels(msg.topic, event.type).inc()
         duplicates = self.book.duplicates
         try:
-            records = self.book.handle(event, now=self.clock())
+            records = self.book.handle(event)
             if self.book.duplicates > duplicates:
                 self.metrics.duplicates.inc()
         except TooLate as exc:
-            records = [dead_letter(str(exc), "too_late", self._source(msg), msg.value)]
+            records = [dead_letter(str(exc), "too_late", msg.source, msg.value)]
         if event.type == "encounter.discharged" and msg.timestamp and any(r["kind"] == "charge" for r in records):
             self.metrics.discharge_to_charge.observe(max(0.0, self.clock() - msg.timestamp))
         return self._outputs(records, msg.key)
@@ -241,6 +230,8 @@ class Processor:
 
     def _tick(self, msg: Message) -> list[Output]:
         tick = orjson.loads(msg.value)
+        if tick.get("encounter_id") is None:  # a wake-up: the agent looks at what it holds
+            return []
         return self._outputs(self.book.tick(tick["encounter_id"], tick["now"]), msg.key)
 
     def _outputs(self, records: list[dict], key: bytes | None) -> list[Output]:
@@ -266,21 +257,24 @@ class Processor:
             log.exception("ChargeItem not built for a %s line", rec.get("cpt"))
             return []
 
-    @staticmethod
-    def _source(msg: Message) -> dict:
-        return {"topic": msg.topic, "partition": msg.partition, "offset": msg.offset}
-
     # -- the timer's side ----------------------------------------------------------------
 
-    def due_ticks(self) -> list[Output]:
-        """Tick messages for encounters with an overdue check or a retention purge now due.
-        Keyed by encounter, so each lands on the partition (and worker) that owns the state.
-        A partition holding undelivered outboxes gets a tick too: its outboxes ride on it even
-        when no input arrives there. Nothing while the table is recovering: the timer runs then too,
-        and a schedule built from a half-recovered table would drop deadlines and outboxes."""
+    def due_ticks(self, caught_up: Callable[[int], bool]) -> list[Output]:
+        """Tick messages for encounters with an overdue check or a retention purge due by the wall
+        clock, in partitions that are caught up (`caught_up(partition)`; one still reading a backlog
+        keeps event time: its own events move its clock). Each goes to the partition that owns the
+        encounter. A partition holding undelivered outboxes gets a tick too: its outboxes ride on
+        it even when no input arrives there. Nothing while the table is recovering: the timer runs
+        then too, and a schedule built from a half-recovered table would drop deadlines and outboxes."""
         if self.needs_rebuild:
             return []
         now = self.clock()
-        encounters = self.book.due(now) + [outs[0].key.decode() for outs in self._resend.values()]
-        return [Output(self.topics.ticks, enc.encode(), orjson.dumps({"encounter_id": enc, "now": now}))
-                for enc in dict.fromkeys(encounters)]
+        encounters = [enc for p in self.book.shards if caught_up(p) for enc in self.book.due(now, p)]
+        encounters += [outs[0].key.decode() for outs in self._resend.values()]
+        return [self.tick(enc, now) for enc in dict.fromkeys(encounters)]
+
+    def tick(self, encounter_id: str | None, now: float, partition: int | None = None) -> Output:
+        """A tick for an encounter (to its owner), or a wake-up for `partition` (no encounter)."""
+        key = encounter_id.encode() if encounter_id else b""
+        return Output(self.topics.ticks, key, orjson.dumps({"encounter_id": encounter_id, "now": now}),
+                      self.owner(encounter_id) if encounter_id else partition)

@@ -10,6 +10,7 @@ from faust.types import TP
 from intervaltree import IntervalTree
 
 from streams import compat
+from streams.ledger import ReadLedger
 
 compat.apply()
 TP0 = TP("mar.administration.started", 0)
@@ -63,8 +64,76 @@ def test_offsets_faust_knows_are_missing_do_not_block():
     assert _new_offset(_consumer(committed=10, acked=[13, 14], gaps=[(10, 13)])) == 15
 
 
-def test_a_lasting_hole_is_read_again_from_its_start(monkeypatch):
-    monkeypatch.setattr(compat, "HOLE_SECONDS", 0.0)
+def test_a_hole_is_never_committed_past_however_long_it_lasts():
     c = _consumer(committed=10, acked=[15, 16])
     assert _new_offset(c) is None
-    assert c.seeks == [(TP0, 10)]
+    assert c.seeks == []  # reading it again is the ledger's job (streams/ledger.py), not a timer's
+
+
+# -- what is handed to faust's drain (compat.hand_over) ------------------------------------
+
+class _Msg:
+    def __init__(self, offset):
+        self.offset = offset
+
+
+def _drain_consumer(ledger, assignment=(TP0,)):
+    c = _consumer()
+    c.__dict__.update(_read_offset={}, flow_active=True, assignment=lambda: set(assignment))
+    compat.attach_ledger(c, ledger)
+
+    async def seek(tp, offset):  # as the patched Consumer.seek: the ledger restarts the partition
+        c.seeks.append((tp, offset))
+        ledger.restart(tp, offset)
+    c.seek = seek
+    return c
+
+
+def _hand_over(c, offsets, batch, tp=TP0):
+    async def records():
+        for o in offsets:
+            yield tp, _Msg(o)
+
+    async def run():
+        return [m.offset async for _, m in compat.hand_over(c, records(), batch)]
+    return asyncio.run(run())
+
+
+def _batch(c, ranges=None):
+    b = compat._Batch()
+    b.epochs = dict(compat.ledger_of(c).epochs)
+    b.ranges = ranges or {}
+    return b
+
+
+def test_records_continue_the_ledger_and_the_drain_sees_no_false_gap():
+    ledger = ReadLedger([TP0.topic])
+    c = _drain_consumer(ledger)
+    assert _hand_over(c, [0, 1, 2], _batch(c)) == [0, 1, 2]
+    c._read_offset[TP0] = 0  # faust's drain overwrote its read offset with a seek's (the race)
+    assert _hand_over(c, [1, 2, 3, 4], _batch(c)) == [3, 4]  # 1, 2 handed already; 3 not dropped
+    assert c._read_offset[TP0] == 4 and not c._gap[TP0]
+
+
+def test_a_batch_fetched_before_a_seek_is_stale_and_the_partition_read_again():
+    ledger = ReadLedger([TP0.topic])
+    c = _drain_consumer(ledger)
+    before = _batch(c)  # fetched ...
+    ledger.restart(TP0, 62)  # ... then faust sought to the committed offset (table recovery)
+    assert _hand_over(c, [90, 91], before) == []  # faust's drain would have taken 63-89 for a gap
+    assert c.seeks == [(TP0, 62)]
+    assert _hand_over(c, [62, 63], _batch(c)) == [62, 63]
+
+
+def test_offsets_aiokafka_skipped_in_one_fetch_are_a_real_gap_for_the_commit():
+    ledger = ReadLedger([TP0.topic])
+    c = _drain_consumer(ledger)
+    assert _hand_over(c, [10, 11, 13], _batch(c)) == [10, 11, 13]  # 12: a transaction marker
+    assert [(iv.begin, iv.end) for iv in c._gap[TP0]] == [(12, 13)]
+
+
+def test_records_the_fetcher_handed_over_and_faust_did_not_yield_are_read_again():
+    ledger = ReadLedger([TP0.topic])
+    c = _drain_consumer(ledger)
+    assert _hand_over(c, [5, 6], _batch(c, {TP0: (5, 9)})) == [5, 6]  # faust stopped after 6
+    assert c.seeks == [(TP0, 7)]

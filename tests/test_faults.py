@@ -220,10 +220,11 @@ async def test_records_faust_drops_after_the_fetch_are_read_again_not_committed_
     from faust.types import TP
     from mode.utils.queues import FlowControlQueue
 
-    from streams import compat
+    from streams import compat, pipeline
     from tests.stream_harness import Worker
 
-    monkeypatch.setattr(compat, "HOLE_SECONDS", 1.0)
+    compat.apply()  # patched before this test patches faust on top, or the undo would remove compat's too
+    monkeypatch.setattr(pipeline, "LOST_AFTER", 1.0)
     day = dt.date.today() - dt.timedelta(days=2)
     lines = [l.encode() for l in simulate(encounters=40, seed=37, day=day)]
     out = io.BytesIO()

@@ -1,0 +1,220 @@
+"""The agent's work on each batch faust delivers, and the timer's side of it.
+
+1. Each record is checked off against the ReadLedger (streams/ledger.py): a record faust lost on
+   the way makes the partition be read again; a stale copy is dropped.
+2. The Intake sorts it: forwarded to its owner partition, a watermark, a clock tick (processed
+   now) or an input record held in the Aligner.
+3. The Aligner releases held records in timestamp order across the partition's topics.
+4. The Processor turns each into outputs; states with their outboxes are made durable, then the
+   outputs (forwards first, watermarks last) are sent and awaited, then the outboxes dropped
+   (docs/delivery.md).
+5. Only then is each record acked: faust commits no offset past a record that is held, lost or
+   not yet delivered. Records stay referenced (incref) from arrival to this ack, whatever faust's
+   take_events does after the batch.
+"""
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import weakref
+
+from faust.streams import _current_event
+from faust.types import TP
+
+from streams import compat
+from streams.alignment import Aligner
+from streams.config import Settings
+from streams.intake import DONE, FORWARD, NOW, Intake
+from streams.ledger import Arrival, ReadLedger
+from streams.messages import Message, Output
+from streams.metrics import Metrics
+from streams.processor import Processor
+
+log = logging.getLogger(__name__)
+
+MAX_HELD = 5000  # records held of one input partition before its fetching pauses (memory bound)
+IDLE_WAKE = 0.1  # seconds without a batch before the timer wakes the agent for records it holds
+LOST_AFTER = 2.0  # seconds a handed-over record may be on its way while the agent is idle
+
+
+class Pipeline:
+    def __init__(self, app, s: Settings, processor: Processor, metrics: Metrics, clock) -> None:
+        self.app, self.topics, self.processor, self.metrics, self.clock = app, s.topics, processor, metrics, clock
+        self.partitions = s.partitions
+        self.inputs = (*s.topics.inputs, s.topics.repartition)
+        self.ledger = ReadLedger((*self.inputs, s.topics.ticks))
+        self.aligner = Aligner(self.inputs, s.align_max_wait_ms / 1000, s.partitions)
+        self.intake = Intake(s.topics, s.partitions, self.aligner, metrics)
+        self.owned: set[int] = set()
+        self.paused: set[TP] = set()
+        self.batch_event: dict[int, object] = {}  # partition -> an event of it in this batch
+        self.last_batch = 0.0
+        self.forwarding = False  # forwards received but not yet sent: no watermark may pass them
+        self.changelog = None  # set by the app: the table and its changelog topic
+
+    # -- the agent -----------------------------------------------------------------------
+
+    async def run(self, events) -> None:
+        loop = asyncio.get_running_loop()
+        now, wall = loop.time(), self.clock()
+        self.last_batch = now
+        forwards, done, ready = await self._receive(events, now, wall)
+        released = self.aligner.release(self.caught_up, now, wall)
+        self._count(released)
+        ready += released.items
+        outputs = []
+        for msg, event in ready:
+            self.batch_event[msg.partition] = event
+            outputs += self.processor.process(msg)
+        await asyncio.gather(*await self._write_changelog(self.processor.flush()))  # states + outboxes durable
+        marks = self.intake.watermarks(self.owned, self.caught_up, wall, now)
+        await self.send(forwards + outputs + marks)
+        self.forwarding = False
+        await self._write_changelog(self.processor.delivered())  # queued before the next batch's writes
+        self.batch_event.clear()
+        for event in done + [e for _, e in ready]:
+            self._ack(event)
+        self._flow()
+
+    async def _receive(self, events, now: float, wall: float):
+        forwards, done, ready = [], [], []
+        for event in events:
+            m = event.message
+            m.incref()  # ours until `_ack`: take_events' own ack after the batch is not the last
+            arrival = self.ledger.arrived(m.tp, m, now)
+            if arrival is not Arrival.IN_ORDER:  # never acked: read again after the restart
+                compat.untrack(self.app.consumer, m)
+                if arrival is Arrival.AFTER_LOSS:
+                    await self.read_again(m.tp, self.ledger.first_pending(m.tp), "lost_in_faust")
+                continue
+            msg = Message(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp, headers=m.headers)
+            action, what = self.intake.receive(msg, wall)
+            if action == FORWARD:
+                self.forwarding = True
+                forwards.append(what)
+                done.append(event)
+            elif action == DONE:
+                done.append(event)
+            elif action == NOW:
+                ready.append((msg, event))
+            else:
+                compat.untrack(self.app.consumer, m)
+                self.intake.hold(what, (what, event))
+        return forwards, done, ready
+
+    def _count(self, released) -> None:
+        self.metrics.alignment_wait.inc(released.waited)
+        for reason, n in released.forced.items():
+            self.metrics.alignment_forced.labels(reason).inc(n)
+        self.metrics.held.set(self.aligner.held)
+
+    def _ack(self, event) -> None:
+        m = event.message
+        if m.ack(self.app.consumer):
+            self.app.sensors.on_message_out(m.tp, m.offset, m)
+
+    def _flow(self) -> None:
+        """Pause fetching an input partition while too much of it is held; resume below half."""
+        consumer, held_of = self.app.consumer, self.aligner.held_of
+        full = {TP(t, p) for p in self.aligner.waiting() for t in self.inputs if held_of(p, t) > MAX_HELD}
+        if full - self.paused:
+            consumer.pause_partitions(full - self.paused)
+        drained = {tp for tp in self.paused if held_of(tp.partition, tp.topic) <= MAX_HELD // 2}
+        if drained:
+            consumer.resume_partitions(drained)
+        self.paused = (self.paused | full) - drained
+
+    async def read_again(self, tp, offset: int | None, reason: str) -> None:
+        if offset is None:
+            return
+        log.warning("%s[%d]: records from offset %d were handed to faust but never reached the agent; "
+                    "reading them again", tp.topic, tp.partition, offset)
+        self.metrics.reads_again.labels(reason).inc()
+        await self.app.consumer.seek(tp, offset)  # the ledger restarts the partition (streams/compat.py)
+
+    # -- Kafka ---------------------------------------------------------------------------
+
+    async def send(self, outputs: list[Output]) -> None:
+        """Straight to the producer (one awaited batch, in order), not faust's Topic.send per message."""
+        send = self.app.producer.send
+        await asyncio.gather(*[await send(o.topic, o.key, o.value, o.partition, o.timestamp, o.headers)
+                               for o in outputs])
+
+    async def _write_changelog(self, records) -> list:
+        """Changelog records, in order, straight to the producer (faust's send_soon goes through a
+        100-message buffer that stalls every stream when full, about 1,000 times per benchmark run);
+        returns their delivery futures. Delivered offsets are what a rocksdb store persists."""
+        table, topic = self.changelog
+        futures, dumps_key = [], self.app.serializers.dumps_key  # keys as the table encodes them (JSON)
+        for key, value, partition in records:
+            fut = await self.app.producer.send(topic, dumps_key(str, key, serializer=table.key_serializer),
+                                               value, partition, None, None)
+            fut.add_done_callback(functools.partial(_persisted, table, TP(topic, partition)))
+            futures.append(fut)
+        return futures
+
+    def write_state(self, table, key: str, value: bytes | None, partition: int):
+        """Writes one state to the table's store and returns its changelog record (key, value,
+        partition: the encounter's own), which `_write_changelog` sends.
+
+        The store takes the partition from the current event (rocksdb keeps a database per
+        partition); after a batch that is not necessarily this encounter's, so the write runs with
+        an event of the right partition as the current one."""
+        token = _current_event.set(weakref.ref(self.batch_event[partition]))
+        try:
+            if value is None:
+                table.data.pop(key, None)
+            else:
+                table.data[key] = value
+        finally:
+            _current_event.reset(token)
+        return key, value, partition
+
+    # -- what the aligner and the clock ask ----------------------------------------------
+
+    def caught_up(self, topic: str, partition: int) -> bool:
+        """Nothing of this input partition is waiting at the broker or on its way to the agent."""
+        tp = TP(topic, partition)
+        try:
+            highwater = self.app.consumer.highwater(tp)
+        except Exception:  # noqa: BLE001 - not assigned (any more): nothing to wait for here
+            return True
+        return self.ledger.caught_up(tp, highwater)
+
+    def partition_caught_up(self, partition: int) -> bool:
+        """The wall clock rules a partition once it holds nothing and every input is caught up."""
+        return (self.aligner.held_of_partition(partition) == 0
+                and all(self.caught_up(t, partition) for t in self.inputs))
+
+    # -- the timer's side ----------------------------------------------------------------
+
+    def chores(self, now: float, wall: float) -> tuple[list[Output], list]:
+        """What the timer does between batches: wake-ups for held records, watermarks while idle,
+        and partitions to read again whose records never arrived."""
+        idle = now - self.last_batch
+        if idle < IDLE_WAKE:
+            return [], []
+        waiting = self.aligner.waiting()
+        wake = [self.processor.tick(None, wall, waiting[0])] if waiting else []
+        marks = [] if self.forwarding else self.intake.watermarks(self.owned, self.caught_up, wall, now)
+        lost = self.ledger.overdue(now, LOST_AFTER) if idle > LOST_AFTER else []
+        return wake + marks, lost
+
+    # -- rebalances ----------------------------------------------------------------------
+
+    def assigned(self, assigned) -> None:
+        self.owned = {tp.partition for tp in assigned if tp.topic in self.topics.inputs}
+
+    def revoked(self, revoked) -> None:
+        """What is held or on its way is read again by the partitions' next owner."""
+        partitions = {tp.partition for tp in revoked if tp.topic in self.inputs}
+        self.aligner.drop(partitions)
+        self.ledger.forget(revoked)
+        self.intake.forget(partitions)
+        self.paused -= set(revoked)
+
+
+def _persisted(table, tp, fut) -> None:
+    if not fut.cancelled() and fut.exception() is None:
+        table.data.set_persisted_offset(tp, fut.result().offset)

@@ -1,0 +1,70 @@
+"""The ReadLedger: every record handed to faust is checked off when the agent gets it."""
+from faust.types import TP
+
+from streams.ledger import Arrival, ReadLedger
+
+A = TP("mar.administration.started", 0)
+
+
+class Msg:
+    def __init__(self, offset):
+        self.offset = offset
+
+
+def _handed(ledger, *offsets, now=0.0):
+    msgs = [Msg(o) for o in offsets]
+    for m in msgs:
+        ledger.handed(A, m, now)
+    return msgs
+
+
+def test_records_arrive_in_the_order_they_were_handed_over():
+    ledger = ReadLedger([A.topic])
+    m = _handed(ledger, 4, 5, 6)
+    assert [ledger.arrived(A, x, 1.0) for x in m] == [Arrival.IN_ORDER] * 3
+    assert ledger.expected(A) == 7 and ledger.first_pending(A) is None
+
+
+def test_a_record_after_a_lost_one_says_where_to_read_again():
+    ledger = ReadLedger([A.topic])
+    m = _handed(ledger, 4, 5, 6)
+    assert ledger.arrived(A, m[0], 1.0) is Arrival.IN_ORDER
+    assert ledger.arrived(A, m[2], 1.0) is Arrival.AFTER_LOSS  # 5 was cleared from faust's queue
+    assert ledger.first_pending(A) == 5
+
+
+def test_copies_from_before_a_restart_are_stale():
+    ledger = ReadLedger([A.topic])
+    old = _handed(ledger, 90, 91)
+    ledger.restart(A, 62)
+    assert ledger.expected(A) == 62 and ledger.epochs[A] == 1
+    assert ledger.arrived(A, old[0], 1.0) is Arrival.STALE
+
+
+def test_records_lost_at_the_end_are_overdue_once_the_agent_is_idle():
+    ledger = ReadLedger([A.topic])
+    _handed(ledger, 4, now=10.0)
+    assert ledger.overdue(11.0, after=2.0) == []
+    assert ledger.overdue(12.5, after=2.0) == [A]
+
+
+def test_caught_up_when_everything_up_to_the_high_watermark_arrived():
+    ledger = ReadLedger([A.topic])
+    assert not ledger.caught_up(A, None)  # nothing fetched yet: the end is unknown
+    m = _handed(ledger, 4, 5)
+    assert not ledger.caught_up(A, 6)  # handed over, still on its way
+    for x in m:
+        ledger.arrived(A, x, 1.0)
+    assert ledger.caught_up(A, 6) and not ledger.caught_up(A, 7)
+    assert ledger.wants_position(A, 7)
+    ledger.position(A, 7, epoch=None)  # past a transaction marker at 6, learned in the consumer thread
+    assert ledger.caught_up(A, 7)
+    ledger.position(A, 9, epoch=5)  # learned before a seek: ignored
+    assert not ledger.caught_up(A, 9)
+
+
+def test_other_topics_pass_through():
+    ledger = ReadLedger([A.topic])
+    changelog = TP("encounters-changelog", 0)
+    assert not ledger.tracks(changelog)
+    assert ledger.arrived(changelog, Msg(0), 0.0) is Arrival.IN_ORDER
