@@ -1,9 +1,14 @@
-"""Run events through the real worker on the embedded broker and collect every output record."""
+"""Run events through the real worker on the embedded broker and collect every output record:
+in-process (`Worker`) or as `python -m streams.cli worker` subprocesses (`worker_env`,
+`start_worker`; used by tests/test_faults.py and benchmarks/backlog.py)."""
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import itertools
+import os
+import subprocess
+import sys
 import tempfile
 import time
 
@@ -26,6 +31,28 @@ def unique_settings(bootstrap: str, **overrides) -> Settings:
     settings = from_env({}, bootstrap_servers=bootstrap, app_id=f"iv-{n}", partitions=4, tick_seconds=0.5,
                         data_dir=tempfile.mkdtemp(prefix="iv-test-"), **overrides)
     return dataclasses.replace(settings, topics=topics)
+
+
+def worker_env(settings: Settings, policy_file: str | None) -> dict[str, str]:
+    """The environment of a worker subprocess for these settings (IV_* variables, the caller's
+    own IV_* dropped; ticks every second, warnings only)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IV_")}
+    env.update(IV_BOOTSTRAP_SERVERS=settings.bootstrap_servers, IV_APP_ID=settings.app_id,
+               IV_PARTITIONS=str(settings.partitions), IV_TICK_SECONDS="1", IV_POLICY_FILE=policy_file or "",
+               IV_DATA_DIR=settings.data_dir, IV_METRICS_PORT=str(settings.metrics_port), IV_LOG_LEVEL="warning")
+    for name in settings.topics.__dataclass_fields__:
+        env[f"IV_TOPIC_{name.upper()}"] = getattr(settings.topics, name)
+    return env
+
+
+WORKER_LOG_DIR = tempfile.mkdtemp(prefix="iv-fault-workers-")
+
+
+def start_worker(env: dict[str, str]) -> subprocess.Popen:
+    """A worker subprocess; its log goes to WORKER_LOG_DIR, named in a failing test's output."""
+    log = open(os.path.join(WORKER_LOG_DIR, f"worker-{len(os.listdir(WORKER_LOG_DIR)):02d}.log"), "wb")
+    return subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env,
+                            stdout=log, stderr=subprocess.STDOUT)
 
 
 class Worker:

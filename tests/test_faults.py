@@ -2,12 +2,8 @@
 import asyncio
 import datetime as dt
 import io
-import os
 import random
 import signal
-import subprocess
-import sys
-import tempfile
 
 import orjson
 import pytest
@@ -18,30 +14,12 @@ from streams.batch import run_batch
 from streams.feed import feed
 from streams.topics import create_topics
 from tests.events import net_charges, standing_alerts
-from tests.stream_harness import unique_settings
+from tests.stream_harness import WORKER_LOG_DIR as LOG_DIR
+from tests.stream_harness import start_worker as _start_worker
+from tests.stream_harness import unique_settings, worker_env as _env
 
 # No overdue alerts here: a wall-clock stream and an event-time replay see the clock differently.
 NO_OVERDUE = "overdue_grace_minutes = 100000\noverdue_without_order_minutes = 100000\n"
-
-
-def _env(settings, policy_file):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IV_")}
-    env.update(IV_BOOTSTRAP_SERVERS=settings.bootstrap_servers, IV_APP_ID=settings.app_id,
-               IV_PARTITIONS=str(settings.partitions), IV_TICK_SECONDS="1", IV_POLICY_FILE=policy_file or "",
-               IV_DATA_DIR=settings.data_dir, IV_METRICS_PORT=str(settings.metrics_port), IV_LOG_LEVEL="warning")
-    for name in settings.topics.__dataclass_fields__:
-        env[f"IV_TOPIC_{name.upper()}"] = getattr(settings.topics, name)
-    return env
-
-
-LOG_DIR = tempfile.mkdtemp(prefix="iv-fault-workers-")
-
-
-def _start_worker(env):
-    """A worker subprocess; its log goes to LOG_DIR, named in a failing test's output."""
-    log = open(os.path.join(LOG_DIR, f"worker-{len(os.listdir(LOG_DIR)):02d}.log"), "wb")
-    return subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
 
 
 async def _collect(settings, want, timeout=150.0, quiet=5.0):
