@@ -1,6 +1,7 @@
 """Fixes that faust-streaming 0.15.3 / aiokafka 0.14 need: 1, 2 and 4 against the Tansu broker
 (harmless against Apache Kafka), 3 a faust bug on any broker. Applied whenever the worker starts;
-faust is pinned to 0.15.3 because these patch its internals.
+faust and aiokafka are pinned (pyproject.toml) because these patch their internals, and apply
+refuses other versions (WRITTEN_FOR) rather than patch code it was not written for.
 
 1. Tansu numbers consumer-group generations from 0; aiokafka sends LeaveGroup only for a
    generation above 0, so a cleanly stopped worker never left the group and the next start waited
@@ -24,19 +25,41 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from importlib.metadata import version
 
 log = logging.getLogger(__name__)
 _applied = False
+WRITTEN_FOR = {"faust-streaming": "0.15.3", "aiokafka": "0.14.0"}  # the pins of pyproject.toml
+
+
+class VersionMismatch(ValueError):
+    """Installed faust-streaming or aiokafka versions the patches were not written for. A ValueError
+    like ConfigError: the command prints the message, which says what to do, and exits 1."""
 
 
 def apply(fetch_max_wait_ms: int = 20) -> None:
     global _applied
+    check_versions()
     if not _applied:
         _patch_leave_group()
         _patch_table_highwaters()
         _patch_commit_holes()
         _applied = True
     _patch_fetch_wait(fetch_max_wait_ms)
+
+
+def check_versions() -> None:
+    """Refuse other versions: a patched method that moved or changed would fail at some rebalance
+    or recovery long after the start, or silently stop fixing what it fixes."""
+    found = {name: version(name) for name in WRITTEN_FOR}
+    if found != WRITTEN_FOR:
+        raise VersionMismatch(f"streams/compat.py was written for {_listed(WRITTEN_FOR)}; found {_listed(found)}: "
+                              "install the pinned versions (pip install -e .) or re-check the patches in "
+                              "streams/compat.py before changing the pins (pyproject.toml, compat.WRITTEN_FOR)")
+
+
+def _listed(versions: dict) -> str:
+    return " and ".join(f"{name} {v}" for name, v in versions.items())
 
 
 def _patch_leave_group() -> None:
