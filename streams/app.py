@@ -16,7 +16,7 @@ from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 from streams import compat
 from streams.config import Settings
 from streams.health import Health
-from streams.kafka import faust_credentials
+from streams.kafka import client_kwargs, faust_connection
 from streams.metrics import Metrics
 from streams.pipeline import Pipeline
 from streams.processor import Processor
@@ -32,8 +32,7 @@ def build_app(s: Settings, metrics: Metrics, clock=None, health: Health | None =
     compat.apply(s.fetch_max_wait_ms)
     app = faust.App(
         s.app_id,
-        broker=[f"kafka://{h}" for h in s.bootstrap_servers.split(",")],
-        broker_credentials=faust_credentials(s),
+        **faust_connection(s),
         store=s.store,
         datadir=s.data_dir,
         key_serializer="raw",
@@ -50,6 +49,7 @@ def build_app(s: Settings, metrics: Metrics, clock=None, health: Health | None =
         web_enabled=False,  # table endpoints would expose patient data; metrics have their own port
         web_tables_enabled=False,
     )
+    compat.set_client_kwargs(app, client_kwargs(s))  # table recovery's own consumer connects like every client
     # faust's own sensors (messages, commits, rebalances...) on our registry, as faust_*.
     app.monitor = PrometheusMonitor(metrics=FaustMetrics.create(metrics.registry, "faust"))
     table = app.Table(TABLE, partitions=s.partitions, key_type=str, value_type=bytes)  # JSON made by JsonStates

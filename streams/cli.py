@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0  # the reader (e.g. `head`) went away; nothing is wrong
     except KeyboardInterrupt:
         return 130
-    except (OSError, ValueError) as exc:  # ConfigError, PolicyError and I/O errors carry the fix
+    except (OSError, ValueError) as exc:  # ConfigError, PolicyError, VersionMismatch and I/O errors carry the fix
         print(f"infusion-validator {args.command}: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:  # e.g. a broker that cannot be reached

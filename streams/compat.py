@@ -1,13 +1,15 @@
 """Fixes that faust-streaming 0.15.3 / aiokafka 0.14 need: 1, 2 and 4 against the Tansu broker
 (harmless against Apache Kafka), 3 a faust bug on any broker. Applied whenever the worker starts;
-faust is pinned to 0.15.3 because these patch its internals.
+faust and aiokafka are pinned (pyproject.toml) because these patch their internals, and apply
+refuses other versions (WRITTEN_FOR) rather than patch code it was not written for.
 
 1. Tansu numbers consumer-group generations from 0; aiokafka sends LeaveGroup only for a
    generation above 0, so a cleanly stopped worker never left the group and the next start waited
    for the session timeout. Leave for generation 0 too.
 2. Tansu answers ListOffsets(LATEST) with the base offset of the last record batch + 1 when that
    batch held several records, so faust's table recovery stopped before the changelog's end and
-   silently lost the newest state. The high watermark of a Fetch response is right: use that.
+   silently lost the newest state. The high watermark of a Fetch response is right: use that
+   (read by a consumer of its own, connected like every client: see set_client_kwargs).
 3. (faust bug, any broker) Around a rebalance faust can drop records it has already fetched (a
    stream queue cleared when flow control resumes; getmany skipping a partition not yet active),
    then commit a later record's offset past them: events lost for good. Found by the kill -9 test
@@ -24,19 +26,41 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from importlib.metadata import version
 
 log = logging.getLogger(__name__)
 _applied = False
+WRITTEN_FOR = {"faust-streaming": "0.15.3", "aiokafka": "0.14.0"}  # the pins of pyproject.toml
+
+
+class VersionMismatch(ValueError):
+    """Installed faust-streaming or aiokafka versions the patches were not written for. A ValueError
+    like ConfigError: the command prints the message, which says what to do, and exits 1."""
 
 
 def apply(fetch_max_wait_ms: int = 20) -> None:
     global _applied
+    check_versions()
     if not _applied:
         _patch_leave_group()
         _patch_table_highwaters()
         _patch_commit_holes()
         _applied = True
     _patch_fetch_wait(fetch_max_wait_ms)
+
+
+def check_versions() -> None:
+    """Refuse other versions: a patched method that moved or changed would fail at some rebalance
+    or recovery long after the start, or silently stop fixing what it fixes."""
+    found = {name: version(name) for name in WRITTEN_FOR}
+    if found != WRITTEN_FOR:
+        raise VersionMismatch(f"streams/compat.py was written for {_listed(WRITTEN_FOR)}; found {_listed(found)}: "
+                              "install the pinned versions (pip install -e .) or re-check the patches in "
+                              "streams/compat.py before changing the pins (pyproject.toml, compat.WRITTEN_FOR)")
+
+
+def _listed(versions: dict) -> str:
+    return " and ".join(f"{name} {v}" for name, v in versions.items())
 
 
 def _patch_leave_group() -> None:
@@ -277,24 +301,46 @@ def _patch_table_highwaters() -> None:
         consumer = self._ensure_consumer()
         if self.consumer.in_transaction:
             return {tp: consumer.last_stable_offset(tp) for tp in partitions}
-        return await fetched_end_offsets(consumer._client._bootstrap_servers, partitions)
+        return await fetched_end_offsets(_client_kwargs(self.app), partitions)
 
     driver.AIOKafkaConsumerThread._highwaters = _highwaters
 
 
-async def fetched_end_offsets(bootstrap, partitions, timeout: float = 60.0) -> dict:
+def set_client_kwargs(app, kwargs: dict) -> None:
+    """The connection settings of the consumer table recovery opens for `app` (fix 2), which has to
+    reach the secured cluster like every other client: build_app gives streams.kafka.client_kwargs,
+    the one function all the product's aiokafka clients connect with.
+
+    That consumer is made in faust's consumer thread by a patched method that sees only the thread
+    and its app, so the settings are kept on the app: not in a module global, which one app would
+    overwrite for another (tests run several in one process, each against its own broker), and not
+    copied from faust's own consumer, which would mean reading aiokafka's private attributes and
+    losing whatever client_kwargs adds that faust does not pass on.
+    """
+    app.__dict__["_iv_client_kwargs"] = kwargs
+
+
+def _client_kwargs(app) -> dict:
+    try:
+        return app.__dict__["_iv_client_kwargs"]
+    except KeyError:
+        raise RuntimeError(f"faust app {app.conf.id!r} has no Kafka connection settings for table recovery: "
+                           "build it with streams.app.build_app (compat.set_client_kwargs)") from None
+
+
+async def fetched_end_offsets(client_kwargs: dict, partitions, timeout: float = 60.0) -> dict:
     """End offsets from the high watermark of a Fetch (correct on Tansu), not from ListOffsets.
 
     Never falls back to ListOffsets: a short end offset makes table recovery stop early and
-    silently drop the newest states, so failing to learn the end is an error, not a guess."""
+    silently drop the newest states, so failing to learn the end is an error, not a guess.
+    `client_kwargs`: the connection settings, streams.kafka.client_kwargs (SASL/TLS included)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     given = list(partitions)
     tps = [TopicPartition(tp.topic, tp.partition) for tp in given]
     if not tps:
         return {}
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
-                                fetch_max_wait_ms=20)
+    consumer = AIOKafkaConsumer(**client_kwargs, enable_auto_commit=False, group_id=None, fetch_max_wait_ms=20)
     await consumer.start()
     try:
         listed = await consumer.end_offsets(tps)

@@ -27,6 +27,7 @@ from streams.bridge import Bridge
 from streams.broker import EmbeddedBroker, free_port
 from streams.config import from_env
 from streams.feed import SimClock, feed, occurred
+from streams.kafka import client_kwargs
 from streams.metrics import Metrics
 from streams.summary import summary
 from streams.topics import create_topics
@@ -66,8 +67,8 @@ async def run_demo(encounters: int, seed: int, speed: float, partitions: int, me
         say(f"Broker on {broker.bootstrap}; {len(settings.topics.all)} topics of {partitions} partitions. "
             "Starting the worker (joining its consumer group takes a few seconds)...")
         await app.start()
-        producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=5)
-        consumer = AIOKafkaConsumer(*settings.topics.outputs, bootstrap_servers=broker.bootstrap,
+        producer = AIOKafkaProducer(**client_kwargs(settings), linger_ms=5)
+        consumer = AIOKafkaConsumer(*settings.topics.outputs, **client_kwargs(settings),
                                     auto_offset_reset="earliest", group_id=None)
         await producer.start()
         await consumer.start()

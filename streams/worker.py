@@ -5,7 +5,7 @@ import asyncio
 import logging
 import signal
 
-from streams import logs
+from streams import compat, logs
 from streams.app import build_app
 from streams.config import Settings
 from streams.health import Health
@@ -18,6 +18,7 @@ log = logging.getLogger("infusion_validator.worker")
 async def run_worker(settings: Settings, create: bool = False) -> int:
     logs.configure(settings.log_level, settings.log_format)
     settings.policy  # a bad policy file fails here, before anything connects
+    compat.check_versions()  # so do faust/aiokafka versions streams/compat.py was not written for
     if create:
         await create_topics(settings, log=log.info)
     metrics = Metrics()

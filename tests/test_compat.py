@@ -1,15 +1,20 @@
 """The faust fix in streams/compat.py: offsets are never committed past a record that was fetched
 but not processed (faust dropped such records around rebalances and committed past them: events
-lost after kill -9), and such a hole is read again."""
+lost after kill -9), and such a hole is read again. And the patches refuse faust/aiokafka versions
+they were not written for."""
 import asyncio
+import tomllib
 from collections import defaultdict
+from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
 from faust.transport.consumer import Consumer
 from faust.types import TP
 from intervaltree import IntervalTree
 
-from streams import compat
+from streams import compat, logs
+from streams.cli import main
 from streams.ledger import ReadLedger
 
 compat.apply()
@@ -137,3 +142,28 @@ def test_records_the_fetcher_handed_over_and_faust_did_not_yield_are_read_again(
     c = _drain_consumer(ledger)
     assert _hand_over(c, [5, 6], _batch(c, {TP0: (5, 9)})) == [5, 6]  # faust stopped after 6
     assert c.seeks == [(TP0, 7)]
+
+
+def test_other_faust_or_aiokafka_versions_are_refused_with_what_to_do(monkeypatch):
+    monkeypatch.setattr(compat, "version", lambda name: {"faust-streaming": "0.15.3", "aiokafka": "0.15.0"}[name])
+    with pytest.raises(compat.VersionMismatch) as refused:
+        compat.apply()
+    assert str(refused.value).startswith(
+        "streams/compat.py was written for faust-streaming 0.15.3 and aiokafka 0.14.0; found faust-streaming 0.15.3 "
+        "and aiokafka 0.15.0: install the pinned versions (pip install -e .) or re-check the patches")
+
+
+def test_the_installed_versions_are_the_pinned_ones_compat_was_written_for():
+    compat.apply()
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    pins = {f"{name}=={v}" for name, v in compat.WRITTEN_FOR.items()}
+    assert pins <= set(pyproject["project"]["dependencies"])
+
+
+def test_the_worker_stops_with_that_message_before_connecting(monkeypatch, capsys):
+    monkeypatch.setattr(compat, "version", lambda name: "9.9.9")
+    monkeypatch.setattr(logs, "configure", lambda *args: None)  # leave the test session's logging alone
+    # --create-topics against a closed port: a connection attempt would fail with another message
+    assert main(["worker", "--create-topics", "--bootstrap-servers", "127.0.0.1:1"]) == 1
+    assert capsys.readouterr().err.startswith("infusion-validator worker: streams/compat.py was written for "
+                                              "faust-streaming 0.15.3 and aiokafka 0.14.0; found faust-streaming 9.9.9")

@@ -1,7 +1,9 @@
 """Worker configuration, Kafka security settings, health endpoints and log format: no broker needed."""
+import asyncio
 import io
 import json
 import logging
+import ssl
 import subprocess
 import urllib.error
 import urllib.request
@@ -49,14 +51,20 @@ def test_bad_configuration_names_the_variable_to_fix(env, names):
         from_env(env)
 
 
+def _scram_over_tls(tmp_path, tls_files, **overrides):
+    """Settings for SASL_SSL with SCRAM-SHA-512, a CA file, a client certificate and a password file."""
+    cert, key = tls_files
+    (tmp_path / "secret").write_text("s3cret\n")
+    return from_env({"IV_SECURITY_PROTOCOL": "SASL_SSL", "IV_SASL_MECHANISM": "SCRAM-SHA-512",
+                     "IV_SASL_USERNAME": "validator", "IV_SASL_PASSWORD_FILE": str(tmp_path / "secret"),
+                     "IV_SSL_CAFILE": str(cert), "IV_SSL_CERTFILE": str(cert), "IV_SSL_KEYFILE": str(key)},
+                    **overrides)
+
+
 def test_sasl_scram_over_tls_reaches_aiokafka_and_faust_alike(tmp_path, tls_files):
     from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 
-    cert, key = tls_files
-    (tmp_path / "secret").write_text("s3cret\n")
-    s = from_env({"IV_SECURITY_PROTOCOL": "SASL_SSL", "IV_SASL_MECHANISM": "SCRAM-SHA-512",
-                  "IV_SASL_USERNAME": "validator", "IV_SASL_PASSWORD_FILE": str(tmp_path / "secret"),
-                  "IV_SSL_CAFILE": str(cert), "IV_SSL_CERTFILE": str(cert), "IV_SSL_KEYFILE": str(key)})
+    s = _scram_over_tls(tmp_path, tls_files)
     assert "s3cret" not in repr(s)  # the password never reaches a log line through the settings
     ours = client_kwargs(s)
     theirs = credentials_to_aiokafka_auth(faust_credentials(s))
@@ -65,6 +73,62 @@ def test_sasl_scram_over_tls_reaches_aiokafka_and_faust_alike(tmp_path, tls_file
         assert kwargs["sasl_mechanism"] == "SCRAM-SHA-512"
         assert (kwargs["sasl_plain_username"], kwargs["sasl_plain_password"]) == ("validator", "s3cret")
         assert kwargs["ssl_context"] is not None
+
+
+class _NotConnecting(Exception):
+    """Raised where a recorded client would connect: no broker needed."""
+
+
+def _recording(made: list):
+    """Stands in for an aiokafka client class: records the keyword arguments of each client built."""
+    class Client:
+        def __init__(self, *topics, **kwargs):
+            made.append(kwargs)
+
+        async def start(self):
+            raise _NotConnecting
+    return Client
+
+
+async def test_every_kafka_client_connects_with_the_same_security_settings(tmp_path, tls_files, monkeypatch):
+    """The HL7/FHIR gateway's producer, the admin of `topics create`, faust's own consumer and
+    producer, and the consumer table recovery opens for end offsets (streams/compat.py): each is
+    built with the SASL_SSL settings and the brokers of IV_*, none with the address alone."""
+    import aiokafka
+    from faust.types import TP
+
+    from streams import gateway, topics
+    from streams.app import build_app
+
+    s = _scram_over_tls(tmp_path, tls_files, bootstrap_servers="kafka-1:9093,kafka-2:9093")
+    made: list[dict] = []
+    for module, name in ((gateway, "AIOKafkaProducer"), (topics, "AIOKafkaAdminClient"),
+                         (aiokafka, "AIOKafkaConsumer"), (aiokafka, "AIOKafkaProducer")):  # faust's and compat's
+        monkeypatch.setattr(module, name, _recording(made))
+    with pytest.raises(_NotConnecting):
+        async with gateway.bridge(s):
+            pass
+    with pytest.raises(_NotConnecting):
+        await topics.create_topics(s)
+    app = build_app(s, Metrics())
+    thread = app.consumer._thread  # faust's consumer thread, not started
+    thread._consumer = thread._create_consumer(asyncio.get_running_loop())
+    app.producer._new_producer()
+    with pytest.raises(_NotConnecting):
+        await thread._highwaters([TP(s.topics.started, 0)])  # what table recovery asks first
+
+    clients = ["gateway producer", "topics admin", "faust consumer", "faust producer", "table recovery consumer"]
+    assert len(made) == len(clients)
+    for client, kwargs in zip(clients, made):
+        servers = kwargs["bootstrap_servers"]
+        assert (servers.split(",") if isinstance(servers, str) else servers) == ["kafka-1:9093", "kafka-2:9093"], client
+        assert {k: kwargs.get(k) for k in ("security_protocol", "sasl_mechanism", "sasl_plain_username",
+                                           "sasl_plain_password")} == \
+            {"security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512", "sasl_plain_username": "validator",
+             "sasl_plain_password": "s3cret"}, client
+        context = kwargs["ssl_context"]
+        assert [c["subject"] for c in context.get_ca_certs()] == [((("commonName", "kafka"),),)], client  # the CA file
+        assert (context.verify_mode, context.check_hostname) == (ssl.CERT_REQUIRED, True), client
 
 
 def test_tls_without_sasl_and_plaintext(tls_files):
