@@ -195,16 +195,43 @@ async def run_mode(mode: str, args, lines: list[bytes], expected: list[dict], po
             lambda n: n % 10000 == 0 and note(f"  {mode}: produced {n:,}"))
         note(f"{mode}: produced all {sent:,} events in {time.monotonic() - t:.1f} s, before any worker; "
              f"starting {args.workers} workers (logs in {WORKER_LOG_DIR})")
+        ports = []
         for _ in range(args.workers):  # each its own metrics port and data dir, as on separate hosts
             own = dataclasses.replace(settings, metrics_port=free_port(), data_dir=tempfile.mkdtemp(prefix="iv-bl-"))
+            ports.append(own.metrics_port)
             workers.append(start_worker(worker_env(own, policy_file)))
         got, why, last, elapsed = await collect(settings, net_charges(expected), workers, args.timeout, mode)
         note(f"{mode}: {len(got):,} output records; stopped after {elapsed:.1f} s: {why}")
+        reading = scrape(ports)
     finally:
         exits = stop(workers) if workers else []
         broker.stop()
-    return {"mode": mode, "partitioners": chosen, "sent": sent,
+    return {"mode": mode, "partitioners": chosen, "sent": sent, "reading": reading,
             "why": why, "last": last, "elapsed": elapsed, "exits": exits, **compare(expected, got), "tally": tally(got)}
+
+
+READING = ("iv_repartitioned_total", "iv_alignment_wait_seconds_total", "iv_alignment_forced_total",
+           "iv_reads_again_total")
+
+
+def scrape(ports: list[int]) -> Counter:
+    """How the workers read: their reading metrics (streams/metrics.py), summed over workers."""
+    from urllib.request import urlopen
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    total: Counter = Counter()
+    for port in ports:
+        try:
+            text = urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        except OSError as exc:
+            note(f"  metrics of :{port} not read: {exc}")
+            continue
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name in READING:
+                    total[(sample.name, tuple(sorted(sample.labels.items())))] += sample.value
+    return total
 
 
 def ratio(a: int, b: int) -> str:
@@ -245,6 +272,10 @@ def report(args, day: dt.date, n_lines: int, batch: dict, results: list[dict]) -
         print(f"   encounters the batch charges with no charge record from the workers: {c['no_charges']:,} "
               f"(of {c['charged']:,})")
         print(f"   net charge units: reference {c['units'][0]:,}, workers {c['units'][1]:,}")
+        if r["reading"]:
+            print("   how the workers read: " + "; ".join(
+                f"{name.removeprefix('iv_').removesuffix('_total')}{dict(labels) if labels else ''} {value:,.1f}"
+                for (name, labels), value in sorted(r["reading"].items())))
         last = "no output" if r["last"] is None else f"last output record at {r['last']:.1f} s"
         print(f"   elapsed from the workers' start: {last}; stopped at {r['elapsed']:.1f} s: {r['why']}; "
               f"worker exit codes after SIGTERM {r['exits']}")

@@ -10,10 +10,11 @@ wait, at most `max_wait` seconds (Kafka Streams' max.task.idle.ms): a lagging or
 delays coding, it never stops it.
 
 Records forwarded from other partitions (producers that do not partition by murmur2) come through
-the repartition topic, one more input of each partition. Their sources report how far they have
-read (`watermark`): while any producer mis-partitions, a closing record (a discharge, submitted
-charges: what codes an encounter) also waits until every other partition has forwarded everything
-older than it.
+the repartition topic, one more input of each partition, interleaved from many sources: they are
+queued per original topic and source partition, each queue in its original offset order. Their
+sources report how far they have read (`watermark`): while any producer mis-partitions, a record
+also waits until every other partition has forwarded everything older than it (a discharge would
+otherwise be coded, or an overdue clock moved, before a stop forwarded from elsewhere).
 
 Pure: no Kafka, no faust. The agent (streams/app.py) feeds it and processes what it releases.
 """
@@ -27,15 +28,17 @@ from typing import Any
 
 @dataclass(slots=True)
 class Held:
-    timestamp: float  # broker timestamp of the record, epoch seconds
-    rank: int  # equal timestamps: documentation before the discharge that closes the encounter
-    closing: bool  # codes the encounter: waits for other partitions' forwarders too
+    timestamp: float  # broker timestamp of the record, epoch seconds (milliseconds: many share one)
+    occurred: float  # equal timestamps: in the order the events occurred, as the batch reads a file
+    rank: int  # and then documentation before the discharge that closes the encounter
     item: Any  # what the agent processes
 
 
 @dataclass(slots=True)
 class _Partition:
-    queues: dict[str, deque[Held]] = field(default_factory=dict)  # input -> records in offset order
+    queues: dict[str, deque[Held]] = field(default_factory=dict)  # queue -> records in offset order
+    inputs: dict[str, int] = field(default_factory=dict)  # input topic -> records held of it
+    of_input: dict[str, str] = field(default_factory=dict)  # queue -> its input topic
     blocked_since: float | None = None  # when the partition began waiting for a lagging input
     forcing: bool = False  # waited max_wait: records go out until the input catches up
     held: int = 0
@@ -56,18 +59,23 @@ class Aligner:
         self._parts: dict[int, _Partition] = {}
         # Forwarding sources: partition -> source partition -> newest time it has forwarded up to.
         self._watermarks: dict[int, dict[int, float]] = {}
-        self.forwarding_until = 0.0  # wall clock: while any source forwards, closing records wait
+        self.forwarding_until = 0.0  # wall clock: while any source forwards, records wait for watermarks
 
     # -- input ---------------------------------------------------------------------------
 
-    def add(self, partition: int, source: str, held: Held) -> None:
+    def add(self, partition: int, source: str, held: Held, input_topic: str | None = None) -> None:
+        """Hold a record of queue `source` (in offset order), read from `input_topic` (default: the
+        same; forwarded records: the repartition topic, queued per original topic and partition)."""
         part = self._parts.get(partition)
         if part is None:
             part = self._parts[partition] = _Partition()
         queue = part.queues.get(source)
         if queue is None:
             queue = part.queues[source] = deque()
+            part.of_input[source] = input_topic or source
         queue.append(held)
+        topic = part.of_input[source]
+        part.inputs[topic] = part.inputs.get(topic, 0) + 1
         part.held += 1
 
     def watermark(self, partition: int, source: int, time: float, forwarding_until: float) -> None:
@@ -106,21 +114,22 @@ class Aligner:
                         out.waited += now - part.blocked_since
                     part.blocked_since, part.forcing = None, False
                 part.queues[source].popleft()
+                part.inputs[part.of_input[source]] -= 1
                 part.held -= 1
                 out.items.append(head.item)
         return out
 
     @staticmethod
     def _oldest(part: _Partition) -> tuple[str, Held]:
-        return min(((s, q[0]) for s, q in part.queues.items() if q), key=lambda sh: (sh[1].timestamp, sh[1].rank))
+        return min(((s, q[0]) for s, q in part.queues.items() if q), key=lambda sh: (sh[1].timestamp, sh[1].occurred, sh[1].rank))
 
     def _behind(self, p: int, part: _Partition, head: Held, caught_up, forwarding: bool) -> str | None:
         """Why `head` may not go yet: an input of the partition that may still hold older records,
-        or (closing records, while producers mis-partition) a partition not yet forwarded this far."""
+        or (while producers mis-partition) a partition that has not forwarded this far yet."""
         for topic in self.inputs:
-            if not part.queues.get(topic) and not caught_up(topic, p):
+            if not part.inputs.get(topic) and not caught_up(topic, p):
                 return "input_behind"
-        if head.closing and forwarding:
+        if forwarding:
             marks = self._watermarks.get(p, {})
             if any(marks.get(q, 0.0) < head.timestamp for q in range(self.partitions) if q != p):
                 return "forwarders_behind"
@@ -132,10 +141,9 @@ class Aligner:
     def held(self) -> int:
         return sum(part.held for part in self._parts.values())
 
-    def held_of(self, partition: int, source: str) -> int:
+    def held_of(self, partition: int, input_topic: str) -> int:
         part = self._parts.get(partition)
-        queue = part.queues.get(source) if part else None
-        return len(queue) if queue else 0
+        return part.inputs.get(input_topic, 0) if part else 0
 
     def held_of_partition(self, partition: int) -> int:
         part = self._parts.get(partition)

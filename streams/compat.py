@@ -113,7 +113,7 @@ def _patch_commit_holes() -> None:
         ledger's epochs when the fetch began (consumer thread)."""
         ledger = ledger_of(self.consumer)
         epochs = dict(ledger.epochs) if ledger is not None else {}
-        records = await fetch(self, active_partitions, timeout)
+        records = await _fetch_first(fetch, self, ledger, active_partitions, timeout)
         first, batch_log = _first_fetched(self.consumer), self.consumer.__dict__.get("_iv_batch")
         for tp, batch in records.items():
             if batch:
@@ -123,7 +123,7 @@ def _patch_commit_holes() -> None:
         if batch_log is not None:
             batch_log.epochs = epochs
         if ledger is not None:
-            await _learn_positions(self._ensure_consumer(), ledger, active_partitions or (), records, epochs)
+            _learn_positions(self._ensure_consumer(), ledger, active_partitions or (), records, epochs)
         return records
 
     fetched.__wrapped__ = fetch
@@ -236,6 +236,19 @@ def ledger_of(consumer):
     return consumer.__dict__.get("_iv_ledger")
 
 
+async def _fetch_first(fetch, thread, ledger, active, timeout):
+    """aiokafka hands buffered records out in the order it fetched them, whole partitions at a
+    time, so on a backlog the worker's own topics (records forwarded to their owner, watermarks,
+    clock ticks) would wait behind every input record fetched before them: they go first."""
+    first = {tp for tp in active or () if ledger is not None and ledger.first(tp)}
+    if not first:
+        return await fetch(thread, active_partitions=active, timeout=timeout)
+    records = dict(await fetch(thread, active_partitions=first, timeout=0))
+    for tp, batch in (await fetch(thread, active_partitions=set(active) - first, timeout=0 if records else timeout)).items():
+        records[tp] = batch
+    return records
+
+
 class _Batch:
     """One getmany's records as the consumer thread fetched them: offset ranges by partition and
     the ledger's epochs when the fetch began."""
@@ -253,14 +266,20 @@ def _add_gap(consumer, tp, begin: int, end: int) -> None:
     gap.merge_overlaps()
 
 
-async def _learn_positions(aiokafka_consumer, ledger, active, records, epochs) -> None:
-    """Positions of idle partitions the ledger cannot tell from records (consumer thread)."""
+def _learn_positions(aiokafka_consumer, ledger, active, records, epochs) -> None:
+    """Positions of idle partitions the ledger cannot tell from records. Read from aiokafka's
+    subscription state (its position() is a coroutine of the consumer thread's loop; this runs in
+    the app's), never waited for: an invalid position is learned at a later fetch."""
+    assignment = aiokafka_consumer._subscription.subscription.assignment
     for tp in active:
-        if not records.get(tp) and ledger.wants_position(tp, aiokafka_consumer.highwater(tp)):
-            try:
-                ledger.position(tp, await aiokafka_consumer.position(tp), epochs.get(tp))
-            except Exception:  # noqa: BLE001 - revoked meanwhile: nothing to learn
-                pass
+        if records.get(tp) or not ledger.wants_position(tp, aiokafka_consumer.highwater(tp)):
+            continue
+        try:
+            state = assignment.state_value(tp)
+        except Exception:  # noqa: BLE001 - revoked meanwhile: nothing to learn
+            continue
+        if state is not None and state.has_valid_position:
+            ledger.position(tp, state.position, epochs.get(tp))
 
 
 def _first_fetched(consumer) -> dict:

@@ -10,12 +10,13 @@
 
 Watermarks: while any producer mis-partitions, each partition this worker owns reports to every
 other partition, through the repartition topic and after the records it forwarded there, the time
-up to which it has read (and so forwarded) everything. A discharge waits for those reports
+up to which it has read (and so forwarded) everything. Records wait for those reports
 (streams/alignment.py), so stops forwarded from elsewhere are applied before the encounter is
-coded, also when the source partition belongs to another worker.
+coded or its overdue clock moves, also when the source partition belongs to another worker.
 """
 from __future__ import annotations
 
+import datetime as dt
 import logging
 
 import orjson
@@ -29,7 +30,7 @@ from streams.partitioning import owner
 log = logging.getLogger(__name__)
 
 FORWARDING_MEMORY = 600.0  # seconds: after the last forwarded record, watermarks still flow this long
-WATERMARK_EVERY = 0.2  # seconds between a partition's watermark reports, at most
+WATERMARK_EVERY = 0.5  # seconds between a partition's watermark reports, at most
 CAUGHT_UP_SLACK = 1.0  # seconds: a caught-up input may still get records stamped this much earlier
 WATERMARK = "iv-watermark"  # header of a watermark record
 FORWARDED = ("iv-topic", "iv-partition", "iv-offset")  # headers of a forwarded record: where it was
@@ -44,7 +45,6 @@ class Intake:
         self.topics, self.partitions, self.aligner, self.metrics = topics, partitions, aligner, metrics
         self._inputs = frozenset(topics.inputs)
         self._rank = {t: i for i, t in enumerate(topics.inputs)}  # documentation first, then ADT, billing
-        self._closing = frozenset((topics.discharged, topics.submitted))
         self._read_to: dict[tuple[str, int], float] = {}  # input tp -> newest timestamp received
         self._reported: dict[int, tuple[float, float]] = {}  # partition -> (watermark, when) last sent
         self._advised: set[str] = set()
@@ -64,9 +64,13 @@ class Intake:
         return NOW, msg  # a clock tick
 
     def hold(self, msg: Message, item) -> None:
-        """Into the aligner; `item` is what it gives back (the agent's handle on the record)."""
-        self.aligner.add(msg.partition, self.topics.repartition if msg.source_partition is not None else msg.topic,
-                         Held(msg.timestamp or 0.0, self._rank.get(msg.topic, 0), msg.topic in self._closing, item))
+        """Into the aligner; `item` is what it gives back (the agent's handle on the record).
+        Forwarded records queue per original topic and partition: in that order they were forwarded."""
+        held = Held(msg.timestamp or 0.0, occurred(msg.value), self._rank.get(msg.topic, 0), item)
+        if msg.source_partition is None:
+            self.aligner.add(msg.partition, msg.topic, held)
+        else:
+            self.aligner.add(msg.partition, f"{msg.topic}[{msg.source_partition}]", held, self.topics.repartition)
 
     # -- forwarding ----------------------------------------------------------------------
 
@@ -124,3 +128,11 @@ class Intake:
             del self._read_to[key]
         for q in partitions:
             self._reported.pop(q, None)
+
+
+def occurred(value: bytes) -> float:
+    """An event's occurred_at, epoch seconds (0 for what does not parse: it is dead-lettered anyway)."""
+    try:
+        return dt.datetime.fromisoformat(orjson.loads(value)["occurred_at"]).timestamp()
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return 0.0

@@ -32,8 +32,9 @@ class Arrival(Enum):
 
 
 class ReadLedger:
-    def __init__(self, topics) -> None:
+    def __init__(self, topics, first=()) -> None:
         self.topics = frozenset(topics)  # the agent's source topics; others (changelogs) are faust's own
+        self._first = frozenset(first)  # the worker's own topics: read before a backlog of input
         self.epochs: dict = {}  # tp -> how often it was sought: what was fetched before is stale
         self._handed: dict = {}  # tp -> messages handed over and not yet arrived, in order
         self._ids: dict = {}  # tp -> ids of those messages
@@ -45,6 +46,10 @@ class ReadLedger:
 
     def tracks(self, tp) -> bool:
         return tp.topic in self.topics
+
+    def first(self, tp) -> bool:
+        """Read before other topics (see compat._fetch_first)."""
+        return tp.topic in self._first
 
     def expected(self, tp) -> int | None:
         """The lowest offset the next record may have (None: anything, nothing read since assignment)."""
@@ -110,6 +115,13 @@ class ReadLedger:
             return False
         position = max(self._next.get(tp, -1), self._position.get(tp, -1))
         return position >= highwater
+
+    def lag(self, tp, highwater: int | None) -> int | None:
+        """Records of the partition at the broker or on their way (None: its end is not known yet)."""
+        if highwater is None:
+            return None
+        position = max(self._next.get(tp, -1), self._position.get(tp, -1))
+        return len(self._handed.get(tp) or ()) + max(highwater - position, 0) if position >= 0 else None
 
     def wants_position(self, tp, highwater: int | None) -> bool:
         """Nothing pending and the position unknown or short of the end: worth asking the consumer

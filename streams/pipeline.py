@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 MAX_HELD = 5000  # records held of one input partition before its fetching pauses (memory bound)
 IDLE_WAKE = 0.1  # seconds without a batch before the timer wakes the agent for records it holds
 LOST_AFTER = 2.0  # seconds a handed-over record may be on its way while the agent is idle
+LIVE_LAG = 50  # records an input partition may be behind and still be reading live traffic
 
 
 class Pipeline:
@@ -43,7 +44,7 @@ class Pipeline:
         self.app, self.topics, self.processor, self.metrics, self.clock = app, s.topics, processor, metrics, clock
         self.partitions = s.partitions
         self.inputs = (*s.topics.inputs, s.topics.repartition)
-        self.ledger = ReadLedger((*self.inputs, s.topics.ticks))
+        self.ledger = ReadLedger((*self.inputs, s.topics.ticks), first=(s.topics.repartition, s.topics.ticks))
         self.aligner = Aligner(self.inputs, s.align_max_wait_ms / 1000, s.partitions)
         self.intake = Intake(s.topics, s.partitions, self.aligner, metrics)
         self.owned: set[int] = set()
@@ -182,10 +183,22 @@ class Pipeline:
             return True
         return self.ledger.caught_up(tp, highwater)
 
-    def partition_caught_up(self, partition: int) -> bool:
-        """The wall clock rules a partition once it holds nothing and every input is caught up."""
-        return (self.aligner.held_of_partition(partition) == 0
-                and all(self.caught_up(t, partition) for t in self.inputs))
+    def live(self, partition: int) -> bool:
+        """The wall clock rules a partition that reads what is being produced: a few records behind
+        at most, at the broker, on their way or held. One reading a backlog keeps the event time of
+        what it has read (a continuous trickle of live records must not count as a backlog, hence
+        not `caught_up`)."""
+        behind = self.aligner.held_of_partition(partition)
+        for topic in self.inputs:
+            tp = TP(topic, partition)
+            try:
+                lag = self.ledger.lag(tp, self.app.consumer.highwater(tp))
+            except Exception:  # noqa: BLE001 - not assigned (any more)
+                continue
+            if lag is None:
+                return False
+            behind += lag
+        return behind <= LIVE_LAG
 
     # -- the timer's side ----------------------------------------------------------------
 

@@ -259,9 +259,9 @@ class Processor:
 
     # -- the timer's side ----------------------------------------------------------------
 
-    def due_ticks(self, caught_up: Callable[[int], bool]) -> list[Output]:
+    def due_ticks(self, live: Callable[[int], bool]) -> list[Output]:
         """Tick messages for encounters with an overdue check or a retention purge due by the wall
-        clock, in partitions that are caught up (`caught_up(partition)`; one still reading a backlog
+        clock, in partitions reading live traffic (`live(partition)`; one still reading a backlog
         keeps event time: its own events move its clock). Each goes to the partition that owns the
         encounter. A partition holding undelivered outboxes gets a tick too: its outboxes ride on
         it even when no input arrives there. Nothing while the table is recovering: the timer runs
@@ -269,7 +269,7 @@ class Processor:
         if self.needs_rebuild:
             return []
         now = self.clock()
-        encounters = [enc for p in self.book.shards if caught_up(p) for enc in self.book.due(now, p)]
+        encounters = [enc for p in self.book.shards if live(p) for enc in self.book.due(now, p)]
         encounters += [outs[0].key.decode() for outs in self._resend.values()]
         return [self.tick(enc, now) for enc in dict.fromkeys(encounters)]
 

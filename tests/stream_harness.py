@@ -55,6 +55,26 @@ def start_worker(env: dict[str, str]) -> subprocess.Popen:
                             stdout=log, stderr=subprocess.STDOUT)
 
 
+async def read_outputs(settings: Settings, want, timeout: float = 150.0, quiet: float = 5.0) -> list[dict]:
+    """Every output record (charges, alerts, dead letters) from the beginning, until `want(records)`
+    holds and nothing new came for `quiet` seconds, or `timeout`: what worker subprocesses emitted."""
+    consumer = AIOKafkaConsumer(*settings.topics.outputs, bootstrap_servers=settings.bootstrap_servers,
+                                auto_offset_reset="earliest", group_id=None)
+    await consumer.start()
+    records, loop = [], asyncio.get_running_loop()
+    deadline, last = loop.time() + timeout, loop.time()
+    try:
+        while loop.time() < deadline:
+            for messages in (await consumer.getmany(timeout_ms=300)).values():
+                records += [orjson.loads(m.value) for m in messages]
+                last = loop.time()
+            if want(records) and loop.time() - last > quiet:
+                break
+    finally:
+        await consumer.stop()
+    return records
+
+
 class Worker:
     """An in-process worker: `async with Worker(settings, clock) as w:` then `await w.collect(...)`."""
 

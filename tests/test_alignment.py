@@ -8,13 +8,13 @@ def _aligner(max_wait=2.0, partitions=2):
     return Aligner(INPUTS, max_wait, partitions)
 
 
-def _add(a, topic, ts, name, closing=False, partition=0, rank=0):
-    a.add(partition, topic, Held(ts, rank, closing, name))
+def _add(a, topic, ts, name, partition=0, rank=0, occurred=0.0):
+    a.add(partition, topic, Held(ts, occurred, rank, name))
 
 
 def test_released_in_timestamp_order_across_topics_when_every_input_has_data():
     a = _aligner()
-    _add(a, "discharged", 10.0, "D", closing=True, rank=1)
+    _add(a, "discharged", 10.0, "D", rank=1)
     _add(a, "stopped", 5.0, "S1")
     _add(a, "stopped", 12.0, "S2")
     _add(a, "repartition", 8.0, "F")
@@ -26,13 +26,13 @@ def test_released_in_timestamp_order_across_topics_when_every_input_has_data():
 
 def test_an_empty_input_that_is_caught_up_does_not_hold_the_others():
     a = _aligner()
-    _add(a, "discharged", 10.0, "D", closing=True)
+    _add(a, "discharged", 10.0, "D")
     assert a.release(lambda t, p: True, now=0.0, wall=0.0).items == ["D"]
 
 
 def test_a_discharge_waits_for_an_input_that_is_behind_but_at_most_max_wait():
     a = _aligner(max_wait=2.0)
-    _add(a, "discharged", 10.0, "D", closing=True)
+    _add(a, "discharged", 10.0, "D")
     behind = lambda t, p: t != "stopped"  # noqa: E731 - its stops are still at the broker
     assert a.release(behind, now=100.0, wall=0.0).items == []
     assert a.release(behind, now=101.0, wall=0.0).items == []
@@ -40,29 +40,32 @@ def test_a_discharge_waits_for_an_input_that_is_behind_but_at_most_max_wait():
     assert out.items == ["D"] and out.forced == {"input_behind": 1} and out.waited == 2.5
 
 
-def test_equal_timestamps_put_documentation_before_the_discharge():
+def test_equal_timestamps_go_in_the_order_the_events_occurred_then_documentation_first():
     a = _aligner()
-    _add(a, "discharged", 10.0, "D", closing=True, rank=3)
-    _add(a, "stopped", 10.0, "S", rank=1)
-    assert a.release(lambda t, p: True, now=0.0, wall=0.0).items == ["S", "D"]
+    _add(a, "discharged", 10.0, "D", rank=3, occurred=500.0)
+    _add(a, "stopped", 10.0, "S", rank=1, occurred=500.0)
+    _add(a, "repartition", 10.0, "S0", rank=1, occurred=100.0)  # a producer batches many in one millisecond
+    assert a.release(lambda t, p: True, now=0.0, wall=0.0).items == ["S0", "S", "D"]
 
 
-def test_while_producers_mis_partition_a_discharge_waits_for_every_other_partitions_watermark():
+def test_while_producers_mis_partition_records_wait_for_every_other_partitions_watermark():
     a = _aligner(partitions=3)
     a.forwarding_until = 1000.0
-    _add(a, "discharged", 10.0, "D", closing=True)
-    _add(a, "stopped", 9.0, "S")  # not closing: goes
+    _add(a, "discharged", 10.0, "D")
+    _add(a, "stopped", 9.0, "S")
     ready = lambda t, p: True  # noqa: E731
+    a.watermark(0, source=1, time=9.5, forwarding_until=1000.0)
+    a.watermark(0, source=2, time=9.0, forwarding_until=1000.0)
     assert a.release(ready, now=0.0, wall=50.0).items == ["S"]
     a.watermark(0, source=1, time=11.0, forwarding_until=1000.0)
-    assert a.release(ready, now=0.1, wall=50.0).items == []  # partition 2 has not reported
+    assert a.release(ready, now=0.1, wall=50.0).items == []  # partition 2 has not forwarded up to 10
     a.watermark(0, source=2, time=10.0, forwarding_until=1000.0)
     assert a.release(ready, now=0.2, wall=50.0).items == ["D"]
 
 
 def test_without_forwarding_no_watermark_is_awaited():
     a = _aligner(partitions=3)
-    _add(a, "discharged", 10.0, "D", closing=True)
+    _add(a, "discharged", 10.0, "D")
     assert a.release(lambda t, p: True, now=0.0, wall=50.0).items == ["D"]
 
 

@@ -7,7 +7,7 @@ import signal
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
 from simulator import simulate
 from streams.batch import run_batch
@@ -16,28 +16,11 @@ from streams.topics import create_topics
 from tests.events import net_charges, standing_alerts
 from tests.stream_harness import WORKER_LOG_DIR as LOG_DIR
 from tests.stream_harness import start_worker as _start_worker
+from tests.stream_harness import read_outputs as _collect
 from tests.stream_harness import unique_settings, worker_env as _env
 
 # No overdue alerts here: a wall-clock stream and an event-time replay see the clock differently.
 NO_OVERDUE = "overdue_grace_minutes = 100000\noverdue_without_order_minutes = 100000\n"
-
-
-async def _collect(settings, want, timeout=150.0, quiet=5.0):
-    consumer = AIOKafkaConsumer(*settings.topics.outputs, bootstrap_servers=settings.bootstrap_servers,
-                                auto_offset_reset="earliest", group_id=None)
-    await consumer.start()
-    records, loop = [], asyncio.get_running_loop()
-    deadline, last = loop.time() + timeout, loop.time()
-    try:
-        while loop.time() < deadline:
-            for messages in (await consumer.getmany(timeout_ms=300)).values():
-                records += [orjson.loads(m.value) for m in messages]
-                last = loop.time()
-            if want(records) and loop.time() - last > quiet:
-                break
-    finally:
-        await consumer.stop()
-    return records
 
 
 @pytest.mark.parametrize("kills,encounters", [
