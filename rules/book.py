@@ -2,10 +2,10 @@
 
 Two drivers share it. The batch command uses event time: each event moves the clock and whatever
 fell due before it fires first (`handle`). The stream processor keeps one clock per partition (a
-`shard` of the book): event time while the partition catches up, as in the batch, so a backlog never
-raises an alert that events waiting in it would resolve; once caught up, a timer asks which
-encounters fell due by the wall clock (`due`, which writes no state) and routes a tick for each
-through the encounter's own partition, where `tick` applies it.
+`shard` of the book), moved the same way by the events it reads, and also by the wall clock: a timer
+asks which encounters fell due (`due`, which writes no state) and routes a tick for each through
+the encounter's own partition, where `tick` applies it once the partition has read every record that
+reached Kafka before the tick (so a backlog's stops come first).
 
 State lives in any MutableMapping (a dict, or a faust Table behind an adapter); every change is
 written back so a changelog-backed table sees it. Clock values are epoch seconds.

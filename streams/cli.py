@@ -137,8 +137,10 @@ WORKER_HELP = """Run the stream processor. Configuration comes from IV_* environ
   IV_SSL_CAFILE, IV_SSL_CERTFILE, IV_SSL_KEYFILE
   IV_APP_ID (consumer group), IV_STORE (memory:// or rocksdb://), IV_DATA_DIR
   IV_METRICS_PORT (default 9108), IV_TICK_SECONDS (overdue check, default 10)
+  IV_ALIGN_MAX_WAIT_MS (longest wait for an input topic that is behind, default 10000)
   IV_RETENTION_DAYS (closed encounters kept, default 14), IV_POLICY_FILE (coding policy TOML)
-  IV_TOPIC_STARTED, IV_TOPIC_STOPPED, ... IV_TOPIC_CHARGES, IV_TOPIC_ALERTS, IV_TOPIC_DEAD_LETTERS
+  IV_TOPIC_STARTED, IV_TOPIC_STOPPED, ... IV_TOPIC_CHARGES, IV_TOPIC_ALERTS, IV_TOPIC_DEAD_LETTERS,
+  IV_TOPIC_TICKS, IV_TOPIC_REPARTITION
 """
 
 

@@ -154,12 +154,7 @@ def _patch_commit_holes() -> None:
     perform_seek = getattr(Consumer.perform_seek, "__wrapped__", Consumer.perform_seek)
 
     async def perform_seek_and_restart(self):
-        """faust's seek of every partition to its committed offset (after table recovery)."""
-        await perform_seek(self)
-        ledger = ledger_of(self)
-        for tp in self.assignment() if ledger is not None else ():
-            if ledger.tracks(tp) and self._read_offset.get(tp):  # aiokafka seeks only offsets above 0
-                ledger.restart(tp, self._read_offset[tp])
+        await _perform_seek_and_restart(self, perform_seek)
 
     perform_seek_and_restart.__wrapped__ = perform_seek
     Consumer.perform_seek = perform_seek_and_restart
@@ -224,6 +219,22 @@ def untrack(consumer, message) -> None:
     record the agent holds for time-aligned reading (or drops as stale) is not in flight: it is
     read again from the committed offset by whoever owns the partition next."""
     consumer._unacked_messages.discard(message)
+
+
+async def _perform_seek_and_restart(consumer, perform_seek) -> None:
+    """faust's seek of every partition to its committed offset (after table recovery). aiokafka
+    leaves a partition with nothing committed where it was, past records fetched before the
+    rebalance and never processed (held, or cleared from faust's queues): those are read from the
+    beginning, as auto_offset_reset=earliest promises, not skipped."""
+    await perform_seek(consumer)
+    ledger = ledger_of(consumer)
+    for tp in consumer.assignment() if ledger is not None else ():
+        if not ledger.tracks(tp):
+            continue
+        if consumer._read_offset.get(tp):
+            ledger.restart(tp, consumer._read_offset[tp])
+        else:
+            await consumer.seek(tp, 0)  # the patched seek restarts the ledger too
 
 
 def attach_ledger(consumer, ledger) -> None:

@@ -76,10 +76,11 @@ class Settings:
     # Longest a fetch may wait for data. faust fixes it at 1500 ms; a broker that does not answer a
     # waiting fetch when data arrives (Tansu) then adds up to that to every event's latency.
     fetch_max_wait_ms: int = 20
-    # Longest a partition waits for an input topic that is behind before it processes what it has
-    # (time-aligned reading, like Kafka Streams' max.task.idle.ms): bounds the delay a lagging
-    # producer adds; a discharge read earlier than its stops is still coded right, with churn.
-    align_max_wait_ms: int = 2000
+    # Longest a partition waits for an input topic that is behind (data at the broker not yet read,
+    # or another partition's forwards) before it processes what it has (time-aligned reading; Kafka
+    # Streams' max.task.idle.ms): bounds the delay a stalled fetch adds; a discharge processed before
+    # its stops is still coded right, with churn.
+    align_max_wait_ms: int = 10_000
     retention_days: int = 14
     policy_file: str | None = None
     drug_classes_file: str | None = None  # the hospital's drug-class table (HL7/FHIR feeds); see feeds/drugs.py

@@ -5,8 +5,9 @@
   topic, partition, offset and timestamp, and counted; the first per topic is logged with advice.
 - A record read back from the repartition topic is processed as the original, on its owner.
 - A watermark (see below) updates the aligner.
-- A clock tick is punctuation: processed at once.
-- Every other input record is held in the aligner and released in timestamp order.
+- Every other record, clock ticks included, is held in the aligner and released in timestamp order:
+  a tick the timer sent at wall time W is applied after every record that reached Kafka before W,
+  so a backlog never raises an overdue alert that a stop waiting in it would resolve.
 
 Watermarks: while any producer mis-partitions, each partition this worker owns reports to every
 other partition, through the repartition topic and after the records it forwarded there, the time
@@ -37,7 +38,7 @@ FORWARDED = ("iv-topic", "iv-partition", "iv-offset")  # headers of a forwarded 
 
 
 # What `Intake.receive` says to do with a record.
-FORWARD, NOW, HOLD, DONE = "forward", "now", "hold", "done"
+FORWARD, HOLD, DONE = "forward", "hold", "done"
 
 
 class Intake:
@@ -50,7 +51,7 @@ class Intake:
         self._advised: set[str] = set()
 
     def receive(self, msg: Message, wall: float) -> tuple[str, Message | Output | None]:
-        """(FORWARD, the record for the repartition topic) | (NOW, message) | (HOLD, message) | (DONE, None)."""
+        """(FORWARD, the record for the repartition topic) | (HOLD, message) | (DONE, None)."""
         topic = msg.topic
         if topic in self._inputs:
             if msg.timestamp is not None:
@@ -61,12 +62,15 @@ class Intake:
             return HOLD, msg
         if topic == self.topics.repartition:
             return self._from_repartition(msg)
-        return NOW, msg  # a clock tick
+        return HOLD, msg  # a clock tick
 
     def hold(self, msg: Message, item) -> None:
         """Into the aligner; `item` is what it gives back (the agent's handle on the record).
         Forwarded records queue per original topic and partition: in that order they were forwarded."""
-        held = Held(msg.timestamp or 0.0, occurred(msg.value), self._rank.get(msg.topic, 0), item)
+        if msg.topic == self.topics.ticks:  # last among records of its millisecond
+            held = Held(msg.timestamp or 0.0, float("inf"), len(self._rank), item)
+        else:
+            held = Held(msg.timestamp or 0.0, occurred(msg.value), self._rank.get(msg.topic, 0), item)
         if msg.source_partition is None:
             self.aligner.add(msg.partition, msg.topic, held)
         else:

@@ -116,13 +116,6 @@ class ReadLedger:
         position = max(self._next.get(tp, -1), self._position.get(tp, -1))
         return position >= highwater
 
-    def lag(self, tp, highwater: int | None) -> int | None:
-        """Records of the partition at the broker or on their way (None: its end is not known yet)."""
-        if highwater is None:
-            return None
-        position = max(self._next.get(tp, -1), self._position.get(tp, -1))
-        return len(self._handed.get(tp) or ()) + max(highwater - position, 0) if position >= 0 else None
-
     def wants_position(self, tp, highwater: int | None) -> bool:
         """Nothing pending and the position unknown or short of the end: worth asking the consumer
         (its position moves past control records and compacted offsets without handing a record)."""

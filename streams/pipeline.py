@@ -25,7 +25,7 @@ from faust.types import TP
 from streams import compat
 from streams.alignment import Aligner
 from streams.config import Settings
-from streams.intake import DONE, FORWARD, NOW, Intake
+from streams.intake import DONE, FORWARD, Intake
 from streams.ledger import Arrival, ReadLedger
 from streams.messages import Message, Output
 from streams.metrics import Metrics
@@ -36,15 +36,14 @@ log = logging.getLogger(__name__)
 MAX_HELD = 5000  # records held of one input partition before its fetching pauses (memory bound)
 IDLE_WAKE = 0.1  # seconds without a batch before the timer wakes the agent for records it holds
 LOST_AFTER = 2.0  # seconds a handed-over record may be on its way while the agent is idle
-LIVE_LAG = 50  # records an input partition may be behind and still be reading live traffic
 
 
 class Pipeline:
     def __init__(self, app, s: Settings, processor: Processor, metrics: Metrics, clock) -> None:
         self.app, self.topics, self.processor, self.metrics, self.clock = app, s.topics, processor, metrics, clock
         self.partitions = s.partitions
-        self.inputs = (*s.topics.inputs, s.topics.repartition)
-        self.ledger = ReadLedger((*self.inputs, s.topics.ticks), first=(s.topics.repartition, s.topics.ticks))
+        self.inputs = (*s.topics.inputs, s.topics.repartition, s.topics.ticks)  # a partition's, in time order
+        self.ledger = ReadLedger(self.inputs, first=(s.topics.repartition, s.topics.ticks))
         self.aligner = Aligner(self.inputs, s.align_max_wait_ms / 1000, s.partitions)
         self.intake = Intake(s.topics, s.partitions, self.aligner, metrics)
         self.owned: set[int] = set()
@@ -60,10 +59,10 @@ class Pipeline:
         loop = asyncio.get_running_loop()
         now, wall = loop.time(), self.clock()
         self.last_batch = now
-        forwards, done, ready = await self._receive(events, now, wall)
+        forwards, done = await self._receive(events, now, wall)
         released = self.aligner.release(self.caught_up, now, wall)
         self._count(released)
-        ready += released.items
+        ready = released.items
         outputs = []
         for msg, event in ready:
             self.batch_event[msg.partition] = event
@@ -79,7 +78,7 @@ class Pipeline:
         self._flow()
 
     async def _receive(self, events, now: float, wall: float):
-        forwards, done, ready = [], [], []
+        forwards, done = [], []
         for event in events:
             m = event.message
             m.incref()  # ours until `_ack`: take_events' own ack after the batch is not the last
@@ -97,12 +96,10 @@ class Pipeline:
                 done.append(event)
             elif action == DONE:
                 done.append(event)
-            elif action == NOW:
-                ready.append((msg, event))
             else:
                 compat.untrack(self.app.consumer, m)
                 self.intake.hold(what, (what, event))
-        return forwards, done, ready
+        return forwards, done
 
     def _count(self, released) -> None:
         self.metrics.alignment_wait.inc(released.waited)
@@ -182,23 +179,6 @@ class Pipeline:
         except Exception:  # noqa: BLE001 - not assigned (any more): nothing to wait for here
             return True
         return self.ledger.caught_up(tp, highwater)
-
-    def live(self, partition: int) -> bool:
-        """The wall clock rules a partition that reads what is being produced: a few records behind
-        at most, at the broker, on their way or held. One reading a backlog keeps the event time of
-        what it has read (a continuous trickle of live records must not count as a backlog, hence
-        not `caught_up`)."""
-        behind = self.aligner.held_of_partition(partition)
-        for topic in self.inputs:
-            tp = TP(topic, partition)
-            try:
-                lag = self.ledger.lag(tp, self.app.consumer.highwater(tp))
-            except Exception:  # noqa: BLE001 - not assigned (any more)
-                continue
-            if lag is None:
-                return False
-            behind += lag
-        return behind <= LIVE_LAG
 
     # -- the timer's side ----------------------------------------------------------------
 

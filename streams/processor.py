@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Iterator, MutableMapping
 
 import orjson
 
@@ -259,17 +259,18 @@ class Processor:
 
     # -- the timer's side ----------------------------------------------------------------
 
-    def due_ticks(self, live: Callable[[int], bool]) -> list[Output]:
+    def due_ticks(self) -> list[Output]:
         """Tick messages for encounters with an overdue check or a retention purge due by the wall
-        clock, in partitions reading live traffic (`live(partition)`; one still reading a backlog
-        keeps event time: its own events move its clock). Each goes to the partition that owns the
-        encounter. A partition holding undelivered outboxes gets a tick too: its outboxes ride on
-        it even when no input arrives there. Nothing while the table is recovering: the timer runs
-        then too, and a schedule built from a half-recovered table would drop deadlines and outboxes."""
+        clock. Each goes to the partition that owns the encounter, where it is applied after every
+        record that reached Kafka before it (streams/alignment.py): a partition reading a backlog
+        applies the backlog first, by event time. A partition holding undelivered outboxes gets a
+        tick too: its outboxes ride on it even when no input arrives there. Nothing while the table
+        is recovering: the timer runs then too, and a schedule built from a half-recovered table
+        would drop deadlines and outboxes."""
         if self.needs_rebuild:
             return []
         now = self.clock()
-        encounters = [enc for p in self.book.shards if live(p) for enc in self.book.due(now, p)]
+        encounters = [enc for p in self.book.shards for enc in self.book.due(now, p)]
         encounters += [outs[0].key.decode() for outs in self._resend.values()]
         return [self.tick(enc, now) for enc in dict.fromkeys(encounters)]
 

@@ -167,3 +167,19 @@ def test_the_worker_stops_with_that_message_before_connecting(monkeypatch, capsy
     assert main(["worker", "--create-topics", "--bootstrap-servers", "127.0.0.1:1"]) == 1
     assert capsys.readouterr().err.startswith("infusion-validator worker: streams/compat.py was written for "
                                               "faust-streaming 0.15.3 and aiokafka 0.14.0; found faust-streaming 9.9.9")
+
+
+def test_after_a_rebalance_a_partition_never_committed_is_read_from_its_beginning():
+    """aiokafka seeks only partitions with a committed offset above 0: one never committed would
+    keep its position, past records fetched before the rebalance and never processed (held for
+    time alignment, or cleared from faust's queues), and lose them."""
+    committed, fresh = TP("mar.administration.stopped", 1), TP("mar.administration.stopped", 2)
+    ledger = ReadLedger([committed.topic])
+    c = _drain_consumer(ledger, assignment=(committed, fresh, TP("encounters-changelog", 0)))
+
+    async def faust_perform_seek(self):  # faust: committed offsets become the read offsets
+        self._read_offset.update({committed: 40, fresh: None})
+
+    asyncio.run(compat._perform_seek_and_restart(c, faust_perform_seek))
+    assert c.seeks == [(fresh, 0)]
+    assert ledger.expected(committed) == 40 and ledger.expected(fresh) == 0

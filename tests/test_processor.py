@@ -10,7 +10,6 @@ from streams.processor import Message, Processor
 from tests.events import discharge, start, stop
 
 T = Topics()
-CAUGHT_UP = lambda partition: True  # noqa: E731 - every partition has read all there is
 TOPIC_OF = {"administration.started": T.started, "administration.stopped": T.stopped,
             "encounter.discharged": T.discharged}
 
@@ -68,9 +67,9 @@ def test_timer_ticks_raise_overdue_by_wall_clock_and_the_stop_resolves_it():
     clock.now = 1772463600  # 2026-03-02 10:00 -05:00
     assert p.process(_msg(begin)) == []
     clock.now += 30 * 60
-    assert p.due_ticks(CAUGHT_UP) == []
+    assert p.due_ticks() == []
     clock.now += 1
-    ticks = p.due_ticks(CAUGHT_UP)
+    ticks = p.due_ticks()
     assert [(t.topic, t.key) for t in ticks] == [(T.ticks, b"E1")]
     raised = _records(p.process(Message(T.ticks, 0, 0, ticks[0].key, ticks[0].value)))
     assert [(t, r["code"], r["state"]) for t, r in raised] == [(T.alerts, "STOP_TIME_OVERDUE", "raised")]
@@ -98,7 +97,7 @@ def test_state_is_kept_as_json_in_the_table_and_rebuilt_after_assignment():
     fresh = Processor(table, T, Policy(), 14 * 1440, Metrics(), clock=Clock(1772463600 + 3601))
     fresh.needs_rebuild = True
     fresh.recovered()
-    assert [t.key for t in fresh.due_ticks(CAUGHT_UP)] == [b"E1"]
+    assert [t.key for t in fresh.due_ticks()] == [b"E1"]
     assert fresh.book.open_count == 1
 
 
@@ -148,7 +147,7 @@ def test_undelivered_outbox_gets_a_tick_when_its_partition_is_quiet():
     restarted = Processor(table, T, Policy(), 14 * 1440, Metrics(), clock=Clock(1772463600 + 86400))
     restarted.needs_rebuild = True
     restarted.recovered()
-    ticks = restarted.due_ticks(CAUGHT_UP)
+    ticks = restarted.due_ticks()
     assert [t.key for t in ticks] == [b"E1"]
     assert restarted.process(Message(T.ticks, 0, 0, ticks[0].key, ticks[0].value)) == sent
 
@@ -163,9 +162,9 @@ def test_timer_during_recovery_neither_ticks_nor_forgets_the_outboxes():
     table = {}  # the restarted worker's table, before the changelog is read
     restarted = Processor(table, T, Policy(), 14 * 1440, Metrics(), clock=Clock(1772463600 + 86400))
     restarted.needs_rebuild = True  # partitions assigned
-    assert restarted.due_ticks(CAUGHT_UP) == []
+    assert restarted.due_ticks() == []
     table.update(recovered)
     restarted.recovered()
-    ticks = restarted.due_ticks(CAUGHT_UP)
+    ticks = restarted.due_ticks()
     assert [t.key for t in ticks] == [b"E1"]
     assert restarted.process(Message(T.ticks, 0, 0, ticks[0].key, ticks[0].value)) == sent
