@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 MAX_HELD = 5000  # records held of one input partition before its fetching pauses (memory bound)
 IDLE_WAKE = 0.1  # seconds without a batch before the timer wakes the agent for records it holds
+WAKE_EVERY = 0.5  # seconds between wake-ups (a wake-up is a tick record: held in time order too)
 LOST_AFTER = 2.0  # seconds a handed-over record may be on its way while the agent is idle
 
 
@@ -49,7 +50,7 @@ class Pipeline:
         self.owned: set[int] = set()
         self.paused: set[TP] = set()
         self.batch_event: dict[int, object] = {}  # partition -> an event of it in this batch
-        self.last_batch = 0.0
+        self.last_batch = self.last_wake = 0.0
         self.forwarding = False  # forwards received but not yet sent: no watermark may pass them
         self.changelog = None  # set by the app: the table and its changelog topic
 
@@ -188,8 +189,9 @@ class Pipeline:
         idle = now - self.last_batch
         if idle < IDLE_WAKE:
             return [], []
-        waiting = self.aligner.waiting()
+        waiting = self.aligner.waiting() if now - self.last_wake >= WAKE_EVERY else []
         wake = [self.processor.tick(None, wall, waiting[0])] if waiting else []
+        self.last_wake = now if wake else self.last_wake
         marks = [] if self.forwarding else self.intake.watermarks(self.owned, self.caught_up, wall, now)
         lost = self.ledger.overdue(now, LOST_AFTER) if idle > LOST_AFTER else []
         return wake + marks, lost
