@@ -222,18 +222,18 @@ class Encounter(_M):
 def translate_fhir(resource: dict, drugs: DrugClasses) -> list[Translation]:
     """A resource or a Bundle -> one Translation per resource (entry order)."""
     if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
-        return [Translation([], error="not a FHIR resource: a JSON object with resourceType is expected",
+        return [Translation([], problems=["not a FHIR resource: a JSON object with resourceType is expected"],
                             category="fhir_invalid")]
     if resource["resourceType"] != "Bundle":
         return [_one(resource, drugs, _Index(resource), in_bundle=False)]
     kind = resource.get("type")
     bundle_id = f"Bundle/{resource['id']}" if isinstance(resource.get("id"), str) else "Bundle"
     if kind not in BUNDLE_TYPES:
-        return [Translation([], error=f"Bundle type {kind!r} is not translated; send one of "
-                            f"{', '.join(BUNDLE_TYPES)}", category="fhir_unsupported", message_id=bundle_id)]
+        return [Translation([], problems=[f"Bundle type {kind!r} is not translated; send one of "
+                                          f"{', '.join(BUNDLE_TYPES)}"], category="fhir_unsupported", message_id=bundle_id)]
     entries = resource.get("entry", [])
     if not isinstance(entries, list):
-        return [Translation([], error="Bundle.entry must be a list", category="fhir_invalid", message_id=bundle_id)]
+        return [Translation([], problems=["Bundle.entry must be a list"], category="fhir_invalid", message_id=bundle_id)]
     index = _Index(resource)
     out = []
     for n, entry in enumerate(entries, 1):
@@ -249,14 +249,14 @@ def translate_fhir(resource: dict, drugs: DrugClasses) -> list[Translation]:
         else:
             reason = (f"entry {n} has no resource: an id-only subscription notification? Configure the "
                       "subscription with full-resource payload")
-        out.append(Translation([], error=reason, category="fhir_unsupported", message_id=url))
+        out.append(Translation([], problems=[reason], category="fhir_unsupported", message_id=url))
     return out
 
 
 def _one(resource: dict, drugs: DrugClasses, index: _Index, in_bundle: bool) -> Translation:
     rtype = resource.get("resourceType")
     if not isinstance(rtype, str) or not rtype:
-        return Translation([], error="not a FHIR resource: resourceType must be a string", category="fhir_invalid")
+        return Translation([], problems=["not a FHIR resource: resourceType must be a string"], category="fhir_invalid")
     rid = resource.get("id")
     message_id = f"{rtype}/{rid}" if isinstance(rid, str) and rid else rtype
     try:

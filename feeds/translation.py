@@ -33,27 +33,59 @@ CATEGORIES = ("hl7_parse", "hl7_unsupported", "hl7_missing_field", "hl7_bad_valu
 class Translation:
     events: list[dict]  # contract-v1 event dicts, each valid for models.events.parse_event
     alerts: list[dict] = field(default_factory=list)  # alert records (models.outputs.Alert shape)
-    error: str | None = None  # the whole message is rejected: what is wrong and what to fix
-    category: str | None = None  # bounded dead-letter category when rejected
+    problems: list[str] = field(default_factory=list)  # rejected: every problem found, each saying what to fix
+    category: str | None = None  # bounded dead-letter category when rejected (that of the first problem)
     message_id: str | None = None  # HL7 MSH-10 / FHIR "ResourceType/id"
 
     @property
     def ok(self) -> bool:
-        return self.error is None
+        return not self.problems
+
+    @property
+    def error(self) -> str | None:
+        """The problems as one text (an ACK's MSA-3, a dead letter's reason), or None."""
+        return "; ".join(self.problems) if self.problems else None
 
 
 class Reject(Exception):
-    """Raised inside a translator: the whole message is rejected with this reason and category."""
+    """Raised inside a translator: the whole message is rejected, for these problems (category: a
+    bounded label for dead-letter metrics)."""
 
-    def __init__(self, category: str, reason: str, alerts: list[dict] | None = None) -> None:
-        super().__init__(reason)
+    def __init__(self, category: str, problems: str | list[str], alerts: list[dict] | None = None) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("; ".join(self.problems))
         self.category = category
-        self.reason = reason
         self.alerts = alerts or []
 
 
+class Problems:
+    """Collects every problem of a message instead of stopping at the first, so that the sender
+    fixes a message in one round: `with problems.field("RXA #2"):` runs a check and keeps its
+    Reject; `problems.raise_any()` at the end rejects the message for all of them."""
+
+    def __init__(self) -> None:
+        self.found: list[Reject] = []
+
+    def check(self, fn, *args, **kwargs):
+        """fn(*args, **kwargs), or None when it rejected (its problems kept)."""
+        try:
+            return fn(*args, **kwargs)
+        except Reject as exc:
+            self.found.append(exc)
+            return None
+
+    def add(self, exc: Reject) -> None:
+        self.found.append(exc)
+
+    def raise_any(self) -> None:
+        if self.found:
+            first = self.found[0]
+            raise Reject(first.category, [p for exc in self.found for p in exc.problems],
+                         [a for exc in self.found for a in exc.alerts])
+
+
 def rejected(exc: Reject, message_id: str | None) -> Translation:
-    return Translation(events=[], alerts=list(exc.alerts), error=exc.reason, category=exc.category,
+    return Translation(events=[], alerts=list(exc.alerts), problems=exc.problems, category=exc.category,
                        message_id=message_id)
 
 
