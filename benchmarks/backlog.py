@@ -15,7 +15,7 @@ and app id (tests.stream_harness.unique_settings), every topic created with --pa
        mixed    MAR topics (mar.administration.*) with librdkafka's default partitioner
                 (consistent_random: CRC32 of the key), ADT and billing topics with murmur2_random,
                 as when the MAR feed comes from another producer than ADT/billing;
-  3. --workers worker subprocesses (`python -m streams.cli worker`, IV_* env as the fault tests
+  3. --workers worker subprocesses (`python -m cli.main worker`, IV_* env as the fault tests
      give it: tests.stream_harness.worker_env/start_worker) start together; the output topics
      (charges, alerts, dead letters) are read from the beginning until the net charges equal the
      batch's (and nothing new came for 3 s, so trailing records are counted), or nothing new came

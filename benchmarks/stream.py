@@ -19,7 +19,7 @@
 (c) memory per open encounter: --open encounters, one administration.started each, through
     streams.processor.Processor over a dict table (what the memory:// store holds), measured with
     tracemalloc (Python heap) and RSS; (d) also reports the worker subprocess's RSS growth.
-(d) recovery after kill -9: a worker subprocess (`python -m streams.cli worker`, IV_* env) loads
+(d) recovery after kill -9: a worker subprocess (`python -m cli.main worker`, IV_* env) loads
     --open open encounters, is SIGKILLed and restarted; the time from the restart to the output
     (charge or alert) of a discharge sent at the restart.
 
@@ -421,7 +421,7 @@ async def bench_recovery(bootstrap: str, partitions: int, events: list[tuple[byt
     def start_worker():
         log = open(Path(log_dir) / f"bench-worker-{len(logs) + 1}.log", "wb")
         logs.append(log.name)
-        return subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env,
+        return subprocess.Popen([sys.executable, "-m", "cli.main", "worker"], env=env,
                                 stdout=log, stderr=subprocess.STDOUT)
 
     worker = start_worker()

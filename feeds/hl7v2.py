@@ -118,7 +118,7 @@ _CLASSES = {"O": "outpatient", "R": "outpatient", "E": "emergency", "I": "inpati
 _UNITS = {"min": 1, "mins": 1, "minute": 1, "minutes": 1, "h": 60, "hr": 60, "hrs": 60, "hour": 60, "hours": 60}
 
 
-def translate_hl7(raw: bytes | str, drugs: DrugClasses) -> Translation:
+def translate_hl7(raw: bytes | str, drugs: DrugClasses, tz=None) -> Translation:
     """One HL7 v2 message -> contract-v1 events, or a rejection saying what to fix."""
     message_id = None
     try:

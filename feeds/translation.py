@@ -27,6 +27,7 @@ NDC = "http://hl7.org/fhir/sid/ndc"
 # Bounded dead-letter categories (metric label values).
 CATEGORIES = ("hl7_parse", "hl7_unsupported", "hl7_missing_field", "hl7_bad_value",
               "fhir_invalid", "fhir_unsupported", "unknown_drug")
+NOT_TAKEN = ("hl7_parse", "hl7_unsupported", "fhir_unsupported")  # AR: the message as such is not taken
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,14 @@ class Translation:
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    @property
+    def ack(self) -> str:
+        """HL7's acknowledgement code for it: AA taken; AE fix the content and resend; AR not taken
+        (unparseable, or a type or kind the product does not translate: filter it out upstream)."""
+        if self.ok:
+            return "AA"
+        return "AR" if self.category in NOT_TAKEN else "AE"
 
     @property
     def error(self) -> str | None:

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, fields, replace
+from datetime import tzinfo
 from functools import cached_property
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from models.events import EVENT_TYPES
 from rules.policy import Policy, PolicyError, load_policy
@@ -84,12 +86,18 @@ class Settings:
     retention_days: int = 14
     policy_file: str | None = None
     drug_classes_file: str | None = None  # the hospital's drug-class table (HL7/FHIR feeds); see feeds/drugs.py
+    timezone: str | None = None  # IANA name of the sending facility's zone: HL7 times sent without an offset
     log_level: str = "info"
     log_format: str = "json"  # or "text"
     topics: Topics = Topics()
 
     def __post_init__(self) -> None:
         _check(self)
+
+    @property
+    def tzinfo(self) -> tzinfo | None:
+        """The facility's time zone for HL7 times without a UTC offset (None: such times are rejected)."""
+        return ZoneInfo(self.timezone) if self.timezone else None
 
     @property
     def policy(self) -> Policy:
@@ -157,6 +165,8 @@ def _check(s: Settings) -> None:
         path = getattr(s, name)
         if path and not Path(path).is_file():
             raise ConfigError(f"IV_{name.upper()}={path}: no such file")
+    if s.timezone:
+        check_timezone(s.timezone, "IV_TIMEZONE")
     if s.drug_classes_file and not Path(s.drug_classes_file).is_file():
         raise ConfigError(f"IV_DRUG_CLASSES_FILE={s.drug_classes_file}: no such file")
     if s.store not in ("memory://", "rocksdb://"):
@@ -180,3 +190,12 @@ def _check(s: Settings) -> None:
         raise ConfigError(f"IV_LOG_FORMAT={s.log_format!r}: choose json (one object per line) or text")
     if len(set(s.topics.all)) != len(s.topics.all):
         raise ConfigError("IV_TOPIC_*: every topic needs its own name")
+
+
+def check_timezone(name: str, where: str) -> ZoneInfo:
+    """The zone an IANA name means, or a ConfigError that says what to give."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{where}={name!r}: give an IANA time zone name, e.g. America/New_York or "
+                          "Europe/Amsterdam (the facility's, for HL7 times sent without a UTC offset)") from None

@@ -44,7 +44,7 @@ async def _until_stopped() -> None:
 
 async def listen_hl7(s: Settings, host: str, port: int) -> int:
     async def start(b: Bridge, drugs: DrugClasses):
-        server = await mllp.serve(b, drugs, host, port)
+        server = await mllp.serve(b, drugs, host, port, s.tzinfo)
 
         async def stop() -> None:
             server.close()
@@ -80,10 +80,10 @@ async def replay_hl7(s: Settings, files: list[str], out=print) -> int:
     async with bridge(s) as b:
         for path in files:
             for n, raw in enumerate(mllp.split_messages(_read(path)), 1):
-                t = translate_hl7(raw, drugs)
+                t = translate_hl7(raw, drugs, s.tzinfo)
                 await b.submit(t, raw, {"feed": "hl7-file", "file": Path(path).name, "message": n})
                 if not t.ok:
-                    out(f"{path} message {n}: {mllp.ack_code(t)} {t.error}")
+                    out(f"{path} message {n}: {t.ack} {t.error}")
         out(f"{b.accepted} messages accepted, {b.rejected} rejected (dead-lettered)")
         return 2 if b.rejected else 0
 

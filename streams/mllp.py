@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+from datetime import tzinfo
 import re
 from collections.abc import AsyncIterator
 
@@ -23,14 +24,7 @@ from feeds import DrugClasses, Translation, translate_hl7
 from streams.bridge import Bridge
 
 log = logging.getLogger(__name__)
-REJECTED = ("hl7_parse", "hl7_unsupported")  # AR: the message as such is not taken
 SOURCE = "INFUSION-VALIDATOR"
-
-
-def ack_code(t: Translation) -> str:
-    if t.ok:
-        return "AA"
-    return "AR" if t.category in REJECTED else "AE"
 
 
 def build_ack(raw: bytes, code: str, text: str | None) -> bytes:
@@ -60,18 +54,19 @@ def _escape(text: str) -> str:
     return out.replace("&", "\\T\\").replace("~", "\\R\\").replace("\r", " ").replace("\n", " ")
 
 
-async def handle(raw: bytes, bridge: Bridge, drugs: DrugClasses, source: dict) -> bytes:
-    """Translate, write to Kafka (awaited), and return the ACK to send back."""
-    translation = translate_hl7(raw, drugs)
+async def handle(raw: bytes, bridge: Bridge, drugs: DrugClasses, source: dict, tz: tzinfo | None = None) -> bytes:
+    """Translate (`tz`: the facility's zone for times sent without an offset), write to Kafka
+    (awaited), and return the ACK to send back."""
+    translation = translate_hl7(raw, drugs, tz)
     try:
         await bridge.submit(translation, raw, dict(source, message_control_id=translation.message_id))
     except KafkaError as exc:
         log.error("HL7 message not stored, answered AE: %s", type(exc).__name__)
         return build_ack(raw, "AE", "could not store the message in Kafka; resend it")
-    return build_ack(raw, ack_code(translation), translation.error)
+    return build_ack(raw, translation.ack, translation.error)
 
 
-async def serve(bridge: Bridge, drugs: DrugClasses, host: str, port: int) -> asyncio.AbstractServer:
+async def serve(bridge: Bridge, drugs: DrugClasses, host: str, port: int, tz: tzinfo | None = None) -> asyncio.AbstractServer:
     """Start the MLLP listener; each connection's messages are answered in order."""
     async def connected(reader: hl7.mllp.HL7StreamReader, writer: hl7.mllp.HL7StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
@@ -85,7 +80,7 @@ async def serve(bridge: Bridge, drugs: DrugClasses, host: str, port: int) -> asy
                 except hl7.mllp.InvalidBlockError:
                     log.warning("closing an MLLP connection that sent bytes outside a <VT>...<FS><CR> block")
                     return
-                writer.writeblock(await handle(block, bridge, drugs, source))
+                writer.writeblock(await handle(block, bridge, drugs, source, tz))
                 await writer.drain()
         finally:
             writer.close()

@@ -1,5 +1,5 @@
 """Run events through the real worker on the embedded broker and collect every output record:
-in-process (`Worker`) or as `python -m streams.cli worker` subprocesses (`worker_env`,
+in-process (`Worker`) or as `python -m cli.main worker` subprocesses (`worker_env`,
 `start_worker`; used by tests/test_faults.py and benchmarks/backlog.py)."""
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ WORKER_LOG_DIR = tempfile.mkdtemp(prefix="iv-fault-workers-")
 def start_worker(env: dict[str, str]) -> subprocess.Popen:
     """A worker subprocess; its log goes to WORKER_LOG_DIR, named in a failing test's output."""
     log = open(os.path.join(WORKER_LOG_DIR, f"worker-{len(os.listdir(WORKER_LOG_DIR)):02d}.log"), "wb")
-    return subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env,
+    return subprocess.Popen([sys.executable, "-m", "cli.main", "worker"], env=env,
                             stdout=log, stderr=subprocess.STDOUT)
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from tests.events import discharge, start, stop
 
-CLI = [sys.executable, "-m", "streams.cli"]
+CLI = [sys.executable, "-m", "cli.main"]
 
 
 def _run(*args, stdin: bytes = b""):

@@ -14,7 +14,7 @@ from faust.types import TP
 from intervaltree import IntervalTree
 
 from streams import compat, logs
-from streams.cli import main
+from cli.main import main
 from streams.ledger import ReadLedger
 
 compat.apply()

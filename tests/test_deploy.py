@@ -16,7 +16,7 @@ import yaml
 from faust.sensors.prometheus import FaustMetrics
 from prometheus_client import CollectorRegistry
 
-from streams.cli import build_parser
+from cli.main import build_parser
 from streams.config import Settings, Topics
 from streams.metrics import Metrics
 

@@ -84,10 +84,18 @@ def build_parser() -> argparse.ArgumentParser:
     listen = hl7_sub.add_parser("listen", help="MLLP listener: ACK after the events are in Kafka")
     _connection_flags(listen)
     _feed_flags(listen, port=2575)
+    _timezone_flag(listen)
     replay = hl7_sub.add_parser("replay", help="write archive files of HL7 messages to Kafka (exit 2 if any rejected)")
     _connection_flags(replay)
     _drug_classes_flag(replay)
+    _timezone_flag(replay)
     replay.add_argument("files", nargs="+", help="files of HL7 messages (one or more per file)")
+    hl7_translate = hl7_sub.add_parser("translate", help="files of HL7 messages -> events on standard output, "
+                                       "rejections on standard error; no broker (exit 2 if any rejected)",
+                                       description=TRANSLATE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _drug_classes_flag(hl7_translate)
+    _timezone_flag(hl7_translate)
+    hl7_translate.add_argument("files", nargs="+", help="files of HL7 messages (one or more per file)")
     send = hl7_sub.add_parser("send", help="send files of HL7 messages to an MLLP listener and print the ACKs")
     send.add_argument("--host", default="127.0.0.1", help="listener host (default 127.0.0.1)")
     send.add_argument("--port", type=int, default=2575, help="listener port (default 2575)")
@@ -102,14 +110,37 @@ def build_parser() -> argparse.ArgumentParser:
     _connection_flags(load)
     _drug_classes_flag(load)
     load.add_argument("files", nargs="+", help="FHIR JSON files")
+    fhir_translate = fhir_sub.add_parser("translate", help="FHIR JSON files -> events on standard output, "
+                                         "rejections on standard error; no broker (exit 2 if any rejected)",
+                                         description=TRANSLATE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _drug_classes_flag(fhir_translate)
+    fhir_translate.add_argument("files", nargs="+", help="FHIR JSON files (a resource or a Bundle each)")
     return parser
+
+
+TRANSLATE_HELP = """Translate files of messages offline (no Kafka): what a sender's messages become.
+
+Standard output: the contract-v1 events, one JSON object per line (pipe them into `code -`).
+Standard error: one JSON line per message that is not translated:
+  {"kind": "rejection", "source": {"file": ..., "message": n}, "message": <MSH-10 or Resource/id>,
+   "ack": "AE"|"AR", "problems": [every problem found, each saying what to fix]}
+Exit status: 0 all translated, 2 some rejected, 1 usage or I/O error.
+
+examples:
+  infusion-validator hl7 translate --timezone America/New_York archive.hl7 | infusion-validator code -
+  infusion-validator fhir translate bundle.json 2> rejections.jsonl
+"""
 
 
 HL7_HELP = """HL7 v2 in: RAS^O17 administrations, ADT^A03 discharge, ADT^A13 cancel discharge.
 
+  infusion-validator hl7 translate archive.hl7          # offline: events out, rejections on stderr
   infusion-validator hl7 listen --port 2575            # MLLP; needs IV_BOOTSTRAP_SERVERS like the worker
   infusion-validator hl7 send samples/hl7/scenario/*.hl7 --port 2575
   infusion-validator hl7 replay archive-2026-11-24.hl7  # an archive straight into Kafka
+
+Times without a UTC offset are read in the facility's zone: --timezone America/New_York (or
+IV_TIMEZONE); MSH-7's offset, when it has one, comes first. Without either they are rejected.
 
 ACKs: AA stored in Kafka; AE fix the content and resend (missing field, bad value, unknown drug);
 AR not taken (unparseable, unsupported message type: filter it in the interface engine). AE and AR
@@ -127,6 +158,11 @@ def _feed_flags(p: argparse.ArgumentParser, port: int) -> None:
 
 def _drug_classes_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--drug-classes", dest="drug_classes_file", help="drug-class table TOML (IV_DRUG_CLASSES_FILE)")
+
+
+def _timezone_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--timezone", help="IANA zone of the sending facility, e.g. America/New_York: HL7 times sent "
+                   "without a UTC offset are read in it (IV_TIMEZONE; default: such times are rejected)")
 
 
 WORKER_HELP = """Run the stream processor. Configuration comes from IV_* environment variables, flags override:
@@ -154,9 +190,10 @@ def _connection_flags(p: argparse.ArgumentParser) -> None:
 def _settings(args):
     from streams.config import from_env
 
-    return from_env(bootstrap_servers=args.bootstrap_servers, partitions=args.partitions,
-                    policy_file=args.policy_file, metrics_port=args.metrics_port,
-                    drug_classes_file=getattr(args, "drug_classes_file", None))
+    return from_env(bootstrap_servers=getattr(args, "bootstrap_servers", None),
+                    partitions=getattr(args, "partitions", None), policy_file=getattr(args, "policy_file", None),
+                    metrics_port=getattr(args, "metrics_port", None),
+                    drug_classes_file=getattr(args, "drug_classes_file", None), timezone=getattr(args, "timezone", None))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -249,6 +286,11 @@ def _hl7(args) -> int:
 
     from streams import gateway
 
+    if args.hl7_command == "translate":
+        from cli.translate import hl7_files
+
+        s = _settings(args)
+        return hl7_files(args.files, gateway.drug_classes(s), s.tzinfo, sys.stdout.buffer, sys.stderr.buffer)
     if args.hl7_command == "send":
         return asyncio.run(gateway.send_hl7(args.host, args.port, args.files))
     if args.hl7_command == "listen":
@@ -261,6 +303,10 @@ def _fhir(args) -> int:
 
     from streams import gateway
 
+    if args.fhir_command == "translate":
+        from cli.translate import fhir_files
+
+        return fhir_files(args.files, gateway.drug_classes(_settings(args)), sys.stdout.buffer, sys.stderr.buffer)
     if args.fhir_command == "serve":
         return asyncio.run(gateway.serve_fhir(_settings(args), args.host, args.port))
     return asyncio.run(gateway.load_fhir(_settings(args), args.files))
