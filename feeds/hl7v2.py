@@ -6,21 +6,34 @@ reason says what to fix. Supported: RAS^O17 (administrations), ADT^A03 (discharg
 discharge). Anything else is rejected as `hl7_unsupported` and should be filtered out by the
 interface engine.
 
-RAS^O17: one administration per RXA (a message may carry several ORC groups, an ORC several RXAs).
+RAS^O17: one administration per RXA. Groups as HL7 v2.5 defines the message: ORDER = ORC, its TQ1s,
+RXO/RXE with the order's RXR(s), then ADMINISTRATION groups, each one or more RXA followed by the
+RXR that is the route of all of them ({RXA}+ RXR). An RXA after a group's RXR opens the next group;
+a group sent without an RXR takes the order's RXR; an RXA with neither is a problem.
+
+Every problem of a message is reported at once (each RXA's fields, the visit, the times), so a
+sender fixes a message in one round; the message is then rejected whole.
 
 Fields read:
 - PV1-19.1: `encounter_id` (required).
-- ORC-3.1 (else ORC-2.1) + RXA-2: `administration_id` = "{filler order}-{administration sub-id}",
-  e.g. `RX7003-1`. The same administration documented again (started, later stopped, later
-  corrected) gets the same id as long as the sender keeps ORC-3 and RXA-2; a sender must not switch
-  between ORC-3 and ORC-2.
-- RXA-3 / RXA-4: start / end (DTM with UTC offset, precise to the minute at least).
+- ORC-3.1 (else ORC-2.1) + RXA-2 + RXA-5's code: `administration_id` =
+  "{filler order}-{administration sub-id}-{drug}", e.g. `RX7003-1-2193`. The drug part tells apart
+  two drugs documented under one order and sub-id (a bag and its additive; real MARs do this), so
+  one never overwrites the other; it is the code (else the alternate code) when id-safe, else a
+  digest of it or of the text. Two RXAs of one message with the same id are a problem, never an
+  overwrite. The same administration documented again (started, stopped, corrected) keeps its id
+  as long as the sender keeps ORC-3, RXA-2 and RXA-5's code; a sender must not switch between ORC-3
+  and ORC-2. A corrected drug is another administration: send D for the wrong one (see below).
+- RXA-3 / RXA-4: start / end (DTM precise to the minute at least; without a UTC offset, placed by
+  feeds/hl7time.py: MSH-7's offset or the facility zone, `--timezone` / IV_TIMEZONE).
 - RXA-5: drug `code^text^system`; the alternate identifier (components 4-6) is tried when the first
   is not in the table. RXNORM/NDC systems become their FHIR URIs in the event.
 - RXA-9: administration notes; a repetition whose identifier is `KVO`, `FLUSH` or `CARRIER` (local
   codes) sets `purpose`.
 - RXA-20: completion status, table 0322: CP complete (the default when empty, as HL7 says), PA
   partial, NA not administered, RE refused; and IP in progress (a local extension many MARs send).
+  The words MARs send instead are read too (Given/Complete(d) CP, Partial PA, In progress/Infusing
+  IP, Not given/Held/Missed NA, Refused/Declined RE); anything else is a problem.
 - RXA-21: action, table 0323: A add (default), U update, X no change, D delete.
 - RXR-1: route, table 0162: IV, IA, SC, IM (SQ/SUBQ read as SC; IVP/IVPB read as IV with that
   method). Anything else (PO, ...) is rejected.
@@ -33,8 +46,6 @@ Fields read:
   is an injection. An unknown method is rejected.
 - TQ1-13: `ordered_duration_minutes` from the order's occurrence duration, e.g. `30^min` or `2^h`
   (the first TQ1 of the ORC group that has it).
-
-The RXR after an RXA is its route as given; without one, the order's RXR (after RXO/RXE) is used.
 
 What each RXA produces:
 - RXA-21 D, or RXA-20 NA/RE: `administration.voided`. A not-given or refused dose is never coded;
@@ -66,9 +77,10 @@ listener answers AE and dead-letters it) with one DRUG_CLASS_UNKNOWN alert (hard
 telling pharmacy/IT to add the code. The other RXAs of that message are not applied either: the ACK
 is for the whole message, and the sender re-sends the whole message once the table is fixed.
 
-Times: a DTM without a UTC offset is rejected (`hl7_bad_value`). The contract requires offsets and a
-local time cannot be placed on the time line safely around daylight-saving changes; interface
-engines can add the offset (most send it in MSH-7 already). Seconds are kept, fractions dropped.
+Times: a DTM's own UTC offset; else MSH-7's offset or the facility zone (feeds/hl7time.py says
+which, and rejects a local time the zone skips or repeats); with neither, rejected (`hl7_bad_value`)
+naming --timezone / IV_TIMEZONE. Seconds are kept, fractions dropped. ISO-2022-JP (MSH-18 ISO IR87,
+SS-MIX2) is decoded; otherwise UTF-8, else ISO 8859-1.
 
 ADT^A03: PV1-19 `encounter_id`, PV1-45 discharge time (else EVN-6 event occurred), PV1-2 patient
 class (table 0004): O outpatient, R recurring -> outpatient; E emergency; I inpatient; observation
@@ -83,13 +95,16 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
+from dataclasses import dataclass, field
+from datetime import tzinfo
 
 import hl7
 import hl7.containers
 import hl7.util
 
 from feeds.drugs import DrugClasses, canonical_system
-from feeds.translation import (Reject, Translation, checked, digest, rejected, rfc3339, settle_method,
+from feeds.hl7time import Clock
+from feeds.translation import (Problems, Reject, Translation, checked, digest, rejected, rfc3339, settle_method,
                                unknown_drug_alert)
 
 # python-hl7 logs the raw value of a field it cannot unescape (patient data, into the hospital's logs)
@@ -99,7 +114,6 @@ for _module in (hl7.containers, hl7.util):
 
 SUPPORTED = ("RAS^O17", "ADT^A03", "ADT^A13")
 _SEGMENT_ID = re.compile(r"^[A-Z][A-Z0-9]{2}$")
-_DTM = re.compile(r"^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})?(?:\.\d{1,4})?(?:([+-])(\d{2})(\d{2}))?$")
 
 _ROUTES = {"IV": ("IV", None), "IA": ("IA", None), "SC": ("SC", None), "SQ": ("SC", None), "SUBQ": ("SC", None),
            "IM": ("IM", None), "IVP": ("IV", "push"), "IVPB": ("IV", "infusion"),
@@ -112,14 +126,22 @@ _METHODS = {"IVP": "push", "PUSH": "push", "IVPUSH": "push", "BOLUS": "push",
 _DEVICES = {"IVP": "pump", "PCA": "pump", "PUMP": "pump", "IVS": "gravity", "BT": "gravity", "GRAV": "gravity",
             "GRAVITY": "gravity", "SYR": "syringe", "SYRINGE": "syringe", "NONE": "none"}
 _PURPOSES = {"KVO": "kvo", "FLUSH": "flush", "CARRIER": "carrier"}
-_STATUSES = {"CP", "PA", "IP", "NA", "RE"}
+# RXA-20, table 0322, and the words real MARs send instead of the codes.
+_STATUSES = {**{code: code for code in ("CP", "PA", "IP", "NA", "RE")},
+             **dict.fromkeys(("COMPLETE", "COMPLETED", "GIVEN", "DONE", "ADMINISTERED"), "CP"),
+             **dict.fromkeys(("PARTIAL", "PARTIALLY ADMINISTERED", "PARTIALLY GIVEN", "INCOMPLETE"), "PA"),
+             **dict.fromkeys(("IN PROGRESS", "INPROGRESS", "STARTED", "INFUSING", "RUNNING", "ACTIVE"), "IP"),
+             **dict.fromkeys(("NOT ADMINISTERED", "NOT GIVEN", "NOTGIVEN", "NOT DONE", "HELD", "MISSED", "OMITTED"),
+                             "NA"),
+             **dict.fromkeys(("REFUSED", "DECLINED", "PATIENT REFUSED"), "RE")}
 _ACTIONS = {"A", "U", "X", "D"}
 _CLASSES = {"O": "outpatient", "R": "outpatient", "E": "emergency", "I": "inpatient", "OBS": "observation"}
 _UNITS = {"min": 1, "mins": 1, "minute": 1, "minutes": 1, "h": 60, "hr": 60, "hrs": 60, "hour": 60, "hours": 60}
 
 
-def translate_hl7(raw: bytes | str, drugs: DrugClasses, tz=None) -> Translation:
-    """One HL7 v2 message -> contract-v1 events, or a rejection saying what to fix."""
+def translate_hl7(raw: bytes | str, drugs: DrugClasses, tz: tzinfo | None = None) -> Translation:
+    """One HL7 v2 message -> contract-v1 events, or a rejection listing every problem found.
+    `tz`: the sending facility's zone, for times sent without a UTC offset."""
     message_id = None
     try:
         lines = _lines(raw)
@@ -132,15 +154,14 @@ def translate_hl7(raw: bytes | str, drugs: DrugClasses, tz=None) -> Translation:
             shown = kind if kind != "^" else "(MSH-9 empty)"
             raise Reject("hl7_unsupported", f"message type {shown} is not translated; supported: "
                          f"{', '.join(SUPPORTED)}. Filter other types out in the interface engine.")
+        problems = Problems()
         if message_id is None:
-            raise Reject("hl7_missing_field", "MSH-10 (message control id) is empty: the sender must fill it, "
-                         "the acknowledgement refers to it")
-        if kind == "RAS^O17":
-            events = _ras(msg, drugs)
-        elif kind == "ADT^A03":
-            events = [_discharge(msg)]
-        else:
-            events = [_cancel(msg)]
+            problems.add(Reject("hl7_missing_field", "MSH-10 (message control id) is empty: the sender must fill "
+                                "it, the acknowledgement refers to it"))
+        clock = Clock(_get(msh, 7), tz)
+        read = {"RAS^O17": _ras, "ADT^A03": _discharge, "ADT^A13": _cancel}[kind]
+        events = read(msg, drugs, clock, problems)
+        problems.raise_any()
         return Translation(events=checked(events, "hl7_bad_value"), message_id=message_id)
     except Reject as exc:
         return rejected(exc, message_id)
@@ -150,11 +171,7 @@ def translate_hl7(raw: bytes | str, drugs: DrugClasses, tz=None) -> Translation:
 
 def _lines(raw: bytes | str) -> list[str]:
     if isinstance(raw, (bytes, bytearray, memoryview)):
-        raw = bytes(raw)
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            text = raw.decode("latin-1")  # ISO 8859-1, the usual MSH-18 of older systems
+        text = _decode(bytes(raw))
     else:
         text = raw
     text = text.strip("\x0b\x1c\r\n\t \ufeff")
@@ -167,6 +184,18 @@ def _lines(raw: bytes | str) -> list[str]:
     if first != "MSH" or len(lines[0]) < 8:
         raise Reject("hl7_parse", f"the message must start with an MSH segment, it starts with {lines[0][:20]!r}")
     return lines
+
+
+def _decode(raw: bytes) -> str:
+    if b"\x1b$B" in raw:  # ISO 2022 escape to JIS X 0208: MSH-18 ISO IR87, as Japanese (SS-MIX2) senders use
+        try:
+            return raw.decode("iso2022_jp")
+        except UnicodeDecodeError:
+            pass
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")  # ISO 8859-1, the usual MSH-18 of older systems
 
 
 def _check_segments(lines: list[str]) -> None:
@@ -200,24 +229,6 @@ def _name(seg) -> str:
     return str(seg[0][0])
 
 
-def _dtm(value: str, where: str) -> dt.datetime:
-    m = _DTM.match(value)
-    if not m:
-        raise Reject("hl7_bad_value", f"{where} {value!r} is not an HL7 date/time precise to the minute with "
-                     "UTC offset; send YYYYMMDDHHMM[SS]+/-ZZZZ, e.g. 20261124083000-0500")
-    year, month, day, hour, minute, second, sign, oh, om = m.groups()
-    if sign is None:
-        raise Reject("hl7_bad_value", f"{where} {value!r} has no UTC offset; the sending system or interface "
-                     "engine must send it with the offset, e.g. 20261124083000-0500 (contract v1 requires "
-                     "offsets)")
-    try:
-        offset = dt.timedelta(hours=int(oh), minutes=int(om)) * (-1 if sign == "-" else 1)
-        return dt.datetime(int(year), int(month), int(day), int(hour), int(minute), int(second or 0),
-                           tzinfo=dt.timezone(offset))
-    except ValueError as exc:
-        raise Reject("hl7_bad_value", f"{where} {value!r} is not a valid date/time ({exc})") from None
-
-
 def _segments(msg, name: str) -> list:
     return [seg for seg in msg if _name(seg) == name]
 
@@ -242,118 +253,197 @@ def _event_id(readable: str) -> str:
 
 # -- RAS^O17 ---------------------------------------------------------------------------------
 
-def _ras(msg, drugs: DrugClasses) -> list[dict]:
-    encounter_id = _encounter(msg)
-    msh7 = _get(msg[0], 7)
+def _ras(msg, drugs: DrugClasses, clock: Clock, problems: Problems) -> list[dict]:
+    encounter_id = problems.check(_encounter, msg) or "?"  # "?": the other fields are still checked
+    orders = problems.check(_orders, msg) or []
+    if not problems.found and not any(group.rxas for order in orders for group in order.groups):
+        raise Reject("hl7_missing_field", "RAS^O17 without any RXA segment: nothing was administered")
     events: list[dict] = []
     unknown: list[tuple[str, dict, str]] = []
-    orders = _orders(msg)
-    if not any(order["rxas"] for order in orders):
-        raise Reject("hl7_missing_field", "RAS^O17 without any RXA segment: nothing was administered")
+    seen: dict[str, str] = {}
     n = 0
     for order in orders:
-        for rxa, rxr in order["rxas"]:
-            n += 1
-            events += _administration(encounter_id, order, rxa, rxr or order["rxr"], n, msh7, drugs, unknown)
+        for group in order.groups:
+            for rxa in group.rxas:
+                n += 1
+                admin = problems.check(_administration, encounter_id, order, rxa, group.rxr or order.rxr, n,
+                                       clock, drugs, unknown)
+                if admin is None:
+                    continue
+                admin_id, where, admin_events = admin
+                if admin_id in seen:
+                    problems.add(Reject("hl7_bad_value", f"{where} has the same administration id {admin_id} as "
+                                        f"{seen[admin_id]} (ORC-3, RXA-2 and RXA-5 alike): give each administration "
+                                        "of the order its own RXA-2"))
+                seen.setdefault(admin_id, where)
+                events += admin_events
     if unknown:
-        alerts = [unknown_drug_alert(encounter_id, admin_id, drug, where) for admin_id, drug, where in unknown]
-        listed = "; ".join(f"{drug['name']!r} ({where}: {drug.get('code') or 'no code'}"
-                           f"{' ' + drug['system'] if drug.get('system') else ''})" for _, drug, where in unknown)
-        raise Reject("unknown_drug", f"drug not in the drug-class table: {listed}. Pharmacy or IT must add it "
-                     "(chemotherapy, therapeutic or hydration) to the drug-class table; then re-send the "
-                     "message. No administration of this message was applied.", alerts)
+        problems.add(_unknown_drugs(encounter_id, unknown))
     return events
 
 
-def _orders(msg) -> list[dict]:
-    """ORC groups: the order's RXR and TQ1s, and each RXA with the RXR that follows it."""
-    orders: list[dict] = []
-    current = None
+def _unknown_drugs(encounter_id: str, unknown: list[tuple[str, dict, str]]) -> Reject:
+    alerts = [unknown_drug_alert(encounter_id, admin_id, drug, where) for admin_id, drug, where in unknown]
+    listed = "; ".join(f"{drug['name']!r} ({where}: {drug.get('code') or 'no code'}"
+                       f"{' ' + drug['system'] if drug.get('system') else ''})" for _, drug, where in unknown)
+    return Reject("unknown_drug", f"drug not in the drug-class table: {listed}. Pharmacy or IT must add it "
+                  "(chemotherapy, therapeutic or hydration) to the drug-class table; then re-send the "
+                  "message. No administration of this message was applied.", alerts)
+
+
+@dataclass
+class _Group:
+    """RAS^O17's ADMINISTRATION group: one or more RXA, then the RXR that is the route of all of them."""
+    rxas: list = field(default_factory=list)
+    rxr: object = None
+
+
+@dataclass
+class _Order:
+    """RAS^O17's ORDER group: the ORC, its TQ1s, the order's RXR (after RXO/RXE) and the
+    administration groups."""
+    orc: object
+    tq1: list = field(default_factory=list)
+    rxr: object = None
+    groups: list[_Group] = field(default_factory=list)
+
+
+def _orders(msg) -> list[_Order]:
+    """The ORDER and ADMINISTRATION groups as HL7 v2.5 defines RAS^O17: {RXA}+ RXR. An RXR before
+    the order's first RXA belongs to the order (RXO/RXE) and is the route of an administration group
+    sent without one; an RXA after a group's RXR starts the next group."""
+    orders: list[_Order] = []
     for seg in msg[1:]:
         name = _name(seg)
         if name == "ORC":
-            current = {"orc": seg, "tq1": [], "rxr": None, "rxas": []}
-            orders.append(current)
+            orders.append(_Order(seg))
         elif name == "RXA":
-            if current is None:
+            if not orders:
                 raise Reject("hl7_missing_field", "RXA before any ORC: each administration must follow its "
                              "order's ORC segment (ORC-3 identifies the order)")
-            current["rxas"].append([seg, None])
-        elif name == "RXR" and current is not None:
-            if current["rxas"] and current["rxas"][-1][1] is None:
-                current["rxas"][-1][1] = seg
-            elif not current["rxas"] and current["rxr"] is None:
-                current["rxr"] = seg
-        elif name == "TQ1" and current is not None:
-            current["tq1"].append(seg)
+            order = orders[-1]
+            if not order.groups or order.groups[-1].rxr is not None:
+                order.groups.append(_Group())
+            order.groups[-1].rxas.append(seg)
+        elif name == "RXR" and orders:
+            order = orders[-1]
+            if order.groups and order.groups[-1].rxr is None:
+                order.groups[-1].rxr = seg
+            elif not order.groups and order.rxr is None:
+                order.rxr = seg
+        elif name == "TQ1" and orders:
+            orders[-1].tq1.append(seg)
     return orders
 
 
-def _administration(encounter_id: str, order: dict, rxa, rxr, n: int, msh7: str, drugs: DrugClasses,
-                    unknown: list) -> list[dict]:
+def _administration(encounter_id: str, order: _Order, rxa, rxr, n: int, clock: Clock, drugs: DrugClasses,
+                    unknown: list) -> tuple[str, str, list[dict]]:
+    """One RXA -> (administration id, where it is in the message, its events); Reject with all of
+    its problems."""
+    problems = Problems()
     where = f"RXA #{n}"
-    orc = order["orc"]
-    order_id = _get(orc, 3) or _get(orc, 2)
+    order_id = _get(order.orc, 3) or _get(order.orc, 2)
     if not order_id:
-        raise Reject("hl7_missing_field", f"{where}: ORC-3 (filler order number) and ORC-2 are empty; one of "
-                     "them, with RXA-2, identifies the administration")
+        problems.add(Reject("hl7_missing_field", f"{where}: ORC-3 (filler order number) and ORC-2 are empty; one "
+                            "of them, with RXA-2, identifies the administration"))
     sub_id = _get(rxa, 2)
     if not sub_id:
-        raise Reject("hl7_missing_field", f"{where}: RXA-2 (administration sub-id counter) is empty; with ORC-3 "
-                     "it pairs a start with its stop")
-    admin_id = f"{order_id}-{sub_id}"
+        problems.add(Reject("hl7_missing_field", f"{where}: RXA-2 (administration sub-id counter) is empty; with "
+                            "ORC-3 it pairs a start with its stop"))
+    admin_id = f"{order_id}-{sub_id}-{_drug_key(rxa)}"
     where = f"{where} ({admin_id})"
+    action = problems.check(_action, rxa, where)
+    status = problems.check(_status, rxa, where)
+    start_raw, end_raw = _get(rxa, 3), _get(rxa, 4)
+    start = problems.check(clock.at, start_raw, f"{where}: RXA-3") if start_raw else None
+    end = problems.check(clock.at, end_raw, f"{where}: RXA-4") if end_raw else None
+    if action == "D" or status in ("NA", "RE"):
+        problems.raise_any()
+        return admin_id, where, [_void(encounter_id, admin_id, start or end, clock, where)]
+    if not (start_raw or end_raw):
+        problems.add(Reject("hl7_missing_field", f"{where}: RXA-3 (start) and RXA-4 (end) are both empty; "
+                            "document at least the start time"))
+    instant = start is not None and end == start
+    started = None
+    if start_raw:
+        started = problems.check(_started, encounter_id, admin_id, order, rxa, rxr, start, instant, where, drugs,
+                                 unknown)
+    problems.raise_any()
+    events = [started] if started else []
+    if end is not None and status != "IP" and not (instant and started["method"] in ("push", "injection")):
+        events.append({"event_id": _event_id(f"hl7:{admin_id}:stop:{rfc3339(end)}"),
+                       "type": "administration.stopped", "encounter_id": encounter_id,
+                       "occurred_at": rfc3339(end), "administration_id": admin_id})
+    return admin_id, where, events
+
+
+def _void(encounter_id: str, admin_id: str, when: dt.datetime | None, clock: Clock, where: str) -> dict:
+    if when is None and clock.msh7:
+        when = clock.at(clock.msh7, "MSH-7")
+    if when is None:
+        raise Reject("hl7_missing_field", f"{where}: no time for the void (RXA-3, RXA-4 and MSH-7 empty)")
+    return {"event_id": _event_id(f"hl7:{admin_id}:void"), "type": "administration.voided",
+            "encounter_id": encounter_id, "occurred_at": rfc3339(when), "administration_id": admin_id}
+
+
+def _started(encounter_id: str, admin_id: str, order: _Order, rxa, rxr, start: dt.datetime | None,
+             instant: bool, where: str, drugs: DrugClasses, unknown: list) -> dict:
+    """The administration.started event of an RXA (start None: its RXA-3 was wrong, only the other
+    fields are checked)."""
+    problems = Problems()
+    drug_read = problems.check(_drug, rxa, drugs, where)
+    routed = problems.check(_route, rxr, where, instant)
+    ordered = problems.check(_ordered_minutes, order.tq1, where)
+    problems.raise_any()
+    if start is None:
+        return {}
+    drug, category, drug_where = drug_read
+    if category is None:
+        unknown.append((admin_id, drug, drug_where))
+        category = "therapeutic"  # placeholder: the message is rejected before this event is used
+    route, method, site, device = routed
+    started = {"event_id": "", "type": "administration.started", "encounter_id": encounter_id,
+               "occurred_at": rfc3339(start), "administration_id": admin_id, "drug": drug,
+               "category": category, "route": route, "method": method}
+    if site:
+        started["access_site"] = site
+    purpose = _purpose(rxa)
+    if purpose:
+        started["purpose"] = purpose
+    if ordered is not None:
+        started["ordered_duration_minutes"] = ordered
+    if device:
+        started["device"] = device
+    started["event_id"] = _event_id(f"hl7:{admin_id}:start:{started['occurred_at']}:{_content(started)}")
+    return started
+
+
+def _action(rxa, where: str) -> str:
     action = _get(rxa, 21).upper() or "A"
     if action not in _ACTIONS:
         raise Reject("hl7_bad_value", f"{where}: RXA-21 action code {action!r} is not one of A (add), U (update), "
                      "X (no change), D (delete)")
-    status = _get(rxa, 20).upper() or "CP"
-    if status not in _STATUSES:
-        raise Reject("hl7_bad_value", f"{where}: RXA-20 completion status {status!r} is not one of CP, PA, IP, "
-                     "NA, RE")
-    start_raw, end_raw = _get(rxa, 3), _get(rxa, 4)
-    start = _dtm(start_raw, f"{where}: RXA-3") if start_raw else None
-    end = _dtm(end_raw, f"{where}: RXA-4") if end_raw else None
+    return action
 
-    if action == "D" or status in ("NA", "RE"):
-        when = start or end or (_dtm(msh7, "MSH-7") if msh7 else None)
-        if when is None:
-            raise Reject("hl7_missing_field", f"{where}: no time for the void (RXA-3, RXA-4 and MSH-7 empty)")
-        return [{"event_id": _event_id(f"hl7:{admin_id}:void"), "type": "administration.voided",
-                 "encounter_id": encounter_id, "occurred_at": rfc3339(when), "administration_id": admin_id}]
-    if start is None and end is None:
-        raise Reject("hl7_missing_field", f"{where}: RXA-3 (start) and RXA-4 (end) are both empty; document at "
-                     "least the start time")
 
-    events = []
-    instant = start is not None and end is not None and end == start
-    method = None
-    if start is not None:
-        drug, category, drug_where = _drug(rxa, drugs, where)
-        if category is None:
-            unknown.append((admin_id, drug, drug_where))
-            category = "therapeutic"  # placeholder: the message is rejected before this event is used
-        route, method, site, device = _route(rxr, where, instant)
-        started = {"event_id": "", "type": "administration.started", "encounter_id": encounter_id,
-                   "occurred_at": rfc3339(start), "administration_id": admin_id, "drug": drug,
-                   "category": category, "route": route, "method": method}
-        if site:
-            started["access_site"] = site
-        purpose = _purpose(rxa)
-        if purpose:
-            started["purpose"] = purpose
-        ordered = _ordered_minutes(order["tq1"], where)
-        if ordered is not None:
-            started["ordered_duration_minutes"] = ordered
-        if device:
-            started["device"] = device
-        started["event_id"] = _event_id(f"hl7:{admin_id}:start:{started['occurred_at']}:{_content(started)}")
-        events.append(started)
-    if end is not None and status != "IP" and not (instant and method in ("push", "injection")):
-        events.append({"event_id": _event_id(f"hl7:{admin_id}:stop:{rfc3339(end)}"),
-                       "type": "administration.stopped", "encounter_id": encounter_id,
-                       "occurred_at": rfc3339(end), "administration_id": admin_id})
-    return events
+def _status(rxa, where: str) -> str:
+    raw = _get(rxa, 20) or "CP"
+    status = _STATUSES.get(re.sub(r"[\s_-]+", " ", raw.upper()).strip())
+    if status is None:
+        raise Reject("hl7_bad_value", f"{where}: RXA-20 completion status {raw!r} is not known; send CP (complete), "
+                     "PA (partial), IP (in progress), NA (not administered) or RE (refused), table 0322")
+    return status
+
+
+def _drug_key(rxa) -> str:
+    """The part of an administration id that tells two drugs of one order and RXA-2 apart (a bag and
+    its additive, two products of one group): RXA-5's code, else its text, made id-safe."""
+    code = _get(rxa, 5, 1) or _get(rxa, 5, 4)
+    key = re.sub(r"[^A-Za-z0-9.-]", "", code)[:24]
+    if key and key == code:
+        return key
+    text = code or _get(rxa, 5, 2) or _get(rxa, 5, 5)
+    return digest({"drug": text.lower()}) if text else "nodrug"
 
 
 def _drug(rxa, drugs: DrugClasses, where: str) -> tuple[dict, str | None, str]:
@@ -429,17 +519,31 @@ def _ordered_minutes(tq1s: list, where: str) -> int | None:
 
 # -- ADT -------------------------------------------------------------------------------------
 
-def _discharge(msg) -> dict:
-    encounter_id = _encounter(msg)
-    pv1 = _segments(msg, "PV1")[0]
-    evn = _segments(msg, "EVN")
-    raw, where = _get(pv1, 45), "PV1-45"
+def _discharge(msg, drugs: DrugClasses, clock: Clock, problems: Problems) -> list[dict]:
+    encounter_id = problems.check(_encounter, msg)
+    pv1 = _segments(msg, "PV1")
+    occurred_at = problems.check(_discharge_time, msg, clock)
+    patient_class = problems.check(_patient_class, pv1[0]) if pv1 else None
+    if None in (encounter_id, occurred_at, patient_class):
+        return []
+    event = {"event_id": "", "type": "encounter.discharged", "encounter_id": encounter_id,
+             "occurred_at": occurred_at, "patient_class": patient_class, "billing": "facility"}
+    event["event_id"] = _event_id(f"hl7:{encounter_id}:discharged:{occurred_at}:{_content(event)}")
+    return [event]
+
+
+def _discharge_time(msg, clock: Clock) -> str:
+    pv1, evn = _segments(msg, "PV1"), _segments(msg, "EVN")
+    raw, where = (_get(pv1[0], 45) if pv1 else ""), "PV1-45"
     if not raw and evn:
         raw, where = _get(evn[0], 6), "EVN-6"
     if not raw:
         raise Reject("hl7_missing_field", "PV1-45 (discharge date/time) is empty (and no EVN-6): the discharge "
                      "time is required")
-    occurred_at = rfc3339(_dtm(raw, where))
+    return rfc3339(clock.at(raw, where))
+
+
+def _patient_class(pv1) -> str:
     code = _get(pv1, 2).upper()
     if not code:
         raise Reject("hl7_missing_field", "PV1-2 (patient class) is empty; send O, E, I, R or OBS")
@@ -450,20 +554,23 @@ def _discharge(msg) -> dict:
         raise Reject("hl7_bad_value", f"PV1-2 patient class {code!r} is not mapped: send O (outpatient), "
                      "R (recurring, outpatient), E (emergency), I (inpatient) or OBS (observation; or O with "
                      "PV1-18 OBS); map other classes in the interface engine")
-    event = {"event_id": "", "type": "encounter.discharged", "encounter_id": encounter_id,
-             "occurred_at": occurred_at, "patient_class": patient_class, "billing": "facility"}
-    event["event_id"] = _event_id(f"hl7:{encounter_id}:discharged:{occurred_at}:{_content(event)}")
-    return event
+    return patient_class
 
 
-def _cancel(msg) -> dict:
-    encounter_id = _encounter(msg)
+def _cancel(msg, drugs: DrugClasses, clock: Clock, problems: Problems) -> list[dict]:
+    encounter_id = problems.check(_encounter, msg)
+    occurred_at = problems.check(_cancel_time, msg, clock)
+    if None in (encounter_id, occurred_at):
+        return []
+    return [{"event_id": _event_id(f"hl7:{encounter_id}:discharge_cancelled:{occurred_at}"),
+             "type": "encounter.discharge_cancelled", "encounter_id": encounter_id, "occurred_at": occurred_at}]
+
+
+def _cancel_time(msg, clock: Clock) -> str:
     evn = _segments(msg, "EVN")
     raw, where = (_get(evn[0], 2), "EVN-2") if evn else ("", "EVN-2")
     if not raw:
-        raw, where = _get(msg[0], 7), "MSH-7"
+        raw, where = clock.msh7, "MSH-7"
     if not raw:
         raise Reject("hl7_missing_field", "EVN-2 and MSH-7 are empty: the time of the cancellation is required")
-    occurred_at = rfc3339(_dtm(raw, where))
-    return {"event_id": _event_id(f"hl7:{encounter_id}:discharge_cancelled:{occurred_at}"),
-            "type": "encounter.discharge_cancelled", "encounter_id": encounter_id, "occurred_at": occurred_at}
+    return rfc3339(clock.at(raw, where))

@@ -101,10 +101,10 @@ def test_sample(name):
 def test_start_in_progress():
     [e] = ok(sample("ras-start.hl7"))
     assert e["type"] == "administration.started"
-    assert e["event_id"].startswith("hl7:RX5101-1:start:2026-11-24T08:30:00-05:00:")
+    assert e["event_id"].startswith("hl7:RX5101-1-11124:start:2026-11-24T08:30:00-05:00:")
     assert {k: v for k, v in e.items() if k != "event_id"} == {
         "type": "administration.started", "encounter_id": "V5510001", "occurred_at": "2026-11-24T08:30:00-05:00",
-        "administration_id": "RX5101-1", "drug": {"name": "vancomycin", "code": "11124", "system": RXNORM},
+        "administration_id": "RX5101-1-11124", "drug": {"name": "vancomycin", "code": "11124", "system": RXNORM},
         "category": "therapeutic", "route": "IV", "method": "infusion", "access_site": "LMFA",
         "ordered_duration_minutes": 90, "device": "pump"}
 
@@ -113,9 +113,9 @@ def test_stop_pairs_with_the_start_of_an_earlier_message():
     [start] = ok(sample("ras-start.hl7"))
     again, stop = ok(sample("ras-stop.hl7"))
     assert again == start  # the same start re-stated: a duplicate for the state machine
-    assert stop == {"event_id": "hl7:RX5101-1:stop:2026-11-24T10:01:00-05:00", "type": "administration.stopped",
+    assert stop == {"event_id": "hl7:RX5101-1-11124:stop:2026-11-24T10:01:00-05:00", "type": "administration.stopped",
                     "encounter_id": "V5510001", "occurred_at": "2026-11-24T10:01:00-05:00",
-                    "administration_id": "RX5101-1"}
+                    "administration_id": "RX5101-1-11124"}
 
 
 def test_push_documented_as_one_instant_gives_the_start_only():
@@ -152,8 +152,8 @@ def test_no_change_action_x_restates_the_same_events():
 
 def test_delete_voids_and_nothing_is_coded():
     [void] = ok(sample("ras-delete.hl7"))
-    assert void == {"event_id": "hl7:RX5101-1:void", "type": "administration.voided", "encounter_id": "V5510001",
-                    "occurred_at": "2026-11-24T08:25:00-05:00", "administration_id": "RX5101-1"}
+    assert void == {"event_id": "hl7:RX5101-1-11124:void", "type": "administration.voided", "encounter_id": "V5510001",
+                    "occurred_at": "2026-11-24T08:25:00-05:00", "administration_id": "RX5101-1-11124"}
     records = run(ok(sample("ras-stop.hl7")) + [void] + ok(sample("adt-a03.hl7")))
     assert cpts(records) == []
 
@@ -200,8 +200,8 @@ def test_stop_only_when_the_start_is_missing():
 def test_several_order_groups_in_one_message():
     events = ok(sample("ras-multiple.hl7"))
     assert [(e["type"], e["administration_id"]) for e in events] == [
-        ("administration.started", "RX5105-1"), ("administration.stopped", "RX5105-1"),
-        ("administration.started", "RX5106-1"), ("administration.stopped", "RX5106-1")]
+        ("administration.started", "RX5105-1-313002"), ("administration.stopped", "RX5105-1-313002"),
+        ("administration.started", "RX5106-1-35827"), ("administration.stopped", "RX5106-1-35827")]
     assert events[0]["category"] == "hydration" and events[0]["ordered_duration_minutes"] == 120
     assert events[2]["method"] == "push"
     # the push is the initial service; hydration 120 min less the 2 push minutes is secondary: 2 hours
@@ -216,12 +216,12 @@ def test_kvo_note_sets_purpose_and_nothing_is_billed():
 
 def test_second_administration_of_an_order_has_its_own_id():
     second = edit("ras-stop.hl7", "RXA", 2, "2")
-    assert {e["administration_id"] for e in ok(second)} == {"RX5101-2"}
+    assert {e["administration_id"] for e in ok(second)} == {"RX5101-2-11124"}
 
 
 def test_placer_order_number_when_filler_is_empty():
     [e] = ok(edit("ras-start.hl7", "ORC", 3, ""))
-    assert e["administration_id"] == "PL5101-1"
+    assert e["administration_id"] == "PL5101-1-11124"
 
 
 def test_order_rxr_used_when_the_administration_has_none():
@@ -295,7 +295,7 @@ def test_unknown_drug_is_rejected_with_a_hard_alert():
     [alert] = t.alerts
     assert Alert.model_validate(alert).model_dump() == alert
     assert (alert["code"], alert["severity"], alert["state"], alert["encounter_id"], alert["administration_id"]) == (
-        "DRUG_CLASS_UNKNOWN", "hard", "raised", "V5510001", "RX5108-1")
+        "DRUG_CLASS_UNKNOWN", "hard", "raised", "V5510001", "RX5108-1-STUDY-4471")
     assert "add this drug code to the drug-class table" in alert["message"]
     assert tr(sample("ras-unknown-drug.hl7")).alerts == t.alerts  # deterministic alert id
 
@@ -304,7 +304,7 @@ def test_one_unknown_drug_rejects_the_whole_message():
     raw = edit("ras-multiple.hl7", "RXA", 5, "STUDY-9^Study drug 9^99PHM", occurrence=1)
     t = tr(raw)
     assert t.category == "unknown_drug" and t.events == [] and len(t.alerts) == 1
-    assert t.alerts[0]["administration_id"] == "RX5106-1"
+    assert t.alerts[0]["administration_id"] == "RX5106-1-STUDY-9"
 
 
 def test_hospital_table_adds_the_drug(tmp_path):
@@ -366,7 +366,7 @@ def test_discharge_cancel_and_late_stop_recode():
               + ok(sample("ras-stop.hl7")) + ok(edit("adt-a03.hl7", "PV1", 45, "20261124140000-0500")))
     records = run(events)
     assert cpts(records) == ["96365", "96366"]
-    assert final_alerts(records)[("STOP_TIME_MISSING", "RX5101-1")] == "resolved"
+    assert final_alerts(records)[("STOP_TIME_MISSING", "RX5101-1-11124")] == "resolved"
 
 
 # -- rejected messages -------------------------------------------------------------------------
@@ -401,7 +401,7 @@ def test_malformed_samples_say_what_to_fix(name, words):
 @pytest.mark.parametrize("seg,field,value,category,words", [
     ("MSH", 10, "", "hl7_missing_field", "MSH-10"),
     ("RXA", 21, "Z", "hl7_bad_value", "RXA-21"),
-    ("RXA", 20, "DONE", "hl7_bad_value", "RXA-20"),
+    ("RXA", 20, "MAYBE", "hl7_bad_value", "RXA-20"),
     ("RXA", 2, "", "hl7_missing_field", "RXA-2"),
     ("RXA", 5, "", "hl7_missing_field", "RXA-5"),
     ("RXA", 3, "2026112408-0500", "hl7_bad_value", "precise to the minute"),
@@ -575,7 +575,7 @@ def test_batch_codes_the_translated_scenario_like_the_jsonl():
     from_jsonl = code((SAMPLES / "scenario.jsonl").read_bytes().splitlines())
     assert from_hl7 == from_jsonl
     assert cpts(from_hl7) == ["96361", "96361", "96365", "96375"]
-    assert [c for c in net_charges(from_hl7) if c[0] == "96365"][0][4] == ("RX7003-1",)
+    assert [c for c in net_charges(from_hl7) if c[0] == "96365"][0][4] == ("RX7003-1-2193",)
     assert not [r for r in from_hl7 if r["kind"] == "alert"]
 
 
@@ -615,3 +615,127 @@ def test_python_hl7_does_not_log_field_values(caplog):
     with caplog.at_level("DEBUG"):
         assert tr(raw).ok
     assert not [r for r in caplog.records if "vanco" in r.getMessage()]
+
+
+# -- real-world structure: administration groups, ids, statuses, every problem at once ----------
+
+def _group_message(*body: str) -> str:
+    """ras-start.hl7's header, visit and order, then `body` (RXA/RXR lines) instead of its RXA and RXR."""
+    head = [line for line in segments("ras-start.hl7") if not line.startswith(("RXA", "RXR"))]
+    return "\r".join(head + list(body)) + "\r"
+
+
+def _rxa(sub_id: str, start: str, end: str, drug: str, amount: str) -> str:
+    fields = ["RXA", "0", sub_id, start, end, drug, amount] + [""] * 13 + ["CP", "A"]
+    assert fields[20] == "CP"
+    return "|".join(fields)
+
+
+RXA_SALINE = _rxa("1", "20261124100000-0500", "20261124120000-0500", "313002^sodium chloride 0.9%^RXNORM", "1000")
+RXA_KCL = _rxa("1", "20261124100000-0500", "20261124120000-0500", "8591^potassium chloride^RXNORM", "20")
+RXA_VANC = _rxa("2", "20261124130000-0500", "20261124143000-0500", "11124^vancomycin^RXNORM", "1000")
+
+
+def test_rxas_of_one_administration_group_share_the_rxr_after_them():
+    """RAS^O17 (v2.5): ADMINISTRATION = {RXA}+ RXR. SS-MIX2 sends a bag and its additive this way."""
+    events = ok(_group_message(RXA_SALINE, RXA_KCL, "RXR|SC^Subcutaneous^HL70162",
+                               RXA_VANC, "RXR|IV^Intravenous^HL70162||IVP^IV Pump^HL70164"))
+    starts = [e for e in events if e["type"] == "administration.started"]
+    assert [(e["administration_id"], e["route"]) for e in starts] == [
+        ("RX5101-1-313002", "SC"), ("RX5101-1-8591", "SC"), ("RX5101-2-11124", "IV")]
+    assert starts[2]["device"] == "pump" and "device" not in starts[0]
+
+
+def test_an_administration_group_takes_its_own_rxr_not_the_orders():
+    order_rxr = "RXR|IM^Intramuscular^HL70162"
+    raw = _group_message(order_rxr, RXA_SALINE, RXA_KCL, "RXR|IV^Intravenous^HL70162")
+    assert {e["route"] for e in ok(raw) if e["type"] == "administration.started"} == {"IV"}
+    without = _group_message(order_rxr, RXA_SALINE)  # no group RXR: the order's is the route
+    assert [e["route"] for e in ok(without) if e["type"] == "administration.started"] == ["IM"]
+
+
+def test_two_drugs_under_one_order_and_sub_id_are_two_administrations():
+    events = ok(_group_message(RXA_SALINE, RXA_KCL, "RXR|IV"))
+    assert len({e["administration_id"] for e in events}) == 2
+    records = run(events + ok(sample("adt-a03.hl7")))
+    assert "96365" in cpts(records)  # the KCl drip is the initial service, not replaced by the bag
+
+
+def test_a_duplicate_administration_id_in_one_message_is_rejected_not_overwritten():
+    t = tr(_group_message(RXA_SALINE, RXA_SALINE.replace("|1000|", "|500|"), "RXR|IV"))
+    assert (t.ok, t.events, t.ack) == (False, [], "AE")
+    assert "RXA #2 (RX5101-1-313002) has the same administration id RX5101-1-313002 as RXA #1" in t.error
+
+
+@pytest.mark.parametrize("status,expected", [
+    ("Given", ["administration.started", "administration.stopped"]), ("completed", None), ("COMPLETE", None),
+    ("In Progress", ["administration.started"]), ("infusing", ["administration.started"]),
+    ("Not Given", ["administration.voided"]), ("held", ["administration.voided"]),
+    ("Refused", ["administration.voided"]), ("Partially administered", None),
+])
+def test_completion_status_words_real_mars_send(status, expected):
+    events = ok(edit("ras-stop.hl7", "RXA", 20, status))
+    assert [e["type"] for e in events] == (expected or ["administration.started", "administration.stopped"])
+
+
+def test_every_problem_of_a_message_is_reported_at_once():
+    raw = edit(edit(edit(edit("ras-start.hl7", "RXA", 21, "Z"), "RXR", 4, "WIGGLE"), "TQ1", 13, "30^furlongs"),
+               "PV1", 19, "")
+    t = tr(raw)
+    assert t.category == "hl7_missing_field" and t.ack == "AE"
+    assert [p.split(" ")[0] for p in t.problems] == ["PV1-19", "RXA", "RXA", "RXA"]
+    for words in ("PV1-19", "RXA-21", "RXR-4", "TQ1-13"):
+        assert sum(words in p for p in t.problems) == 1, (words, t.problems)
+    assert "TESTPATIENT" not in t.error and "MRN4481207" not in t.error  # no patient data in a rejection
+
+
+def test_iso_2022_jp_messages_are_decoded():
+    raw = edit("ras-start.hl7", "RXA", 5, "11124^バンコマイシン^RXNORM").encode("iso2022_jp")
+    [e] = ok(raw)
+    assert e["drug"]["name"] == "バンコマイシン"
+
+
+# -- times without an offset -----------------------------------------------------------------
+
+def _local(name: str, rxa3: str, msh7: str) -> str:
+    return edit(edit(name, "RXA", 3, rxa3), "MSH", 7, msh7)
+
+
+def test_local_times_are_placed_by_the_facility_zone_with_daylight_saving():
+    from zoneinfo import ZoneInfo
+    ny = ZoneInfo("America/New_York")
+    summer = translate_hl7(_local("ras-start.hl7", "20260701083000", "20260701083112"), DRUGS, ny)
+    winter = translate_hl7(_local("ras-start.hl7", "20261124083000", "20261124083112"), DRUGS, ny)
+    assert summer.events[0]["occurred_at"] == "2026-07-01T08:30:00-04:00"
+    assert winter.events[0]["occurred_at"] == "2026-11-24T08:30:00-05:00"
+    # a message sent after the change about a time before it: each time gets its own offset
+    across = translate_hl7(_local("ras-start.hl7", "20261031230000", "20261101083112"), DRUGS, ny)
+    assert across.events[0]["occurred_at"] == "2026-10-31T23:00:00-04:00"
+
+
+@pytest.mark.parametrize("rxa3,words", [("20260308023000", "does not exist in America/New_York"),
+                                        ("20261101013000", "occurs twice in America/New_York")])
+def test_a_local_time_the_zone_skips_or_repeats_is_a_problem(rxa3, words):
+    from zoneinfo import ZoneInfo
+    t = translate_hl7(_local("ras-start.hl7", rxa3, "20261124083112"), DRUGS, ZoneInfo("America/New_York"))
+    assert t.category == "hl7_bad_value" and words in t.error and "UTC offset" in t.error
+
+
+def test_msh_7_offset_comes_first():
+    from zoneinfo import ZoneInfo
+    # no zone configured: the sender's MSH-7 offset places its other times
+    [e] = ok(_local("ras-start.hl7", "20261124083000", "20261124083112+0100"))
+    assert e["occurred_at"] == "2026-11-24T08:30:00+01:00"
+    # a zone that disagrees with MSH-7 (the sender is elsewhere): MSH-7's word
+    t = translate_hl7(_local("ras-start.hl7", "20261124083000", "20261124083112+0100"), DRUGS,
+                      ZoneInfo("America/New_York"))
+    assert t.events[0]["occurred_at"] == "2026-11-24T08:30:00+01:00"
+    # a time's own offset before anything
+    [e] = ok(_local("ras-start.hl7", "20261124083000-0800", "20261124083112+0100"))
+    assert e["occurred_at"] == "2026-11-24T08:30:00-08:00"
+
+
+def test_no_offset_and_no_zone_says_how_to_configure_it():
+    t = tr(_local("ras-start.hl7", "20261124083000", "20261124083112"))
+    assert t.category == "hl7_bad_value"
+    assert "--timezone or IV_TIMEZONE" in t.error and "RXA-3" in t.error
