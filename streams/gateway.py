@@ -106,20 +106,18 @@ async def load_fhir(s: Settings, files: list[str], out=print) -> int:
 
 
 async def send_hl7(host: str, port: int, files: list[str], out=print) -> int:
-    """Send archive files' messages to an MLLP listener and print each ACK; exit 2 unless all AA."""
+    """Send archive files' messages to an MLLP listener and print each ACK as it arrives (MSA-3's
+    text unescaped); exit 2 unless all AA."""
     messages = [m for path in files for m in mllp.split_messages(_read(path))]
     refused = 0
     try:
-        acks = [x async for x in mllp.send(host, port, messages)]
+        async for raw, ack in mllp.send(host, port, messages):
+            code, text = mllp.read_ack(ack)
+            refused += code != "AA"
+            out(f"{mllp.control_id(raw)}: {code}" + (f" {text}" if text else ""))
     except ConnectionRefusedError:
         raise OSError(f"no MLLP listener on {host}:{port}: start `infusion-validator hl7 listen` "
                       "(or `make demo`, which listens on 2575), or give --host/--port") from None
-    for raw, ack in acks:
-        msa = next((seg.split("|") for seg in ack.split("\r") if seg.startswith("MSA")), ["MSA", "?"])
-        control = next((seg.split("|")[9] for seg in raw.decode("utf-8", "replace").split("\r")
-                        if seg.startswith("MSH") and seg.count("|") >= 9), "?")
-        refused += msa[1] != "AA"
-        out(f"{control}: {msa[1]}" + (f" {msa[3]}" if len(msa) > 3 and msa[3] else ""))
     return 2 if refused else 0
 
 
