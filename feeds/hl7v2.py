@@ -16,6 +16,8 @@ sender fixes a message in one round; the message is then rejected whole.
 
 Fields read:
 - PV1-19.1: `encounter_id` (required).
+- PV1-3: `location` on every event (contract v1.1): point of care as `unit`, room, bed. Not part of
+  the event ids: a transfer does not turn documented facts into new ones.
 - ORC-3.1 (else ORC-2.1) + RXA-2 + RXA-5's code: `administration_id` =
   "{filler order}-{administration sub-id}-{drug}", e.g. `RX7003-1-2193`. The drug part tells apart
   two drugs documented under one order and sub-id (a bag and its additive; real MARs do this), so
@@ -162,6 +164,10 @@ def translate_hl7(raw: bytes | str, drugs: DrugClasses, tz: tzinfo | None = None
         read = {"RAS^O17": _ras, "ADT^A03": _discharge, "ADT^A13": _cancel}[kind]
         events = read(msg, drugs, clock, problems)
         problems.raise_any()
+        location = _location(msg)
+        for event in events:  # after the ids: a transfer does not make the same facts new events
+            if location:
+                event["location"] = location
         return Translation(events=checked(events, "hl7_bad_value"), message_id=message_id)
     except Reject as exc:
         return rejected(exc, message_id)
@@ -241,6 +247,15 @@ def _encounter(msg) -> str:
     if not encounter_id:
         raise Reject("hl7_missing_field", "PV1-19 (visit number) is empty: it is the encounter id")
     return encounter_id
+
+
+def _location(msg) -> dict | None:
+    """PV1-3 assigned location: point of care (the unit), room, bed (contract v1.1 `location`)."""
+    pv1 = _segments(msg, "PV1")
+    unit = _get(pv1[0], 3, 1)[:64] if pv1 else ""
+    if not unit:
+        return None
+    return {"unit": unit, "room": _get(pv1[0], 3, 2)[:64] or None, "bed": _get(pv1[0], 3, 3)[:64] or None}
 
 
 def _content(event: dict) -> str:

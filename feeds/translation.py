@@ -130,7 +130,7 @@ def unknown_drug_alert(encounter_id: str, administration_id: str, drug: dict, wh
                          str(drug.get("name"))))
     return {"kind": "alert", "alert_id": stable_id("al", encounter_id, identity), "encounter_id": encounter_id,
             "administration_id": administration_id, "code": "DRUG_CLASS_UNKNOWN", "severity": "hard",
-            "state": "raised", "message": message}
+            "state": "raised", "message": message, "audience": "nursing"}
 
 
 def settle_method(route: str, method: str | None, instant: bool) -> str:

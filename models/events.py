@@ -41,6 +41,16 @@ class _cached(cached_property):
         return value
 
 
+class Location(BaseModel):
+    """Where the patient is (v1.1, optional): HL7 PV1-3, FHIR Encounter.location. A nursing worklist
+    groups by `unit`."""
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    unit: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+    room: Annotated[str, StringConstraints(strip_whitespace=True, max_length=64)] | None = None
+    bed: Annotated[str, StringConstraints(strip_whitespace=True, max_length=64)] | None = None
+
+
 class _Event(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True, ignored_types=(_cached,))
 
@@ -48,6 +58,7 @@ class _Event(BaseModel):
     encounter_id: Id
     occurred_at: AwareDatetime
     schema_version: int | str | None = None
+    location: Location | None = None  # v1.1: the latest one seen is the encounter's
 
     @_cached
     def epoch(self) -> int:

@@ -5,6 +5,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from models.events import Location
+
 
 class ChargeLine(BaseModel):
     model_config = ConfigDict(frozen=True)
@@ -34,6 +36,10 @@ class Alert(BaseModel):
     severity: Literal["hard", "warn", "info"]
     state: Literal["raised", "resolved"]
     message: str
+    # v1.1, optional for readers: who can act on it (a nurse at the bedside, or coding / revenue
+    # integrity), and the encounter's location when known.
+    audience: Literal["nursing", "coding"] | None = None
+    location: Location | None = None
 
 
 class DeadLetter(BaseModel):

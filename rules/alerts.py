@@ -21,6 +21,16 @@ SEVERITY = {
 }
 
 
+# Who acts on an alert (contract v1.1): a nurse fixes documentation at the bedside; coding and revenue
+# integrity handle pre-bill findings and coding notes. Unknown codes default to coding.
+NURSING = frozenset({"STOP_TIME_MISSING", "START_TIME_MISSING", "STOP_BEFORE_START", "STOP_TIME_OVERDUE",
+                     "METHOD_TIME_CONFLICT", "DRUG_CLASS_UNKNOWN", "METHOD_MISSING"})
+
+
+def audience(code: str) -> str:
+    return "nursing" if code in NURSING else "coding"
+
+
 @dataclass(frozen=True, slots=True)
 class AlertSpec:
     """An alert the engine wants standing. `key` tells two alerts of one code apart."""

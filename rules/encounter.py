@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from rules.administration import Administration, clock
-from rules.alerts import AlertSpec
+from rules.alerts import AlertSpec, audience
 from rules.classify import stop_before_start_message
 from rules.engine import Coding, Context, Line, code_encounter, code_table
 from rules.facts import AdminFacts
@@ -40,6 +40,7 @@ class EncounterState:
     alerts: dict[str, dict] = field(default_factory=dict)  # identity -> standing raised alert
     overdue: list[str] = field(default_factory=list)  # admins whose overdue alert was raised
     generations: dict[str, int] = field(default_factory=dict)  # times an id seed was used
+    location: dict | None = None  # the latest location an event carried (contract v1.1)
 
     @property
     def discharged(self) -> bool:
@@ -53,6 +54,8 @@ class EncounterState:
         if event_id in self.seen:
             return []
         self.seen.add(event_id)
+        if event.location is not None:
+            self.location = event.location.model_dump()
         _APPLY[event.type](self, event)
         if not (self.discharged or self.alerts or self.overdue or self._stop_before_start(event)):
             return []  # the common case while an encounter is open: nothing to say
@@ -192,7 +195,9 @@ class EncounterState:
         alert_id = stable_id("al", self.encounter_id, a.identity, self._generation("al" + a.identity))
         rec = {"kind": "alert", "alert_id": alert_id, "encounter_id": self.encounter_id,
                "administration_id": a.administration_id, "code": a.code, "severity": a.severity,
-               "state": "raised", "message": a.message}
+               "state": "raised", "message": a.message, "audience": audience(a.code)}
+        if self.location:
+            rec["location"] = self.location
         self.alerts[a.identity] = {**rec, "key": a.key}
         return rec
 
@@ -215,7 +220,8 @@ class EncounterState:
                 "discharged_at": self.discharged_at, "cancelled_at": self.cancelled_at,
                 "patient_class": self.patient_class, "billing": self.billing,
                 "submitted": self.submitted, "submitted_at": self.submitted_at, "posted": self.posted,
-                "alerts": self.alerts, "overdue": self.overdue, "generations": self.generations}
+                "alerts": self.alerts, "overdue": self.overdue, "generations": self.generations,
+                "location": self.location}
 
     @classmethod
     def from_json(cls, data: dict) -> EncounterState:

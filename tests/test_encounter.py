@@ -166,3 +166,18 @@ def test_closed_encounters_purged_after_retention_and_late_events_dead_lettered(
 def test_net_charges_helper_applies_reversals():
     out = run([start("A1", "14:00"), discharge("15:00"), stop("A1", "14:50")])
     assert [c[0] for c in net_charges(out)] == ["96365"]
+
+
+def test_alerts_say_who_acts_and_where_the_patient_is():
+    """Contract v1.1: `audience` on every alert; the encounter's latest `location` on alerts raised
+    once an event carried one (old producers without it keep working)."""
+    ward = {"unit": "4WEST", "room": "412", "bed": "B"}
+    moved = {"unit": "ICU", "room": None, "bed": None}
+    out = run([start("A1", "10:00", location=ward), start("A2", "10:05", location=moved), discharge("11:00"),
+               submitted("11:05", [("96360", 1)])])
+    alerts = {r["code"]: r for r in out if r["kind"] == "alert"}
+    assert alerts["STOP_TIME_MISSING"]["audience"] == "nursing"
+    assert alerts["STOP_TIME_MISSING"]["location"] == moved  # the latest one seen
+    assert {r["audience"] for code, r in alerts.items() if code.startswith("PREBILL_")} == {"coding"}
+    plain = run([start("A1", "10:00"), discharge("11:00")])
+    assert [("location" in r, r["audience"]) for r in plain if r["kind"] == "alert"] == [(False, "nursing")]

@@ -22,6 +22,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:The 'warn' method is deprecated:
 
 SAMPLES = Path(__file__).parent.parent / "samples" / "hl7"
 DRUGS = DrugClasses.load()
+CHAIR = {"unit": "INFCTR", "room": "CHAIR04", "bed": "01"}  # PV1-3 of the samples
 
 # Every sample file and what it must give: None = accepted, else the rejection category.
 EXPECTED = {
@@ -106,7 +107,7 @@ def test_start_in_progress():
         "type": "administration.started", "encounter_id": "V5510001", "occurred_at": "2026-11-24T08:30:00-05:00",
         "administration_id": "RX5101-1-11124", "drug": {"name": "vancomycin", "code": "11124", "system": RXNORM},
         "category": "therapeutic", "route": "IV", "method": "infusion", "access_site": "LMFA",
-        "ordered_duration_minutes": 90, "device": "pump"}
+        "ordered_duration_minutes": 90, "device": "pump", "location": CHAIR}
 
 
 def test_stop_pairs_with_the_start_of_an_earlier_message():
@@ -115,7 +116,7 @@ def test_stop_pairs_with_the_start_of_an_earlier_message():
     assert again == start  # the same start re-stated: a duplicate for the state machine
     assert stop == {"event_id": "hl7:RX5101-1-11124:stop:2026-11-24T10:01:00-05:00", "type": "administration.stopped",
                     "encounter_id": "V5510001", "occurred_at": "2026-11-24T10:01:00-05:00",
-                    "administration_id": "RX5101-1-11124"}
+                    "administration_id": "RX5101-1-11124", "location": CHAIR}
 
 
 def test_push_documented_as_one_instant_gives_the_start_only():
@@ -153,7 +154,7 @@ def test_no_change_action_x_restates_the_same_events():
 def test_delete_voids_and_nothing_is_coded():
     [void] = ok(sample("ras-delete.hl7"))
     assert void == {"event_id": "hl7:RX5101-1-11124:void", "type": "administration.voided", "encounter_id": "V5510001",
-                    "occurred_at": "2026-11-24T08:25:00-05:00", "administration_id": "RX5101-1-11124"}
+                    "occurred_at": "2026-11-24T08:25:00-05:00", "administration_id": "RX5101-1-11124", "location": CHAIR}
     records = run(ok(sample("ras-stop.hl7")) + [void] + ok(sample("adt-a03.hl7")))
     assert cpts(records) == []
 
@@ -293,7 +294,7 @@ def test_unknown_drug_is_rejected_with_a_hard_alert():
     assert (t.ok, t.category, t.events, t.message_id) == (False, "unknown_drug", [], "MAR0001010")
     assert "drug-class table" in t.error and "STUDY-4471" in t.error
     [alert] = t.alerts
-    assert Alert.model_validate(alert).model_dump() == alert
+    assert Alert.model_validate(alert).model_dump(exclude_unset=True) == alert
     assert (alert["code"], alert["severity"], alert["state"], alert["encounter_id"], alert["administration_id"]) == (
         "DRUG_CLASS_UNKNOWN", "hard", "raised", "V5510001", "RX5108-1-STUDY-4471")
     assert "add this drug code to the drug-class table" in alert["message"]
@@ -322,7 +323,7 @@ def test_discharge():
     assert e["event_id"].startswith("hl7:V5510001:discharged:2026-11-24T13:00:00-05:00:")
     assert {k: v for k, v in e.items() if k != "event_id"} == {
         "type": "encounter.discharged", "encounter_id": "V5510001", "occurred_at": "2026-11-24T13:00:00-05:00",
-        "patient_class": "outpatient", "billing": "facility"}
+        "patient_class": "outpatient", "billing": "facility", "location": CHAIR}
 
 
 def test_observation_discharge():
@@ -355,7 +356,7 @@ def test_cancel_discharge():
     [e] = ok(sample("adt-a13.hl7"))
     assert e == {"event_id": "hl7:V5510001:discharge_cancelled:2026-11-24T13:30:00-05:00",
                  "type": "encounter.discharge_cancelled", "encounter_id": "V5510001",
-                 "occurred_at": "2026-11-24T13:30:00-05:00"}
+                 "occurred_at": "2026-11-24T13:30:00-05:00", "location": CHAIR}
     no_evn = "\r".join(line for line in segments("adt-a13.hl7") if not line.startswith("EVN"))
     [e] = ok(no_evn)
     assert e["occurred_at"] == "2026-11-24T13:30:02-05:00"  # MSH-7
