@@ -19,16 +19,23 @@ promtool:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; } || \
 	  echo "promtool not installed: the alert-rule test will skip (CI requires it)"
 
-.PHONY: install demo test test-full bench promtool
+# Debian's Chromium and ChromeDriver drive the nursing worklist's browser test (tests/test_worklist_browser.py).
+browser:
+	@{ command -v chromium >/dev/null && command -v chromedriver >/dev/null; } || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  echo "installing chromium and chromium-driver (apt-get) for the worklist's browser test..." && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; } || \
+	  echo "chromium not installed: the worklist browser test will skip (CI requires it)"
+
+.PHONY: install demo test test-full bench promtool browser
 install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/infusion-validator demo
 
-test: $(STAMP) promtool
+test: $(STAMP) promtool browser
 	$(BIN)/pytest -q
 
-test-full: $(STAMP) promtool
+test-full: $(STAMP) promtool browser
 	$(BIN)/pytest -q -m ''
 
 bench: $(STAMP)

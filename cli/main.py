@@ -78,6 +78,15 @@ def build_parser() -> argparse.ArgumentParser:
     topics_sub = topics.add_subparsers(dest="topics_command", required=True, parser_class=_Parser)
     _connection_flags(topics_sub.add_parser("create", help="create every topic with the same partition count"))
 
+    worklist = sub.add_parser("worklist", help="the nursing worklist: a live web page of the open documentation "
+                              "problems by unit and visit (reads the alerts topic)", description=WORKLIST_HELP,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    worklist.add_argument("--bootstrap-servers", help="host:port[,host:port] (IV_BOOTSTRAP_SERVERS)")
+    worklist.add_argument("--host", default="127.0.0.1",
+                          help="address to listen on (default 127.0.0.1: this machine only; give 0.0.0.0 "
+                          "behind the hospital's reverse proxy)")
+    worklist.add_argument("--port", type=int, default=8090, help="port of the page (default 8090)")
+
     hl7 = sub.add_parser("hl7", help="HL7 v2 feeds in: MLLP listener, archive replay, a test sender",
                          description=HL7_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     hl7_sub = hl7.add_subparsers(dest="hl7_command", required=True, parser_class=_Parser)
@@ -177,6 +186,18 @@ WORKER_HELP = """Run the stream processor. Configuration comes from IV_* environ
   IV_RETENTION_DAYS (closed encounters kept, default 14), IV_POLICY_FILE (coding policy TOML)
   IV_TOPIC_STARTED, IV_TOPIC_STOPPED, ... IV_TOPIC_CHARGES, IV_TOPIC_ALERTS, IV_TOPIC_DEAD_LETTERS,
   IV_TOPIC_TICKS, IV_TOPIC_REPARTITION
+"""
+
+
+WORKLIST_HELP = """A web page a charge nurse keeps open: the infusion documentation still to complete (stop
+time missing, infusion past its ordered time, stop before start, ...), grouped by unit and visit,
+with what to document and since when. A problem leaves the page within a second of being fixed, with
+no reload. Coders' pre-bill findings are not shown. The page is rebuilt from the alerts topic at every
+start, so any number of copies show the same list; open /?unit=4WEST for one unit.
+
+examples:
+  infusion-validator worklist                       # http://127.0.0.1:8090/
+  IV_BOOTSTRAP_SERVERS=kafka-1:9092 infusion-validator worklist --host 0.0.0.0 --port 8090
 """
 
 
@@ -312,7 +333,15 @@ def _fhir(args) -> int:
     return asyncio.run(gateway.load_fhir(_settings(args), args.files))
 
 
-_COMMANDS = {"code": _code, "simulate": _simulate, "schema": _schema, "demo": _demo, "worker": _worker,
+def _worklist(args) -> int:
+    import asyncio
+
+    from gateways import worklist
+
+    return asyncio.run(worklist.run(_settings(args), args.host, args.port))
+
+
+_COMMANDS = {"worklist": _worklist, "code": _code, "simulate": _simulate, "schema": _schema, "demo": _demo, "worker": _worker,
              "topics": _topics, "hl7": _hl7, "fhir": _fhir}
 
 if __name__ == "__main__":

@@ -1,0 +1,197 @@
+"""The nursing worklist: a web page a charge nurse keeps open (`infusion-validator worklist`).
+
+It reads `nursing.documentation.alerts` with its own consumer group, from the beginning of the topic
+at every start (the view is rebuilt, so a restart or a second replica shows the same list), keeps
+the open documentation problems in a `Board` and serves:
+  GET /               the page (gateways/worklist.html: plain HTML, CSS and JavaScript, no network);
+  GET /events?unit=U  server-sent events: a snapshot, then each alert added or removed as it is read
+                      (a resolved alert leaves the page within a second; no reload);
+  GET /api/alerts?unit=U  the open items as JSON;  GET /healthz.
+Safe by default: loopback unless a host is given, at most `max_clients` event streams (each with a
+bounded queue: a page too slow to keep up is sent a fresh snapshot instead), GET only, no server
+banner. It shows what the alerts carry and nothing more: no patient names exist
+in them.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from importlib.resources import files
+
+import orjson
+from aiohttp import web
+
+from gateways.board import Board
+
+log = logging.getLogger(__name__)
+QUEUE = 1000  # changes buffered per page before the page is dropped (it reconnects)
+
+
+class Worklist:
+    """The board and the pages watching it."""
+
+    def __init__(self, max_clients: int = 200) -> None:
+        self.board = Board()
+        self.clients: set[tuple[asyncio.Queue, str | None]] = set()
+        self.max_clients = max_clients
+        self.caught_up = False  # the topic read to its end once since start
+
+    def apply(self, record: dict, since: float) -> None:
+        change = self.board.apply(record, since)
+        if change is None:
+            return
+        kind, data = change
+        for client in list(self.clients):
+            queue, unit = client
+            if unit is not None and data.get("unit") != unit:
+                continue
+            try:
+                queue.put_nowait((kind, data))
+            except asyncio.QueueFull:  # a page too slow to keep up: it gets a fresh snapshot instead
+                while not queue.empty():
+                    queue.get_nowait()
+                queue.put_nowait(("resync", None))
+
+    def snapshot(self, unit: str | None) -> dict:
+        return {"units": self.board.units(), "items": self.board.snapshot(unit), "caught_up": self.caught_up}
+
+
+def make_app(worklist: Worklist) -> web.Application:
+    page = files("gateways").joinpath("worklist.html").read_bytes()
+
+    async def index(request: web.Request) -> web.Response:
+        return web.Response(body=page, content_type="text/html", charset="utf-8",
+                            headers={"Cache-Control": "no-store", "Content-Security-Policy": _CSP})
+
+    async def alerts(request: web.Request) -> web.Response:
+        return web.Response(body=orjson.dumps(worklist.snapshot(_unit(request))), content_type="application/json")
+
+    async def events(request: web.Request) -> web.StreamResponse:
+        if len(worklist.clients) >= worklist.max_clients:
+            return web.Response(status=503, text="too many open worklist pages; close some and retry")
+        unit = _unit(request)
+        queue: asyncio.Queue = asyncio.Queue(QUEUE)
+        client = (queue, unit)
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"})
+        await response.prepare(request)
+        worklist.clients.add(client)
+        try:
+            await _send(response, "snapshot", worklist.snapshot(unit))
+            while True:
+                try:
+                    kind, data = await asyncio.wait_for(queue.get(), timeout=15)
+                except asyncio.TimeoutError:
+                    await response.write(b": keep-alive\n\n")  # proxies close silent streams
+                    continue
+                if kind == "resync":
+                    kind, data = "snapshot", worklist.snapshot(unit)
+                await _send(response, kind, data)
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            worklist.clients.discard(client)
+        return response
+
+    async def health(request: web.Request) -> web.Response:
+        return web.Response(text="ok" if worklist.caught_up else "catching up")
+
+    async def no_banner(request: web.Request, response: web.StreamResponse) -> None:
+        response.headers.pop("Server", None)
+
+    app = web.Application(client_max_size=1024)
+    app.on_response_prepare.append(no_banner)
+    app.router.add_get("/", index)
+    app.router.add_get("/events", events)
+    app.router.add_get("/api/alerts", alerts)
+    app.router.add_get("/healthz", health)
+    return app
+
+
+# The page loads nothing from anywhere: scripts and styles are its own, inline.
+_CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'"
+
+
+def _unit(request: web.Request) -> str | None:
+    unit = request.query.get("unit", "").strip()
+    return unit[:64] or None
+
+
+async def _send(response: web.StreamResponse, kind: str, data) -> None:
+    await response.write(b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n")
+
+
+async def follow(consumer, worklist: Worklist, stop: asyncio.Event) -> None:
+    """Read the alerts topic into the worklist until `stop`: from its beginning, then as it grows."""
+    await consumer.seek_to_beginning()
+    ends = await consumer.end_offsets(list(consumer.assignment()))
+    while not stop.is_set():
+        batches = await consumer.getmany(timeout_ms=200, max_records=2000)
+        for tp, messages in batches.items():
+            for message in messages:
+                try:
+                    record = orjson.loads(message.value)
+                except (orjson.JSONDecodeError, TypeError):
+                    continue  # not ours to judge: the worker writes this topic
+                since = message.timestamp / 1000 if message.timestamp else time.time()
+                worklist.apply(record, since)
+        if not worklist.caught_up and await _reached(consumer, ends):
+            worklist.caught_up = True
+            log.info("worklist caught up: %d open documentation problems", len(worklist.board.items))
+
+
+async def _reached(consumer, ends: dict) -> bool:
+    for tp, end in ends.items():
+        if await consumer.position(tp) < end:
+            return False
+    return True
+
+
+async def serve(worklist: Worklist, host: str, port: int) -> web.AppRunner:
+    runner = web.AppRunner(make_app(worklist), access_log=None)  # request lines carry units: keep logs clean
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner
+
+
+async def consume(s, worklist: Worklist, stop: asyncio.Event) -> None:
+    """The worklist's consumer: its own group (for lag monitoring), every partition of the alerts
+    topic assigned to it (every replica shows the whole list), read from the beginning."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from streams.kafka import client_kwargs
+
+    consumer = AIOKafkaConsumer(**client_kwargs(s), group_id=f"{s.app_id}-worklist", enable_auto_commit=True,
+                                auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        partitions = None
+        while not partitions and not stop.is_set():
+            partitions = consumer.partitions_for_topic(s.topics.alerts) or None
+            if not partitions:
+                log.warning("topic %s not found yet: create the topics (infusion-validator topics create)",
+                            s.topics.alerts)
+                await consumer.force_metadata_update()
+                await asyncio.sleep(2)
+        if partitions:
+            consumer.assign([TopicPartition(s.topics.alerts, p) for p in sorted(partitions)])
+            await follow(consumer, worklist, stop)
+    finally:
+        await consumer.stop()
+
+
+async def run(s, host: str, port: int, announce=print) -> int:
+    """`infusion-validator worklist`: serve the page until SIGTERM or Ctrl-C."""
+    import signal
+
+    worklist, stop = Worklist(), asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    runner = await serve(worklist, host, port)
+    announce(f"nursing worklist on http://{host}:{port}/ (alerts from {s.topics.alerts}); Ctrl-C stops it")
+    try:
+        await consume(s, worklist, stop)
+    finally:
+        await runner.cleanup()
+    return 0
