@@ -24,20 +24,22 @@ sender must use one or the other consistently, the id pairs starts with stops):
 - `context` (R4) or `encounter` (R5 senders) -> encounter_id: the id of the Encounter reference
   (relative, absolute URL, with or without _history; a urn:uuid resolved in the Bundle; or a logical
   reference's identifier value).
-- effectivePeriod.start/end -> start/stop; effectiveDateTime is an instant: start only, and the
-  method defaults to push (IV/IA) or injection (SC/IM). A push/injection whose period has end ==
-  start also gives the start only (a stop at the start minute would be flagged STOP_BEFORE_START).
-- medicationCodeableConcept, or medicationReference to a contained Medication or one in the Bundle:
-  RxNorm first, then NDC, then other codings, looked up in the drug-class table, then the text as
-  an exact name. Unknown -> rejected (`unknown_drug`) with a DRUG_CLASS_UNKNOWN alert.
-- dosage.route: SNOMED CT 47625008 IV, 58100008 IA, 34206005 SC, 78421000 IM, or a code/text IV,
-  IA, SC, IM (HL7 table 0162). dosage.method: its code, display or text containing push/bolus ->
-  push, infus/drip/piggyback -> infusion, inject -> injection (IV injection = push); absent ->
-  infusion for a period on IV/IA, injection on SC/IM.
+- effectivePeriod.start/end -> start/stop; effectiveDateTime is an instant: start only. A
+  push/injection whose period has end == start also gives the start only (a stop at the start
+  minute would be flagged STOP_BEFORE_START). An infusion given as an instant gives its start only:
+  no stop is derived from its infuse-over time (docs/decisions.md).
+- drug: feeds/fhir_medication.py (a code, else a Medication's code, else its ingredients; the
+  drug-class table decides the category). Unknown -> rejected (`unknown_drug`) with a
+  DRUG_CLASS_UNKNOWN alert.
+- route and method: feeds/fhir_dosage.py (SNOMED CT, HL7 v3 and v2 route codes; the method from
+  dosage.method, a v3 route code, a rate, an infuse-over time or a period). An IV/IA administration
+  whose method cannot be told is rejected (`fhir_invalid`) with a METHOD_MISSING alert.
+- every problem of a resource is reported at once (feeds.translation.Problems); a route this
+  validator does not code (oral, rectal) is reported alone (`fhir_unsupported`, AR).
 - dosage.site -> access_site (text, else the first code); device -> the referenced Device's type
   (or the reference display) containing pump / syringe / gravity.
-- request -> a contained MedicationRequest or one in the Bundle: dosageInstruction[0].timing.repeat
-  duration + durationUnit -> ordered_duration_minutes.
+- ordered_duration_minutes: the administration's infuse-over time, else the request's (a contained
+  MedicationRequest or one in the Bundle: dosageInstruction[0].timing.repeat duration + durationUnit).
 - extensions (our own, on the MedicationAdministration; URLs below): access-site (valueString,
   wins over dosage.site), separate-access-reason, container-id (valueString), purpose (valueCode
   treatment|kvo|flush|carrier), primary-reason (valueBoolean).
@@ -61,14 +63,15 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
-from feeds.drugs import DrugClasses, canonical_system
-from feeds.hl7v2 import _METHODS as _HL7_METHODS  # the same method codes as RXR-4
-from feeds.translation import (NDC, RXNORM, Reject, Translation, checked, digest, rejected, rfc3339,
-                               settle_method, unknown_drug_alert)
+from feeds.drugs import DrugClasses
+from feeds.fhir_dosage import dosing, route_in_scope
+from feeds.fhir_medication import resolve_drug
+from feeds.fhir_model import (Coding, Device, Dosage, Encounter, MedicationAdministration, MedicationRequest,
+                              Reference, words)
+from feeds.translation import Problems, Reject, Translation, checked, digest, rejected, rfc3339
 from models.errors import describe
 
 EXT = "urn:infusion-validator:fhir:"
@@ -91,130 +94,10 @@ BUNDLE_TYPES = ("transaction", "batch", "collection", "searchset", "history", "s
 SUPPORTING = frozenset({"Patient", "Medication", "MedicationRequest", "Device", "Practitioner", "PractitionerRole",
                         "Location", "Organization", "Provenance", "Parameters", "SubscriptionStatus",
                         "OperationOutcome", "RelatedPerson"})
-_ROUTE_SNOMED = {"47625008": "IV", "58100008": "IA", "34206005": "SC", "78421000": "IM"}
-_ROUTE_CODES = {"IV": "IV", "IA": "IA", "SC": "SC", "SQ": "SC", "SUBQ": "SC", "IM": "IM", "INTRAVENOUS": "IV",
-                "INTRA-ARTERIAL": "IA", "INTRAARTERIAL": "IA", "SUBCUTANEOUS": "SC", "INTRAMUSCULAR": "IM",
-                "INTRAVENOUS ROUTE": "IV", "INTRA-ARTERIAL ROUTE": "IA", "SUBCUTANEOUS ROUTE": "SC",
-                "INTRAMUSCULAR ROUTE": "IM"}
 _CLASSES = {"AMB": "outpatient", "EMER": "emergency", "IMP": "inpatient", "ACUTE": "inpatient",
             "NONAC": "inpatient", "OBSENC": "observation"}
 _PURPOSES = ("treatment", "kvo", "flush", "carrier")
 _UCUM_MINUTES = {"s": 1 / 60, "min": 1, "h": 60, "d": 1440}
-
-
-# -- the R4 elements we read -------------------------------------------------------------------
-
-class _M(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-
-class Coding(_M):
-    system: str | None = None
-    code: str | None = None
-    display: str | None = None
-
-
-class CodeableConcept(_M):
-    coding: list[Coding] = []
-    text: str | None = None
-
-
-class Identifier(_M):
-    system: str | None = None
-    value: str | None = None
-
-
-class Reference(_M):
-    reference: str | None = None
-    type: str | None = None
-    identifier: Identifier | None = None
-    display: str | None = None
-
-
-class Period(_M):
-    start: str | None = None
-    end: str | None = None
-
-
-class Meta(_M):
-    versionId: str | None = None
-    lastUpdated: str | None = None
-
-
-class Extension(_M):
-    url: str
-    valueString: str | None = None
-    valueCode: str | None = None
-    valueBoolean: bool | None = None
-
-
-class Dosage(_M):
-    route: CodeableConcept | None = None
-    method: CodeableConcept | None = None
-    site: CodeableConcept | None = None
-
-
-class MedicationAdministration(_M):
-    resourceType: Literal["MedicationAdministration"]
-    id: str | None = None
-    meta: Meta | None = None
-    identifier: list[Identifier] = []
-    extension: list[Extension] = []
-    status: Literal["in-progress", "not-done", "on-hold", "completed", "entered-in-error", "stopped", "unknown"]
-    medicationCodeableConcept: CodeableConcept | None = None
-    medicationReference: Reference | None = None
-    context: Reference | None = None
-    encounter: Reference | None = None
-    effectiveDateTime: str | None = None
-    effectivePeriod: Period | None = None
-    dosage: Dosage | None = None
-    device: list[Reference] = []
-    request: Reference | None = None
-    contained: list[dict] = []
-
-
-class Repeat(_M):
-    model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
-    duration: float | None = None
-    durationUnit: str | None = None
-
-
-class Timing(_M):
-    repeat: Repeat | None = None
-
-
-class DosageInstruction(_M):
-    timing: Timing | None = None
-
-
-class MedicationRequest(_M):
-    resourceType: Literal["MedicationRequest"]
-    dosageInstruction: list[DosageInstruction] = []
-
-
-class DeviceName(_M):
-    name: str | None = None
-
-
-class Device(_M):
-    resourceType: Literal["Device"]
-    type: CodeableConcept | None = None
-    deviceName: list[DeviceName] = []
-
-
-class StatusHistory(_M):
-    status: str
-    period: Period | None = None
-
-
-class Encounter(_M):
-    resourceType: Literal["Encounter"]
-    id: str | None = None
-    meta: Meta | None = None
-    status: str
-    statusHistory: list[StatusHistory] = []
-    class_: Coding | list[CodeableConcept] | None = Field(None, alias="class")  # R4 Coding, R5 list
-    period: Period | None = None
 
 
 # -- entry points ------------------------------------------------------------------------------
@@ -368,165 +251,124 @@ def _event_id(readable: str) -> str:
 
 def _medication_administration(ma: MedicationAdministration, raw: dict, drugs: DrugClasses,
                                index: _Index) -> list[dict]:
+    """Every problem of the resource is collected (Problems), so the sender fixes it in one round."""
+    if ma.status not in ("entered-in-error", "not-done"):
+        route_in_scope(ma)  # an oral or topical drug is not ours: that alone is said (AR), not its other faults
+    problems = Problems()
+    admin_id = problems.check(_admin_id, ma)
+    encounter_id = problems.check(_encounter_id, ma, raw, index)
+    ids = (encounter_id, admin_id) if encounter_id and admin_id else None
+    times = problems.check(_times, ma)
+    if ma.status == "unknown":
+        problems.add(Reject("fhir_unsupported", "status unknown: whether the drug was given is not known; send the "
+                            "resource again once it is in-progress, completed, stopped, not-done or entered-in-error"))
+    if ma.status in ("entered-in-error", "not-done"):
+        when = problems.check(_void_time, ma, times)
+        problems.raise_any()
+        return [{"event_id": _event_id(f"fhir:MedicationAdministration/{admin_id}:void"),
+                 "type": "administration.voided", "encounter_id": encounter_id, "occurred_at": rfc3339(when),
+                 "administration_id": admin_id}]
+    start, end = times or (None, None)
+    if times is not None and start is None and end is None:
+        problems.add(Reject("fhir_invalid", "effectivePeriod.start/end or effectiveDateTime is required"))
+    if ma.status in ("in-progress", "on-hold"):
+        end = None
+    instant = ma.effectiveDateTime is not None or (start is not None and end == start)
+    started = None
+    if start is not None or times is None:  # without readable times, still report the start's other problems
+        started = problems.check(_started, ma, raw, drugs, index, ids, instant)
+    problems.raise_any()
+    tag = f"fhir:MedicationAdministration/{admin_id}"
+    events = []
+    if start is not None:
+        started.update(encounter_id=encounter_id, occurred_at=rfc3339(start), administration_id=admin_id)
+        started = {"event_id": "", "type": "administration.started", **started}
+        started["event_id"] = _event_id(f"{tag}:start:{started['occurred_at']}:{_content(started)}")
+        events.append(started)
+    if end is not None and not (instant and started and started["method"] in ("push", "injection")):
+        events.append({"event_id": _event_id(f"{tag}:stop:{rfc3339(end)}"), "type": "administration.stopped",
+                       "encounter_id": encounter_id, "occurred_at": rfc3339(end), "administration_id": admin_id})
+    return events
+
+
+def _admin_id(ma: MedicationAdministration) -> str:
     admin_id = (ma.id or "").strip() or next((i.value.strip() for i in ma.identifier if i.value and i.value.strip()),
                                              "")
     if not admin_id:
         raise Reject("fhir_invalid", "MedicationAdministration has neither id nor identifier: one of them is the "
                      "administration id that pairs its start with its stop")
-    ref = ma.context or ma.encounter
-    encounter_id = _ref_id(ref, "Encounter", index, raw, "context")
+    return admin_id
+
+
+def _encounter_id(ma: MedicationAdministration, raw: dict, index: _Index) -> str:
+    encounter_id = _ref_id(ma.context or ma.encounter, "Encounter", index, raw, "context")
     if not encounter_id:
         raise Reject("fhir_invalid", "MedicationAdministration.context (R4; encounter in R5) must reference the "
                      "Encounter: its id is the encounter id")
-    tag = f"fhir:MedicationAdministration/{admin_id}"
+    return encounter_id
+
+
+def _times(ma: MedicationAdministration) -> tuple[dt.datetime | None, dt.datetime | None]:
     period = ma.effectivePeriod
-    start = _instant(period.start if period else ma.effectiveDateTime,
-                     "effectivePeriod.start" if period else "effectiveDateTime")
-    end = _instant(period.end, "effectivePeriod.end") if period else None
-    if ma.status == "unknown":
-        raise Reject("fhir_unsupported", "status unknown: whether the drug was given is not known; send the "
-                     "resource again once it is in-progress, completed, stopped, not-done or entered-in-error")
-    if ma.status in ("entered-in-error", "not-done"):
-        when = start or end or _instant(ma.meta.lastUpdated if ma.meta else None, "meta.lastUpdated")
-        if when is None:
-            raise Reject("fhir_invalid", f"status {ma.status} without effective[x] or meta.lastUpdated: no time "
-                         "for the void")
-        return [{"event_id": _event_id(f"{tag}:void"), "type": "administration.voided",
-                 "encounter_id": encounter_id, "occurred_at": rfc3339(when), "administration_id": admin_id}]
-    if start is None and end is None:
-        raise Reject("fhir_invalid", "effectivePeriod.start/end or effectiveDateTime is required")
-    if ma.status in ("in-progress", "on-hold"):
-        end = None
-    instant = ma.effectiveDateTime is not None or (start is not None and end == start)
-    events = []
-    method = None
-    if start is not None:
-        drug, category, where = _drug(ma, raw, drugs, index)
-        route, method = _route_method(ma.dosage, instant)
-        started = {"event_id": "", "type": "administration.started", "encounter_id": encounter_id,
-                   "occurred_at": rfc3339(start), "administration_id": admin_id, "drug": drug,
-                   "category": category or "therapeutic", "route": route, "method": method}
-        ext = {e.url: e for e in ma.extension}
-        site = _ext_str(ext, EXT_ACCESS_SITE) or _site(ma.dosage)
-        if site:
-            started["access_site"] = site
-        for key, url in (("separate_access_reason", EXT_SEPARATE_ACCESS_REASON), ("container_id", EXT_CONTAINER_ID)):
-            value = _ext_str(ext, url)
-            if value:
-                started[key] = value
-        purpose = ext[EXT_PURPOSE].valueCode if EXT_PURPOSE in ext else None
-        if purpose is not None:
-            if purpose not in _PURPOSES:
-                raise Reject("fhir_invalid", f"extension purpose {purpose!r} is not one of {', '.join(_PURPOSES)}")
-            started["purpose"] = purpose
-        ordered = _ordered_minutes(index.resolve(ma.request, raw))
-        if ordered is not None:
-            started["ordered_duration_minutes"] = ordered
-        device = _device(ma, raw, index)
-        if device:
-            started["device"] = device
-        if EXT_PRIMARY_REASON in ext and ext[EXT_PRIMARY_REASON].valueBoolean is not None:
-            started["primary_reason"] = ext[EXT_PRIMARY_REASON].valueBoolean
-        if category is None:
-            alert = unknown_drug_alert(encounter_id, admin_id, drug, where)
-            raise Reject("unknown_drug", f"drug {drug['name']!r} ({where}: {drug.get('code') or 'no code'}"
-                         f"{' ' + drug['system'] if drug.get('system') else ''}) is not in the drug-class table. "
-                         "Pharmacy or IT must add it (chemotherapy, therapeutic or hydration) to the drug-class "
-                         "table; then re-send the resource.", [alert])
-        started["event_id"] = _event_id(f"{tag}:start:{started['occurred_at']}:{_content(started)}")
-        events.append(started)
-    if end is not None and not (instant and method in ("push", "injection")):
-        events.append({"event_id": _event_id(f"{tag}:stop:{rfc3339(end)}"), "type": "administration.stopped",
-                       "encounter_id": encounter_id, "occurred_at": rfc3339(end), "administration_id": admin_id})
-    return events
+    problems = Problems()
+    start = problems.check(_instant, period.start if period else ma.effectiveDateTime,
+                           "effectivePeriod.start" if period else "effectiveDateTime")
+    end = problems.check(_instant, period.end, "effectivePeriod.end") if period else None
+    problems.raise_any()
+    return start, end
+
+
+def _void_time(ma: MedicationAdministration, times) -> dt.datetime:
+    start, end = times or (None, None)
+    when = start or end or _instant(ma.meta.lastUpdated if ma.meta else None, "meta.lastUpdated")
+    if when is None:
+        raise Reject("fhir_invalid", f"status {ma.status} without effective[x] or meta.lastUpdated: no time for the "
+                     "void")
+    return when
+
+
+def _started(ma: MedicationAdministration, raw: dict, drugs: DrugClasses, index: _Index, ids, instant: bool) -> dict:
+    """The facts of administration.started but its id, encounter, time and administration id."""
+    problems = Problems()
+    dose = problems.check(dosing, ma, instant, ids)
+    found = problems.check(resolve_drug, ma, raw, drugs, index.resolve, ids)
+    ext = {e.url: e for e in ma.extension}
+    purpose = problems.check(_purpose, ext)
+    ordered = problems.check(_ordered_minutes, index.resolve(ma.request, raw))
+    problems.raise_any()
+    drug, category = found
+    started = {"drug": drug, "category": category, "route": dose.route, "method": dose.method}
+    site = _ext_str(ext, EXT_ACCESS_SITE) or _site(ma.dosage)
+    if site:
+        started["access_site"] = site
+    for key, url in (("separate_access_reason", EXT_SEPARATE_ACCESS_REASON), ("container_id", EXT_CONTAINER_ID)):
+        value = _ext_str(ext, url)
+        if value:
+            started[key] = value
+    if purpose is not None:
+        started["purpose"] = purpose
+    ordered = dose.infuse_minutes or ordered  # this administration's infuse-over time, else the order's
+    if ordered is not None:
+        started["ordered_duration_minutes"] = ordered
+    device = _device(ma, raw, index)
+    if device:
+        started["device"] = device
+    if EXT_PRIMARY_REASON in ext and ext[EXT_PRIMARY_REASON].valueBoolean is not None:
+        started["primary_reason"] = ext[EXT_PRIMARY_REASON].valueBoolean
+    return started
+
+
+def _purpose(ext: dict) -> str | None:
+    purpose = ext[EXT_PURPOSE].valueCode if EXT_PURPOSE in ext else None
+    if purpose is not None and purpose not in _PURPOSES:
+        raise Reject("fhir_invalid", f"extension purpose {purpose!r} is not one of {', '.join(_PURPOSES)}")
+    return purpose
 
 
 def _ext_str(ext: dict, url: str) -> str | None:
     e = ext.get(url)
     value = (e.valueString or e.valueCode) if e else None
     return value.strip() if value and value.strip() else None
-
-
-def _drug(ma: MedicationAdministration, raw: dict, drugs: DrugClasses, index: _Index) -> tuple[dict, str | None, str]:
-    concept, where = ma.medicationCodeableConcept, "medicationCodeableConcept"
-    if concept is None and ma.medicationReference is not None:
-        where = "medicationReference"
-        med = index.resolve(ma.medicationReference, raw)
-        if med is not None and med.get("resourceType") == "Medication":
-            try:
-                concept = CodeableConcept.model_validate(med.get("code") or {})
-            except ValidationError as exc:
-                raise Reject("fhir_invalid", f"Medication.code: {describe(exc)}") from None
-            where = "Medication.code"
-        elif ma.medicationReference.display:
-            concept = CodeableConcept(text=ma.medicationReference.display)
-        else:
-            raise Reject("fhir_invalid", f"medicationReference {ma.medicationReference.reference!r} is neither "
-                         "contained nor in the Bundle: send medicationCodeableConcept or include the Medication")
-    if concept is None or not (concept.coding or concept.text):
-        raise Reject("fhir_invalid", "medication[x] is required: medicationCodeableConcept with an RxNorm or NDC "
-                     "coding")
-    rank = {RXNORM: 0, NDC: 1}
-    codings = sorted((c for c in concept.coding if c.code and c.code.strip()),
-                     key=lambda c: rank.get(canonical_system(c.system), 2))
-    name = (concept.text or "").strip() or next((c.display.strip() for c in codings if c.display and
-                                                 c.display.strip()), "")
-    chosen, category = None, None
-    for c in codings:
-        category = drugs.category(c.code, c.system, None)
-        if category is not None:
-            chosen = c
-            break
-    if category is None and name:
-        category = drugs.category(None, None, name)
-    chosen = chosen or (codings[0] if codings else None)
-    drug = {"name": name or (chosen.display if chosen and chosen.display else None) or (chosen.code if chosen else ""),
-            "code": chosen.code.strip() if chosen else None,
-            "system": canonical_system(chosen.system) if chosen else None}
-    return drug, category, where
-
-
-def _words(concept: CodeableConcept | None) -> list[str]:
-    if concept is None:
-        return []
-    out = [concept.text] if concept.text else []
-    for c in concept.coding:
-        out += [v for v in (c.code, c.display) if v]
-    return [w.strip() for w in out if w.strip()]
-
-
-def _route_method(dosage: Dosage | None, instant: bool) -> tuple[str, str]:
-    concept = dosage.route if dosage else None
-    if concept is None:
-        raise Reject("fhir_invalid", "dosage.route is required: SNOMED CT 47625008 (intravenous), 58100008 "
-                     "(intra-arterial), 34206005 (subcutaneous), 78421000 (intramuscular), or IV/IA/SC/IM")
-    route = None
-    for c in concept.coding:
-        if c.system == SNOMED and c.code in _ROUTE_SNOMED:
-            route = _ROUTE_SNOMED[c.code]
-            break
-    if route is None:
-        route = next((_ROUTE_CODES[w.upper()] for w in _words(concept) if w.upper() in _ROUTE_CODES), None)
-    if route is None:
-        shown = ", ".join(_words(concept)) or "(empty)"
-        raise Reject("fhir_unsupported", f"dosage.route {shown} is not coded by this validator; supported: "
-                     "intravenous, intra-arterial, subcutaneous, intramuscular")
-    method = None
-    words = _words(dosage.method if dosage else None)
-    if words:
-        text = " ".join(words).lower()
-        for needle, value in (("push", "push"), ("bolus", "push"), ("infus", "infusion"), ("drip", "infusion"),
-                              ("piggyback", "infusion"), ("inject", "injection")):
-            if needle in text:
-                method = value
-                break
-        if method is None:
-            method = next((_HL7_METHODS[w.upper()] for w in words if w.upper() in _HL7_METHODS), None)
-        if method is None:
-            raise Reject("fhir_invalid", f"dosage.method {', '.join(words)} is not known: say push, infusion or "
-                         "injection (code, display or text), or leave it out")
-    method = settle_method(route, method, instant)
-    return route, method
 
 
 def _site(dosage: Dosage | None) -> str | None:
@@ -541,7 +383,7 @@ def _site(dosage: Dosage | None) -> str | None:
 def _device(ma: MedicationAdministration, raw: dict, index: _Index) -> str | None:
     """pump / syringe / gravity from the Device's type or name, or the reference's display."""
     for ref in ma.device:
-        words = [ref.display or ""]
+        said = [ref.display or ""]
         res = index.resolve(ref, raw)
         if res is not None and res.get("resourceType") == "Device":
             try:
@@ -549,8 +391,8 @@ def _device(ma: MedicationAdministration, raw: dict, index: _Index) -> str | Non
             except ValidationError:
                 device = None  # the device is optional information: a malformed Device is not used
             if device is not None:
-                words += _words(device.type) + [n.name for n in device.deviceName if n.name]
-        text = " ".join(words).lower()
+                said += words(device.type) + [n.name for n in device.deviceName if n.name]
+        text = " ".join(said).lower()
         for needle, value in (("pump", "pump"), ("syringe", "syringe"), ("gravity", "gravity")):
             if needle in text:
                 return value

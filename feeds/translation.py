@@ -19,6 +19,7 @@ import orjson
 
 from models.errors import BadEvent
 from models.events import parse_event
+from rules.alerts import SEVERITY
 from rules.ids import stable_id
 
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
@@ -143,3 +144,15 @@ def settle_method(route: str, method: str | None, instant: bool) -> str:
     if route in ("SC", "IM") and method == "push":
         return "injection"
     return method
+
+
+def method_missing_alert(encounter_id: str, administration_id: str, route: str) -> dict:
+    """METHOD_MISSING (hard): whether an IV/IA administration was a push or an infusion cannot be
+    told, so it was rejected; guessing would bill a push for an infusion or drop a hydration."""
+    message = (f"Administration {administration_id} ({route}) was documented at one instant with no method, rate or "
+               "infuse-over time, so whether it was a push or an infusion cannot be told and the message was "
+               "rejected: nursing must document the method (push or infusion) and, for an infusion, its stop time "
+               "(or rate / infuse-over time), then have the sender re-send it.")
+    return {"kind": "alert", "alert_id": stable_id("al", encounter_id, f"METHOD_MISSING|{administration_id}"),
+            "encounter_id": encounter_id, "administration_id": administration_id, "code": "METHOD_MISSING",
+            "severity": SEVERITY["METHOD_MISSING"], "state": "raised", "message": message}

@@ -15,6 +15,7 @@ from feeds.fhir import CPT, EXT_ACCESS_SITE, EXT_CPT_MODIFIER, EXT_INCOMPLETE, E
 from feeds.translation import CATEGORIES, RXNORM
 from models.events import parse_event
 from models.outputs import Alert, ChargeLine
+from rules.alerts import SEVERITY
 from tests.events import cpts, discharge, final_alerts, start, stop, run
 
 SAMPLES = Path(__file__).parent.parent / "samples" / "fhir"
@@ -316,10 +317,15 @@ def test_methods(method, expected):
     assert e["method"] == expected
 
 
-def test_unknown_method():
+def test_a_method_naming_no_method_is_no_evidence():
     res = ma()
+    res["dosage"]["method"] = {"text": "PICC line"}  # the line, not the method: the period decides
+    assert ok(res)[0]["method"] == "infusion"
+    res = ma(effectivePeriod=None, effectiveDateTime="2026-11-24T08:30:00-05:00")
     res["dosage"]["method"] = {"text": "wiggle"}
-    assert rejected(res)[0] == "fhir_invalid"
+    res["dosage"].pop("rateQuantity", None)
+    category, error = rejected(res)
+    assert category == "fhir_invalid" and "'wiggle'" in error and "method cannot be told" in error
 
 
 def test_extensions():
@@ -575,3 +581,200 @@ def test_mutated_resources_never_raise_and_accepted_ones_are_valid():
             for e in t.events:
                 parse_event(orjson.dumps(e))
     assert {None, "fhir_invalid", "unknown_drug"} <= seen
+
+
+# -- method from what the resource carries (issue 11) ------------------------------------------
+
+CORPUS = Path(__file__).parent / "data" / "fhir"
+SCT = "http://snomed.info/sct"
+V3 = "http://terminology.hl7.org/CodeSystem/v3-RouteOfAdministration"
+CERNER_INFUSE_OVER = "https://fhir-ehr.cerner.com/r4/StructureDefinition/infuse-over"
+AT = "2026-11-24T08:30:00-05:00"
+
+
+def corpus(name: str) -> dict:
+    return json.loads((CORPUS / name).read_text())
+
+
+def given(dosage: dict, extension: list | None = None, **effective) -> dict:
+    """The vancomycin sample given with this dosage, at one instant unless a period is passed."""
+    res = ma(**{"effectivePeriod": None, **(effective or {"effectiveDateTime": AT})})
+    res["dosage"] = dosage
+    if extension is not None:
+        res["extension"] = extension
+    return res
+
+
+IV = {"coding": [{"system": SCT, "code": "47625008", "display": "Intravenous route"}]}
+RATE = {"value": 125, "unit": "mL/h", "system": "http://unitsofmeasure.org", "code": "mL/h"}
+
+
+def piggyback() -> dict:
+    """An IV piggyback of normal saline as Oracle Health (Cerner) sends it: an instant, no method,
+    an infuse-over extension of 120 min and a rate of 125 mL/h (written for the project)."""
+    res = given({"route": IV, "rateQuantity": RATE},
+                [{"url": CERNER_INFUSE_OVER, "valueQuantity": {"value": 120, "unit": "min",
+                                                               "system": "http://unitsofmeasure.org", "code": "min"}}])
+    res["medicationCodeableConcept"] = {"coding": [{"system": RXNORM, "code": "313002",
+                                                    "display": "sodium chloride 0.9% injectable solution"}]}
+    return res
+
+
+def test_a_piggyback_given_as_an_instant_is_an_infusion_with_its_infuse_over_time_and_no_invented_stop():
+    [e] = ok(piggyback())
+    assert (e["type"], e["method"], e["category"], e["occurred_at"], e["ordered_duration_minutes"]) == (
+        "administration.started", "infusion", "hydration", AT, 120)
+    records = run([e, *ok(sample("encounter-finished.json"))])
+    # no stop was documented: hydration is not coded and the chart is flagged, not billed as a silent
+    # push; the infuse-over time made it overdue at 08:30 + 120 + 30 min, before the discharge at 15:00
+    assert cpts(records) == [] and final_alerts(records) == {("STOP_TIME_MISSING", "ma-vanc-8801"): "raised",
+                                                             ("STOP_TIME_OVERDUE", "ma-vanc-8801"): "raised"}
+
+
+@pytest.mark.parametrize("dosage,extension,expected", [
+    ({"route": IV, "method": {"coding": [{"system": SCT, "code": "420620005"}]}}, None, "push"),
+    ({"route": IV, "method": {"text": "IV push"}, "rateQuantity": RATE}, None, "push"),  # the method wins
+    ({"route": IV, "method": {"coding": [{"system": SCT, "code": "422145002", "display": "Inject"}]}}, None, "push"),
+    ({"route": IV, "rateRatio": {"numerator": {"value": 100, "code": "mL"}, "denominator": {"value": 1, "code": "h"}}},
+     None, "infusion"),
+    ({"route": IV, "rateQuantity": RATE}, None, "infusion"),
+    ({"route": IV}, [{"url": "https://ehr.example/StructureDefinition/infuseOverTime",
+                      "valueDuration": {"value": 30, "code": "min"}}], "infusion"),
+    ({"route": IV, "extension": [{"url": "https://ehr.example/fhir/duration",
+                                  "valueQuantity": {"value": 2, "unit": "hours"}}]}, None, "infusion"),
+    ({"route": {"coding": [{"system": V3, "code": "IVPUSH"}]}}, None, "push"),
+    ({"route": {"coding": [{"system": V3, "code": "IVCI"}]}}, None, "infusion"),
+    ({"route": IV, "dose": {"value": 250, "unit": "mL", "code": "mL"}}, None, "infusion"),
+    ({"route": {"text": "Subcutaneous"}}, None, "injection"),
+    ({"route": {"coding": [{"system": V3, "code": "SQINFUS"}]}}, None, "infusion"),
+    ({"route": {"coding": [{"system": SCT, "code": "78421000"}]}, "rateQuantity": RATE}, None, "infusion"),
+])
+def test_the_method_of_an_instant_from_what_the_resource_carries(dosage, extension, expected):
+    [e] = ok(given(dosage, extension))
+    assert e["method"] == expected
+
+
+def test_infuse_over_minutes_become_the_ordered_duration():
+    [e] = ok(given({"route": IV, "extension": [{"url": "https://ehr.example/fhir/duration",
+                                                "valueQuantity": {"value": 2, "unit": "hours"}}]}))
+    assert e["ordered_duration_minutes"] == 120
+
+
+@pytest.mark.parametrize("effective,dosage,expected", [
+    ({"effectivePeriod": {"start": AT, "end": "2026-11-24T09:40:00-05:00"}}, {"route": IV}, ["infusion", "stop"]),
+    ({"effectivePeriod": {"start": AT, "end": "2026-11-24T08:33:00-05:00"}}, {"route": IV, "method": {"text": "push"}},
+     ["push", "stop"]),
+    ({"effectivePeriod": {"start": AT, "end": "2026-11-24T09:40:00-05:00"}},
+     {"route": {"coding": [{"system": SCT, "code": "263887005", "display": "Subcutaneous (qualifier value)"}]}},
+     ["injection", "stop"]),  # an SC period is how injections are charted too
+])
+def test_the_method_of_a_period(effective, dosage, expected):
+    events = ok(given(dosage, **effective))
+    assert [events[0]["method"], *("stop" for e in events[1:])] == expected
+
+
+@pytest.mark.parametrize("effective,dosage", [
+    ({"effectiveDateTime": AT}, {"route": IV}),
+    ({"effectiveDateTime": AT}, {"route": IV, "dose": {"value": 10, "unit": "mL"}}),
+    ({"effectivePeriod": {"start": AT, "end": AT}}, {"route": {"coding": [{"system": V3, "code": "IA"}]}}),
+])
+def test_a_method_that_cannot_be_told_is_rejected_with_a_method_missing_alert(effective, dosage):
+    [t] = tr(given(dosage, **effective))
+    assert (t.category, t.events, t.ack) == ("fhir_invalid", [], "AE")
+    assert "method cannot be told" in t.error and "Document dosage.method" in t.error
+    [alert] = t.alerts
+    assert Alert.model_validate(alert).model_dump() == alert
+    assert (alert["code"], alert["severity"], alert["administration_id"], alert["encounter_id"]) == (
+        "METHOD_MISSING", "hard", "ma-vanc-8801", "V6620003")
+    assert SEVERITY["METHOD_MISSING"] == "hard" and "Test Patient" not in alert["message"] + t.error
+    assert tr(given(dosage, **effective))[0].alerts == [alert]  # the same alert id every time
+
+
+@pytest.mark.parametrize("route,expected", [
+    ({"coding": [{"system": SCT, "code": "263887005", "display": "Subcutaneous (qualifier value)"}]}, "SC"),
+    ({"coding": [{"system": SCT, "code": "255560000", "display": "Intravenous"}]}, "IV"),
+    ({"coding": [{"system": SCT, "code": "255559005", "display": "Intramuscular"}]}, "IM"),
+    ({"coding": [{"system": V3, "code": "IVINJBOL"}]}, "IV"),
+    ({"coding": [{"system": V3, "code": "IAINJ"}]}, "IA"),
+    ({"coding": [{"system": V3, "code": "SQ"}]}, "SC"),
+    ({"coding": [{"system": V3, "code": "IM"}]}, "IM"),
+    ({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0162", "code": "SC"}]}, "SC"),
+    ({"coding": [{"system": "urn:example:local", "display": "subcutaneous route (qualifier value)"}]}, "SC"),
+    ({"text": "INTRAMUSCULAR"}, "IM"), ({"text": "Intra-arterial route"}, "IA"),
+])
+def test_more_route_codes(route, expected):
+    [e, *_] = ok(ma(dosage={"route": route, "method": {"text": "infusion"}}))
+    assert e["route"] == expected
+
+
+def test_the_corpus_subcutaneous_code_is_a_route_and_oral_is_unsupported_alone():
+    category, error = rejected(corpus("fhir-r4spec-medicationadministration0308.json"))
+    assert "dosage.route" not in error  # 263887005 Subcutaneous is understood; context and drug are not
+    [t] = tr(corpus("fhir-r4spec-medicationadministration0310.json"))  # oral, and no context either
+    assert (t.category, t.ack, len(t.problems)) == ("fhir_unsupported", "AR", 1) and "Oral route" in t.error
+
+
+# -- medication by ingredients -----------------------------------------------------------------
+
+def mixture(*ingredients: tuple[str, str], code: dict | None = None) -> dict:
+    med = {"resourceType": "Medication", "id": "mix", "ingredient": [
+        {"itemCodeableConcept": {"coding": [{"system": RXNORM, "code": c, "display": d}]}} for c, d in ingredients]}
+    if code is not None:
+        med["code"] = code
+    return ma(medicationCodeableConcept=None, medicationReference={"reference": "#mix"}, contained=[med])
+
+
+def test_corpus_medication_known_by_its_ingredients():
+    start_, stop_ = ok(corpus("fhir-r4spec-medicationadministration0302.json"))
+    assert start_["drug"] == {"name": "Potassium Chloride + Sodium Chloride 0.9% injectable solution",
+                              "code": "204520", "system": RXNORM}
+    assert (start_["category"], start_["method"], stop_["type"]) == ("therapeutic", "infusion",
+                                                                     "administration.stopped")
+
+
+def test_a_mixture_takes_its_highest_ranking_ingredient():
+    [e, _] = ok(mixture(("313002", "normal saline"), ("2555", "cisplatin"), ("26225", "ondansetron")))
+    assert e["category"] == "chemotherapy" and e["drug"]["code"] == "2555"
+    assert e["drug"]["name"] == "normal saline + cisplatin + ondansetron"
+    [e, _] = ok(mixture(("313002", "normal saline"), code={"coding": [{"system": RXNORM, "code": "999999"}]}))
+    assert e["category"] == "hydration"  # an unknown product code, but every ingredient is known
+
+
+def test_a_mixture_with_an_unknown_ingredient_is_never_ranked_on_a_guess():
+    [t] = tr(mixture(("313002", "normal saline"), ("8888881", "drug X"), ("8888882", "drug Y")))
+    assert t.category == "unknown_drug" and len(t.problems) == 2 and "drug X" in t.error and "drug Y" in t.error
+    assert [a["code"] for a in t.alerts] == ["DRUG_CLASS_UNKNOWN", "DRUG_CLASS_UNKNOWN"]
+    [t] = tr(mixture(("8888881", "drug X"), code={"coding": [{"system": RXNORM, "code": "999999",
+                                                               "display": "product Z"}]}))
+    assert len(t.problems) == 1 and "product Z" in t.error  # the product's code is the one to add
+
+
+def test_a_medication_with_neither_code_nor_ingredients_says_so():
+    res = ma(medicationCodeableConcept=None, medicationReference={"reference": "#m"},
+             contained=[{"resourceType": "Medication", "id": "m", "form": {"text": "injection"}}])
+    category, error = rejected(res)
+    assert category == "fhir_invalid" and "neither code nor ingredient" in error and "medication[x]" not in error
+
+
+def test_a_bundled_medication_known_by_ingredients():
+    med = {"resourceType": "Medication", "id": "mix-1", "ingredient": [
+        {"itemCodeableConcept": {"coding": [{"system": RXNORM, "code": "11124", "display": "vancomycin"}]}}]}
+    admin = ma(medicationCodeableConcept=None, medicationReference={"reference": "Medication/mix-1"})
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": med}, {"resource": admin}]}
+    assert tr(bundle)[1].events[0]["category"] == "therapeutic"
+
+
+# -- every problem at once ---------------------------------------------------------------------
+
+def test_a_resource_with_three_faults_gets_three_problems():
+    res = ma(context=None, medicationCodeableConcept={"text": "no such drug"},
+             extension=[{"url": EXT_PURPOSE, "valueCode": "fun"}])
+    [t] = tr(res)
+    assert len(t.problems) == 3, t.problems
+    assert any("context" in p for p in t.problems) and any("no such drug" in p for p in t.problems)
+    assert any("purpose" in p for p in t.problems)
+
+
+def test_times_and_method_problems_are_reported_together():
+    [t] = tr(given({"route": IV}, effectiveDateTime="2026-11-24T08:30:00"))
+    assert len(t.problems) == 2 and "no UTC offset" in t.problems[0] and "method cannot be told" in t.problems[1]
