@@ -435,7 +435,7 @@ def _encounter(enc: Encounter) -> list[dict]:
         event = {"event_id": "", "type": "encounter.discharged", "encounter_id": encounter_id,
                  "occurred_at": rfc3339(end), "patient_class": patient_class, "billing": "facility"}
         event["event_id"] = _event_id(f"{tag}:discharged:{event['occurred_at']}:{_content(event)}")
-        return [event]
+        return _located([event], enc)
     reopened = enc.status in ("planned", "arrived", "triaged", "in-progress", "onleave") and any(
         h.status == "finished" for h in enc.statusHistory)
     if not reopened:
@@ -445,8 +445,36 @@ def _encounter(enc: Encounter) -> list[dict]:
         raise Reject("fhir_invalid", "Encounter reopened after finished (statusHistory) without meta.lastUpdated: "
                      "the time of the reopening is needed")
     occurred_at = rfc3339(when)
-    return [{"event_id": _event_id(f"{tag}:discharge_cancelled:{occurred_at}"),
-             "type": "encounter.discharge_cancelled", "encounter_id": encounter_id, "occurred_at": occurred_at}]
+    return _located([{"event_id": _event_id(f"{tag}:discharge_cancelled:{occurred_at}"),
+                      "type": "encounter.discharge_cancelled", "encounter_id": encounter_id,
+                      "occurred_at": occurred_at}], enc)
+
+
+# Encounter.location[].physicalType (location-physical-type) -> the contract's location parts.
+_PLACES = {"wa": "unit", "wi": "unit", "lvl": "unit", "area": "unit", "ro": "room", "bd": "bed"}
+
+
+def _located(events: list[dict], enc: Encounter) -> list[dict]:
+    """Contract v1.1 `location` from Encounter.location: the current places (active, not ended; else
+    the last active ones), by physical type (ward/wing/level/area the unit, room, bed); a place
+    without a type is the unit. Added after the event ids: a transfer is not a new fact."""
+    active = [loc for loc in enc.location if loc.status in (None, "active") and loc.location is not None]
+    current = [loc for loc in active if not (loc.period and loc.period.end)] or active[-1:]
+    parts: dict[str, str] = {}
+    for loc in current:
+        name = (loc.location.display or _ref_tail(loc.location.reference) or "").strip()[:64]
+        codes = [c.code for c in (loc.physicalType.coding if loc.physicalType else [])]
+        part = next((_PLACES[c] for c in codes if c in _PLACES), "unit" if not codes else None)
+        if name and part:
+            parts[part] = name
+    if parts.get("unit"):
+        for event in events:
+            event["location"] = {"unit": parts["unit"], "room": parts.get("room"), "bed": parts.get("bed")}
+    return events
+
+
+def _ref_tail(reference: str | None) -> str | None:
+    return reference.rsplit("/", 1)[-1] if reference else None
 
 
 def _patient_class(enc: Encounter) -> str:

@@ -144,6 +144,13 @@ class StatusHistory(_M):
     period: Period | None = None
 
 
+class EncounterLocation(_M):
+    location: Reference | None = None
+    status: str | None = None
+    physicalType: CodeableConcept | None = None
+    period: Period | None = None
+
+
 class Encounter(_M):
     resourceType: Literal["Encounter"]
     id: str | None = None
@@ -152,6 +159,7 @@ class Encounter(_M):
     statusHistory: list[StatusHistory] = []
     class_: Coding | list[CodeableConcept] | None = Field(None, alias="class")  # R4 Coding, R5 list
     period: Period | None = None
+    location: list[EncounterLocation] = []
 
 
 def words(concept: CodeableConcept | None) -> list[str]:

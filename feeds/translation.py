@@ -155,4 +155,4 @@ def method_missing_alert(encounter_id: str, administration_id: str, route: str) 
                "(or rate / infuse-over time), then have the sender re-send it.")
     return {"kind": "alert", "alert_id": stable_id("al", encounter_id, f"METHOD_MISSING|{administration_id}"),
             "encounter_id": encounter_id, "administration_id": administration_id, "code": "METHOD_MISSING",
-            "severity": SEVERITY["METHOD_MISSING"], "state": "raised", "message": message}
+            "severity": SEVERITY["METHOD_MISSING"], "state": "raised", "message": message, "audience": "nursing"}

@@ -683,7 +683,7 @@ def test_a_method_that_cannot_be_told_is_rejected_with_a_method_missing_alert(ef
     assert (t.category, t.events, t.ack) == ("fhir_invalid", [], "AE")
     assert "method cannot be told" in t.error and "Document dosage.method" in t.error
     [alert] = t.alerts
-    assert Alert.model_validate(alert).model_dump() == alert
+    assert Alert.model_validate(alert).model_dump(exclude_unset=True) == alert
     assert (alert["code"], alert["severity"], alert["administration_id"], alert["encounter_id"]) == (
         "METHOD_MISSING", "hard", "ma-vanc-8801", "V6620003")
     assert SEVERITY["METHOD_MISSING"] == "hard" and "Test Patient" not in alert["message"] + t.error
@@ -778,3 +778,26 @@ def test_a_resource_with_three_faults_gets_three_problems():
 def test_times_and_method_problems_are_reported_together():
     [t] = tr(given({"route": IV}, effectiveDateTime="2026-11-24T08:30:00"))
     assert len(t.problems) == 2 and "no UTC offset" in t.problems[0] and "method cannot be told" in t.problems[1]
+
+
+def test_encounter_location_becomes_the_events_location():
+    """Contract v1.1: the current Encounter.location (active, not ended), by physical type."""
+    def place(display, code=None, status="active", end=None):
+        loc = {"location": {"display": display}, "status": status}
+        if code:
+            loc["physicalType"] = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/location-physical-type",
+                                               "code": code}]}
+        if end:
+            loc["period"] = {"start": "2026-11-24T08:00:00-05:00", "end": end}
+        return loc
+
+    enc = {"resourceType": "Encounter", "id": "V7", "status": "finished", "class": {"code": "AMB"},
+           "period": {"start": "2026-11-24T08:00:00-05:00", "end": "2026-11-24T12:00:00-05:00"},
+           "location": [place("ED", "wa", end="2026-11-24T09:00:00-05:00"), place("4 West", "wa"),
+                        place("412", "ro"), place("B", "bd"), place("ICU", "wa", status="planned")]}
+    [e] = ok(enc)
+    assert e["location"] == {"unit": "4 West", "room": "412", "bed": "B"}
+    enc["location"] = [place("Infusion center")]
+    assert ok(enc)[0]["location"] == {"unit": "Infusion center", "room": None, "bed": None}
+    enc["location"] = []
+    assert "location" not in ok(enc)[0]
