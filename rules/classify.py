@@ -100,24 +100,29 @@ def _classify_standalone(a: Administration, policy: Policy, alerts: list[AlertSp
     return Service(a, "sc_infusion" if minutes > PUSH_MAX_MINUTES else "injection", minutes)
 
 
+def _on(a: Administration) -> str:
+    """The access site in a nurse's message: which line to look at on the patient."""
+    return f" on {a.access_site}" if a.access_site else ""
+
+
 def _msg_stop_missing(a: Administration, policy: Policy | None) -> str:
     fallback = ("it will be billed as a push until then" if policy and policy.missing_stop_fallback == "push"
                 else "it cannot be billed until then")
-    return (f"{a.drug_name} {a.route} {a.method} started {clock(a.start, a.offset)} has no stop time: "
+    return (f"{a.drug_name} {a.route} {a.method} started {clock(a.start, a.offset)}{_on(a)} has no stop time: "
             f"document the stop time in the MAR; {fallback}.")
 
 
 def _msg_start_missing(a: Administration) -> str:
-    return (f"{a.drug_name or 'administration'} {a.id} has a stop time but no start: "
+    return (f"{a.drug_name or 'administration'} {a.id}{_on(a)} has a stop time but no start: "
             "document the start time in the MAR; it cannot be billed until then.")
 
 
 def stop_before_start_message(a: Administration) -> str:
-    return (f"{a.drug_name} {a.id}: stop {clock(a.stop, a.offset)} is not after start "
+    return (f"{a.drug_name} {a.id}{_on(a)}: stop {clock(a.stop, a.offset)} is not after start "
             f"{clock(a.start, a.offset)}: correct the times in the MAR; it cannot be billed until then.")
 
 
 def _msg_method_conflict(a: Administration, minutes: int) -> str:
-    return (f"{a.drug_name} documented as a {a.method} lasted {minutes} min "
+    return (f"{a.drug_name}{_on(a)} documented as a {a.method} lasted {minutes} min "
             f"({clock(a.start, a.offset)}–{clock(a.stop, a.offset)}): a push is 15 minutes or less, so it "
             "is coded as an infusion; check the documented method or times.")
