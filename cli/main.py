@@ -29,6 +29,26 @@ examples:
 """
 
 
+REPORT_HELP = """\
+Write the coder's report: one HTML file that needs no network to open (inline CSS and SVG charts).
+
+Reads the output records of `code` (JSON Lines: charge, alert, dead_letter) and shows, per encounter,
+the net charge lines (posts minus reversals) with their explanations and administrations, the
+standing pre-bill findings with what to correct, and the open documentation gaps that hold charges;
+charts of net units by CPT and of documentation gaps by alert code (open vs resolved); and the
+revenue at stake: missed charges, unsupported units, charges held by missing documentation. In
+units, or in amounts with --fee-schedule: a CSV with the header `cpt,amount` ('#' lines are notes
+shown in the report). Lines that are not output records are counted and skipped.
+
+Exit status: 0 report written, 2 written but some lines could not be read, 1 usage or I/O error.
+
+examples:
+  infusion-validator code day.jsonl > coded.jsonl
+  infusion-validator report coded.jsonl --fee-schedule samples/fee-schedule-illustrative.csv -o day.html
+  infusion-validator simulate --encounters 200 | infusion-validator code - | infusion-validator report -
+"""
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # usage errors exit 1, as events.md says
         self.print_usage(sys.stderr)
@@ -46,6 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
     code.add_argument("--summary", action="store_true", help="print summary tables to standard error at the end")
     code.add_argument("--progress", action="store_true",
                       help="report progress on standard error (default: only when it is a terminal)")
+
+    report = sub.add_parser("report", help="the coder's report: one self-contained HTML file from the output of `code`",
+                            description=REPORT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    report.add_argument("records", metavar="RECORDS", help="output records of `code` (JSON Lines), or - for standard input")
+    report.add_argument("-o", "--output", default="report.html", help="HTML file to write (default: report.html)")
+    report.add_argument("--fee-schedule", metavar="FILE",
+                        help="CSV with the header cpt,amount: adds the amounts at stake (default: units only)")
 
     sim = sub.add_parser("simulate", help="write a simulated hospital day of events (JSON Lines)")
     sim.add_argument("--encounters", type=int, default=2000, help="encounters to simulate (default 2000)")
@@ -252,11 +279,36 @@ def _code(args) -> int:
     return 2 if stats.dead_letters else 0
 
 
-def _open(path: str):
+def _report(args) -> int:
+    from cli.report import load_fee_schedule, read_records, summarize
+    from cli.report_html import render
+
+    fees = load_fee_schedule(args.fee_schedule) if args.fee_schedule else None  # a bad fee file fails before reading
+    source = sys.stdin.buffer if args.records == "-" else _open(args.records, "output records of `code`")
+    with source:
+        recs = read_records(source, progress=lambda n: print(f"  {n:,} lines read", file=sys.stderr, flush=True))
+    summary = summarize(recs)
+    Path(args.output).write_text(render(summary, "standard input" if args.records == "-" else args.records, fees),
+                                 encoding="utf-8")
+    print(f"{args.output}: {_report_line(summary, fees)}", file=sys.stderr)
+    return 2 if recs.unreadable else 0
+
+
+def _report_line(summary, fees) -> str:
+    from cli.report_html import stake_totals
+
+    recs = summary.records
+    work = sum(v.needs_action for v in summary.encounters)
+    line = (f"{len(summary.encounters):,} encounters ({work:,} to work), {sum(summary.findings_by_code.values()):,} "
+            f"standing findings, {recs.unreadable:,} unreadable lines")
+    return line + "; at stake " + stake_totals(summary, fees)
+
+
+def _open(path: str, what: str = "a JSON Lines file of events"):
     try:
         return open(path, "rb")
     except FileNotFoundError:
-        raise OSError(f"no such file: {path} (give a JSON Lines file of events, or - for standard input)") from None
+        raise OSError(f"no such file: {path} (give {what}, or - for standard input)") from None
 
 
 def _simulate(args) -> int:
@@ -341,7 +393,8 @@ def _worklist(args) -> int:
     return asyncio.run(worklist.run(_settings(args), args.host, args.port))
 
 
-_COMMANDS = {"worklist": _worklist, "code": _code, "simulate": _simulate, "schema": _schema, "demo": _demo, "worker": _worker,
+_COMMANDS = {"code": _code, "report": _report, "worklist": _worklist, "simulate": _simulate, "schema": _schema,
+             "demo": _demo, "worker": _worker,
              "topics": _topics, "hl7": _hl7, "fhir": _fhir}
 
 if __name__ == "__main__":
