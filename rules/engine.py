@@ -15,6 +15,7 @@ from rules.classify import classify, merge_containers
 from rules.codes import CodeTable
 from rules.policy import DEFAULT, Policy
 
+_VASCULAR = ("IV", "IA")  # the routes coded in access groups; SC/IM sites are not vascular access
 HIERARCHY = "chemotherapy infusion > chemotherapy push > therapeutic infusion > therapeutic push > hydration"
 
 
@@ -62,11 +63,11 @@ def code_encounter(admins: list[Administration], ctx: Context = Context(), polic
         route = s.admin.route
         if route in ("SC", "IM"):
             standalone.append(s)
-        elif route in ("IV", "IA"):
+        elif route in _VASCULAR:
             vascular.append(s)
     if standalone:
         coder.code_standalone(standalone)
-    for index, group in enumerate(_access_groups(vascular)):
+    for index, group in enumerate(_access_groups(vascular, admins)):
         coder.code_group(group, () if index == 0 else (policy.second_site_modifier,))
     return Coding(coder.sorted_lines(), alerts, coder.initial_kinds, services)
 
@@ -81,19 +82,24 @@ def code_table(policy: Policy) -> CodeTable:
     return _table_for(tuple(sorted(policy.codes.items())))
 
 
-def _access_groups(services: list[Service]) -> list[list[Service]]:
+def _access_groups(services: list[Service], admins: list[Administration]) -> list[list[Service]]:
     """One group per encounter, plus one per distinct site with a documented separate-access
     reason (CMS transmittals 1702/2386: one initial service per encounter and per access site)."""
-    if not any(s.admin.separate_access_reason for s in services):
+    # The reason belongs to the site, not to each administration (coding-rules §2): documented once,
+    # on any IV/IA administration through the site (billed or not, first or later; a voided one is no
+    # longer in the chart), it puts every administration through that site in the site's group.
+    separate = {a.access_site for a in admins if a.separate_access_reason and a.access_site
+                and a.route in _VASCULAR and not a.separate_access_reason.isspace()}
+    if not separate:
         return [services] if services else []  # the common case: one group
-    main_sites = {s.admin.access_site for s in services if not s.admin.separate_access_reason}
     groups: dict[str | None, list[Service]] = {}
-    for s in services:
-        a = s.admin
-        separate = a.separate_access_reason and a.access_site and a.access_site not in main_sites
-        groups.setdefault(a.access_site if separate else None, []).append(s)
+    for s in services:  # an unnamed or undocumented site cannot be shown separate: main group
+        site = s.admin.access_site
+        groups.setdefault(site if site in separate else None, []).append(s)
     main = groups.pop(None, [])
-    others = sorted(groups.values(), key=lambda g: (min(s.admin.start for s in g), g[0].admin.access_site))
+    # Sites by their earliest administration (then smallest id, as §2 breaks ties); when every site
+    # documents a reason there is no main group and the earliest site's group stands in for it, unmodified.
+    others = sorted(groups.values(), key=lambda g: min((s.admin.start, s.admin.id) for s in g))
     return ([main] if main else []) + others
 
 
