@@ -9,7 +9,7 @@ from pathlib import Path
 CODE_HELP = """\
 Code drug-administration charges (CPT 96360-96549) from a file of events.
 
-Reads JSON Lines events (one JSON object per line, contract v1 in shared/spec/events.md) in file
+Reads JSON Lines events (one JSON object per line, contract v1 in docs/contract.md) in file
 order and writes one JSON output record per line to standard output:
   {"kind": "charge", ...}       a charge line to post, or a reversal of one posted earlier
   {"kind": "alert", ...}        a documentation alert raised or resolved (e.g. STOP_TIME_MISSING)
@@ -50,7 +50,7 @@ examples:
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # usage errors exit 1, as events.md says
+    def error(self, message: str) -> None:  # usage errors exit 1, as docs/contract.md says
         self.print_usage(sys.stderr)
         self.exit(1, f"{self.prog}: error: {message}\n")
 
