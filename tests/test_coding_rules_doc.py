@@ -141,3 +141,16 @@ def test_the_parser_reads_what_the_document_describes():
     assert _expected_lines(ex["lines"]) == [("96365", ("XU",), 1, "2026-03-02", False),
                                             ("96366", (), 2, None, True)]
     assert _codes(ex["alerts"]) == {"A", "B"}
+
+
+def test_the_alert_catalogue_is_the_code_s():
+    """§9 lists every alert code with the severity and audience the code gives it."""
+    from feeds.translation import unknown_drug_alert
+    from rules.alerts import SEVERITY, audience
+
+    unknown_drug = unknown_drug_alert("E1", "A1", {"name": "x"}, "RXA-5")  # the feeds' own alert, not in SEVERITY
+    section = DOC.read_text().split("## 9. Alert catalogue", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| `([A-Z_0-9]+)` \| (\w+) \| (\w+) \|", section, re.M)
+    documented = {code: (severity, who) for code, severity, who in rows}
+    assert documented == {code: (severity, audience(code)) for code, severity in
+                          {**SEVERITY, "DRUG_CLASS_UNKNOWN": unknown_drug["severity"]}.items()}
