@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
                           formatter_class=argparse.RawDescriptionHelpFormatter)
     code.add_argument("file", nargs="?", default="-", help="events file, or - for standard input (default)")
     code.add_argument("--policy", metavar="FILE", help="TOML policy file (default: the specification's defaults)")
-    code.add_argument("--summary", action="store_true", help="print summary tables to standard error at the end")
+    code.add_argument("--summary", action="store_true", help="at the end, on standard error: every line accounted for (accepted, dead-lettered, blank, duplicate) and summary tables")
     code.add_argument("--progress", action="store_true",
                       help="report progress on standard error (default: only when it is a terminal)")
 
