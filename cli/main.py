@@ -9,7 +9,7 @@ from pathlib import Path
 CODE_HELP = """\
 Code drug-administration charges (CPT 96360-96549) from a file of events.
 
-Reads JSON Lines events (one JSON object per line, contract v1 in shared/spec/events.md) in file
+Reads JSON Lines events (one JSON object per line, contract v1 in docs/contract.md) in file
 order and writes one JSON output record per line to standard output:
   {"kind": "charge", ...}       a charge line to post, or a reversal of one posted earlier
   {"kind": "alert", ...}        a documentation alert raised or resolved (e.g. STOP_TIME_MISSING)
@@ -50,7 +50,7 @@ examples:
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # usage errors exit 1, as events.md says
+    def error(self, message: str) -> None:  # usage errors exit 1, as docs/contract.md says
         self.print_usage(sys.stderr)
         self.exit(1, f"{self.prog}: error: {message}\n")
 
@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
                           formatter_class=argparse.RawDescriptionHelpFormatter)
     code.add_argument("file", nargs="?", default="-", help="events file, or - for standard input (default)")
     code.add_argument("--policy", metavar="FILE", help="TOML policy file (default: the specification's defaults)")
-    code.add_argument("--summary", action="store_true", help="print summary tables to standard error at the end")
+    code.add_argument("--summary", action="store_true", help="at the end, on standard error: every line accounted for (accepted, dead-lettered, blank, duplicate) and summary tables")
     code.add_argument("--progress", action="store_true",
                       help="report progress on standard error (default: only when it is a terminal)")
 

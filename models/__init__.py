@@ -1,4 +1,4 @@
-"""Event and output schemas of contract v1 (shared/spec/events.md). No Kafka here."""
+"""Event and output schemas of contract v1 (docs/contract.md). No Kafka here."""
 from models.events import (
     AdministrationStarted,
     AdministrationStopped,

@@ -1,4 +1,4 @@
-"""Seeded simulator of a hospital day of medication-administration events (events.md v1)."""
+"""Seeded simulator of a hospital day of medication-administration events (contract v1, docs/contract.md)."""
 from .day import simulate, simulate_events
 
 __all__ = ["simulate", "simulate_events"]

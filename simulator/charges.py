@@ -1,6 +1,6 @@
 """Charge lines another system would submit for an encounter, with typical billing errors.
 
-A compact approximation of coding-rules.md (facility hierarchy, one group per access site with a
+A compact approximation of docs/coding-rules.md (facility hierarchy, one group per access site with a
 documented reason, covered-interval overlap, hydration net time, unit dates). The simulator only
 needs plausible lines for the pre-bill audit; the engine in rules/ is the reference.
 """

@@ -1,4 +1,4 @@
-"""A reproducible hospital day of medication-administration events (events.md v1).
+"""A reproducible hospital day of medication-administration events (contract v1, docs/contract.md).
 
 Encounters are drawn up front (arrival minute and scenario: a few bytes each), sorted by arrival,
 and charted one at a time; their event tuples wait in a heap keyed by wire arrival. An event is

@@ -1,4 +1,4 @@
-"""Event tuples as the simulator holds them, and their rendering as events.md v1 dicts.
+"""Event tuples as the simulator holds them, and their rendering as contract-v1 dicts (docs/contract.md).
 
 A day can hold hundreds of thousands of events, so each is a flat tuple until it is emitted:
     (arrival, tie, event_no, type, occurred, payload)

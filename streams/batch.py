@@ -21,9 +21,12 @@ from streams.records import MAX_EVENT_BYTES, dead_letter, oversize_reason
 
 @dataclass
 class BatchStats:
-    lines: int = 0
-    events: int = 0
-    dead_letters: int = 0
+    """What became of every line: lines == events + dead_letters + blank_lines + duplicates."""
+    lines: int = 0  # lines read
+    events: int = 0  # events accepted: parsed, applied, not a repeat of an event_id
+    dead_letters: int = 0  # rejected lines, each with a dead-letter record
+    blank_lines: int = 0  # empty or whitespace-only lines, skipped
+    duplicates: int = 0  # valid events whose event_id was seen before in the encounter: ignored
     records: Counter = field(default_factory=Counter)  # output records by kind/action/state
     charges: Counter = field(default_factory=Counter)  # net units by CPT
     alerts: Counter = field(default_factory=Counter)  # raised alerts by code
@@ -59,6 +62,10 @@ def run_batch(lines: Iterable[bytes], out: BinaryIO, policy: Policy = DEFAULT,
             next_report = time.monotonic() + 2
             _report(stats, book)
     stats.open_encounters = book.open_count
+    # The Book counts repeats of an event_id as it ignores them (no extra work per event here);
+    # they were counted as parsed events above.
+    stats.duplicates = book.duplicates
+    stats.events -= book.duplicates
     return stats
 
 
@@ -76,14 +83,16 @@ def tune_gc_for_batch() -> None:
 
 def _process(book: Book, lineno: int, raw: bytes, stats: BatchStats) -> list[dict]:
     if not raw.strip():
+        stats.blank_lines += 1
         return []  # blank lines separate nothing in JSON Lines; skipping them loses no data
     if len(raw) > MAX_EVENT_BYTES:
         stats.dead_letters += 1
         return [dead_letter(oversize_reason(len(raw)), "oversize", {"line": lineno}, raw)]
     try:
         event = parse_event(raw)
-        stats.events += 1
-        return book.handle(event)
+        out = book.handle(event)
+        stats.events += 1  # after handle: an event too late to hold is a dead letter, not an event
+        return out
     except BadEvent as exc:
         stats.dead_letters += 1
         return [dead_letter(str(exc), exc.category, {"line": lineno}, raw)]

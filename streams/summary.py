@@ -14,10 +14,19 @@ def table(title: str, counts: Counter, key_name: str, value_name: str) -> str:
     return "\n".join(lines)
 
 
+def accounting(stats) -> str:
+    """Every line read, accounted for: accepted, dead-lettered, blank or a duplicate event_id."""
+    rows = [("events accepted", stats.events), ("dead-lettered", stats.dead_letters),
+            ("blank lines skipped", stats.blank_lines), ("duplicates ignored", stats.duplicates)]
+    width = max(len(f"{n:,}") for n in (stats.lines, *(n for _, n in rows)))
+    lines = [f"{'Lines read':<22}  {stats.lines:>{width},}"]
+    lines += [f"  {name:<20}  {n:>{width},}" for name, n in rows]
+    return "\n".join(lines)
+
+
 def summary(stats) -> str:
     parts = [
-        f"{stats.lines:,} lines read, {stats.events:,} events accepted, {stats.dead_letters:,} dead-lettered; "
-        f"{stats.open_encounters:,} encounters still open.",
+        accounting(stats) + f"\n{stats.open_encounters:,} encounters still open.",
         table("Net charges by CPT", stats.charges, "CPT", "units"),
         table("Alerts raised by code", stats.alerts, "alert", "count"),
         table("Dead letters by reason", stats.reasons, "reason", "count"),

@@ -1,7 +1,7 @@
 """Malformed and mutated messages, each of which the contract must reject, made from valid ones.
 
 Every mutant keeps a key and a topic so it travels like real traffic; none can be accepted: each
-breaks one rule of events.md (or the stream's key/topic rules) for sure.
+breaks one rule of docs/contract.md (or the stream's key/topic rules) for sure.
 """
 from __future__ import annotations
 

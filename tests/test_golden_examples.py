@@ -1,4 +1,4 @@
-"""coding-rules.md §8: every worked example, facility billing, one IV site unless said."""
+"""docs/coding-rules.md §8: every worked example, facility billing, one IV site unless said."""
 import datetime as dt
 
 import pytest

@@ -13,7 +13,7 @@ from simulator.chart import Admin
 
 OFFSET_TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:00[+-]\d\d:\d\d$")
 COMMON = {"event_id", "type", "encounter_id", "occurred_at"}
-FIELDS = {  # events.md v1, per type
+FIELDS = {  # contract v1 (docs/contract.md), per type
     "administration.started": {"administration_id", "drug", "category", "route", "method",
                                "access_site", "separate_access_reason", "container_id", "purpose",
                                "ordered_duration_minutes", "device", "primary_reason"},
@@ -155,7 +155,7 @@ def _admin(key, start, stop, method="infusion"):
 
 
 @pytest.mark.parametrize("admins, expected", [
-    # coding-rules.md §8 examples 7, 8, 12, 17
+    # docs/coding-rules.md §8 examples 7, 8, 12, 17
     ([_admin("saline", 960, 1140), _admin("ceftriaxone", 1020, 1080)],
      {("96365", 1, "2026-03-02"), ("96361", 2, "2026-03-02")}),
     ([_admin("saline", 480, 660), _admin("ondansetron", 490, 492, "push"),
