@@ -17,10 +17,7 @@ from tests.events import discharge, final_alerts, net_charges, run, start, stop
 DOC = Path(__file__).parent.parent / "docs" / "coding-rules.md"
 BLOCK = re.compile(r"^```example\n(.*?)^```", re.S | re.M)
 # Examples the engine does not yet code as the document says, each with the reason.
-XFAIL = {
-    "18": "issue 12 item 4: a site's separate-access reason documented once must apply to every "
-          "administration through that site; being fixed on another branch (remove this mark then)",
-}
+XFAIL: dict[str, str] = {}
 
 
 def _blocks() -> dict[str, dict]:
