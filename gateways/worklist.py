@@ -84,6 +84,8 @@ def make_app(worklist: Worklist) -> web.Application:
                 except asyncio.TimeoutError:
                     await response.write(b": keep-alive\n\n")  # proxies close silent streams
                     continue
+                if kind == "close":
+                    break
                 if kind == "resync":
                     kind, data = "snapshot", worklist.snapshot(unit)
                 await _send(response, kind, data)
@@ -99,8 +101,15 @@ def make_app(worklist: Worklist) -> web.Application:
     async def no_banner(request: web.Request, response: web.StreamResponse) -> None:
         response.headers.pop("Server", None)
 
+    async def close_streams(app: web.Application) -> None:  # else shutdown waits for each open page
+        for queue, _ in list(worklist.clients):
+            while not queue.empty():
+                queue.get_nowait()
+            queue.put_nowait(("close", None))
+
     app = web.Application(client_max_size=1024)
     app.on_response_prepare.append(no_banner)
+    app.on_shutdown.append(close_streams)
     app.router.add_get("/", index)
     app.router.add_get("/events", events)
     app.router.add_get("/api/alerts", alerts)
@@ -148,7 +157,8 @@ async def _reached(consumer, ends: dict) -> bool:
 
 
 async def serve(worklist: Worklist, host: str, port: int) -> web.AppRunner:
-    runner = web.AppRunner(make_app(worklist), access_log=None)  # request lines carry units: keep logs clean
+    runner = web.AppRunner(make_app(worklist), access_log=None,  # request lines carry units: keep logs clean
+                           shutdown_timeout=5)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     return runner
