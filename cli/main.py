@@ -332,7 +332,7 @@ def _schema(args) -> int:
 
 
 def _demo(args) -> int:
-    from streams.demo import main as demo
+    from cli.demo import main as demo
 
     return demo(args.encounters, args.seed, args.speed, args.partitions, args.metrics_port, args.exit_after_day)
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+from rules.alerts import audience
+
 
 def table(title: str, counts: Counter, key_name: str, value_name: str) -> str:
     rows = [(k, v) for k, v in sorted(counts.items()) if v]
@@ -24,11 +26,17 @@ def accounting(stats) -> str:
     return "\n".join(lines)
 
 
-def summary(stats) -> str:
+def summary(stats, alerts: bool = True) -> str:
     parts = [
         accounting(stats) + f"\n{stats.open_encounters:,} encounters still open.",
         table("Net charges by CPT", stats.charges, "CPT", "units"),
-        table("Alerts raised by code", stats.alerts, "alert", "count"),
         table("Dead letters by reason", stats.reasons, "reason", "count"),
     ]
+    if alerts:
+        parts[2:2] = [table("Nursing documentation alerts raised", _of(stats.alerts, "nursing"), "alert", "count"),
+                      table("Coding findings raised", _of(stats.alerts, "coding"), "alert", "count")]
     return "\n\n".join(parts)
+
+
+def _of(alerts: Counter, who: str) -> Counter:
+    return Counter({code: n for code, n in alerts.items() if audience(code) == who})

@@ -1,9 +1,11 @@
 """`infusion-validator demo`: the whole product on one machine.
 
-Starts the embedded broker, creates the topics, starts the worker and the HL7 (MLLP) and FHIR
-feeds, streams a simulated hospital day into the input topics at an accelerated clock, shows live
-progress from the output topics and the summary; then keeps listening, printing the charges and
-alerts of whatever arrives through HL7 or FHIR, until Ctrl-C stops everything, broker included.
+Starts the embedded broker, creates the topics, starts the worker, the nursing worklist page and
+the HL7 (MLLP) and FHIR feeds, streams a simulated hospital day into the input topics at an
+accelerated clock, shows live progress from the output topics; then what a user reads: sample charge
+lines with their explanations, the nurses' alerts and the coders' findings apart (raised, resolved,
+open), the worklist's address and a coder's report of the day; then keeps listening, printing the
+charges and alerts of whatever arrives through HL7 or FHIR, until Ctrl-C stops everything.
 """
 from __future__ import annotations
 
@@ -14,11 +16,17 @@ import signal
 import sys
 import tempfile
 import time
+from collections import Counter
+from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from cli.report import load_fee_schedule, read_records, summarize
+from cli.report_html import render
 from feeds import DrugClasses
+from gateways import worklist as worklist_page
+from rules.alerts import audience
 from simulator import simulate
 from streams import fhir_http, mllp
 from streams.app import build_app
@@ -39,7 +47,9 @@ def say(text: str) -> None:
     print(text, flush=True)
 
 
-HL7_PORT, FHIR_PORT = 2575, 8080  # the usual ones; a free port when taken
+HL7_PORT, FHIR_PORT, WORKLIST_PORT = 2575, 8080, 8090  # the usual ones; a free port when taken
+FEES = Path("samples/fee-schedule-illustrative.csv")  # made-up amounts, labelled so in the report
+REPORT = Path(tempfile.gettempdir()) / "infusion-validator-demo-report.html"
 
 
 async def run_demo(encounters: int, seed: int, speed: float, partitions: int, metrics_port: int | None,
@@ -81,13 +91,19 @@ async def run_demo(encounters: int, seed: int, speed: float, partitions: int, me
         fhir_runner = await fhir_http.serve(bridge, drugs, "127.0.0.1", fhir_port)
         say(f"HL7 v2 MLLP listener on 127.0.0.1:{hl7_port}, FHIR endpoint on http://127.0.0.1:{fhir_port}/fhir "
             "(their charges and alerts are printed as they come).")
+        board, board_stop = worklist_page.Worklist(), asyncio.Event()
+        worklist_runner = await worklist_page.serve(board, "127.0.0.1", _port(WORKLIST_PORT))
+        worklist_url = f"http://127.0.0.1:{worklist_runner.addresses[0][1]}/"
+        board_reader = asyncio.create_task(worklist_page.consume(settings, board, board_stop))
+        say(f"Nursing worklist: {worklist_url} (open it now: documentation problems appear and leave as the day runs)")
         try:
             say(f"Streaming the day at {speed:,.0f}x (one simulated hour every {3600 / speed:.1f} s); Ctrl-C stops.")
             clock.start()
             sent = {"n": 0}
             feeder = asyncio.create_task(feed(producer, lines, settings.topics, clock,
                                               progress=lambda n: sent.__setitem__("n", n)))
-            await _watch(consumer, stats, feeder, stop, clock, sent, app.processor, fed)
+            outputs: list[bytes] = []
+            await _watch(consumer, stats, feeder, stop, clock, sent, app.processor, fed, outputs)
             if stop.is_set():
                 say("Stopped by request.")
                 feeder.cancel()
@@ -95,16 +111,23 @@ async def run_demo(encounters: int, seed: int, speed: float, partitions: int, me
                 raise feeder.exception()
             stats.lines = sent["n"]
             stats.dead_letters = stats.records["dead letter"]
-            stats.events = stats.lines - stats.dead_letters
+            stats.duplicates = app.processor.book.duplicates
+            stats.events = stats.lines - stats.dead_letters - stats.duplicates
             stats.open_encounters = app.processor.book.open_count
-            say("\n" + summary(stats))
-            say(f"\nMetrics: http://127.0.0.1:{settings.metrics_port}/metrics (served until the demo exits)")
+            say("\n" + summary(stats, alerts=False))  # the alerts follow, by audience with open counts
+            say("\n" + day_summary([orjson.loads(raw) for raw in outputs]))
+            say(f"\nNursing worklist: {worklist_url}")
+            say(f"Coder's report of the day: {write_report(outputs)}")
+            say(f"Metrics: http://127.0.0.1:{settings.metrics_port}/metrics (served until the demo exits)")
             if not (exit_after_day or stop.is_set()):
                 say(f"\nStill running. Send HL7 v2 (e.g. `.venv/bin/infusion-validator hl7 send --port {hl7_port} "
                     f"samples/hl7/scenario/*.hl7`) or POST FHIR JSON to http://127.0.0.1:{fhir_port}/fhir; "
                     "Ctrl-C stops.")
                 await _follow(consumer, stats, stop, fed)
         finally:
+            board_stop.set()
+            await board_reader
+            await worklist_runner.cleanup()
             hl7_server.close()
             await fhir_runner.cleanup()
             await consumer.stop()
@@ -126,7 +149,8 @@ def _port(preferred: int) -> int:
             return free_port()
 
 
-async def _watch(consumer, stats: BatchStats, feeder, stop, clock, sent, processor, fed: set) -> None:
+async def _watch(consumer, stats: BatchStats, feeder, stop, clock, sent, processor, fed: set,
+                 outputs: list[bytes]) -> None:
     """Count output records and print progress until the feed is done and outputs are quiet."""
     last_output = time.monotonic()
     next_report = time.monotonic()
@@ -136,6 +160,7 @@ async def _watch(consumer, stats: BatchStats, feeder, stop, clock, sent, process
             for message in records:
                 record = orjson.loads(message.value)
                 stats.count(record)
+                outputs.append(message.value)
                 _show_fed(record, fed)
                 last_output = time.monotonic()
         if time.monotonic() >= next_report:
@@ -168,6 +193,48 @@ def _show_fed(record: dict, fed: set) -> None:
     elif kind == "alert" and (record.get("encounter_id") in fed or record["code"] == "DRUG_CLASS_UNKNOWN"):
         say(f"  <- {record['encounter_id']} alert {record['state']} {record['code']} ({record['severity']}):"
             f" {record['message']}")
+
+
+def day_summary(records: list[dict]) -> str:
+    """What a user reads after the day: three charge lines with their explanations, then the nurses'
+    alerts and the coders' findings apart, each code with raised, resolved and still open."""
+    posted = {r["charge_id"]: r for r in records if r["kind"] == "charge" and r["action"] == "post"}
+    for r in records:
+        if r["kind"] == "charge" and r["action"] == "reverse":
+            posted.pop(r["reverses"], None)
+    samples, cpts = [], set()
+    for line in sorted(posted.values(), key=lambda l: l["incomplete_documentation"]):  # complete ones first
+        if line["cpt"] not in cpts and len(samples) < 3:
+            cpts.add(line["cpt"])
+            modifiers = "".join(f"-{m}" for m in line["modifiers"])
+            samples.append(f"  {line['encounter_id']} {line['cpt']}{modifiers} x{line['units']}: {line['explanation']}")
+    parts = ["Sample charge lines (net; each explains itself against the chart):\n" + "\n".join(samples or ["  none"])]
+    for who, title in (("nursing", "Nursing documentation alerts (the worklist shows the open ones)"),
+                       ("coding", "Coding findings (pre-bill audit and coding notes; in the report)")):
+        parts.append(_alert_table(title, [r for r in records if r["kind"] == "alert"
+                                          and (r.get("audience") or audience(r["code"])) == who]))
+    return "\n\n".join(parts)
+
+
+def _alert_table(title: str, alerts: list[dict]) -> str:
+    raised = Counter(a["code"] for a in alerts if a["state"] == "raised")
+    resolved = Counter(a["code"] for a in alerts if a["state"] == "resolved")
+    if not raised:
+        return f"{title}: none"
+    width = max(len("alert"), *map(len, raised))
+    rows = [f"  {'alert':<{width}}  {'raised':>7}  {'resolved':>8}  {'open':>6}"]
+    rows += [f"  {code:<{width}}  {raised[code]:>7,}  {resolved[code]:>8,}  {raised[code] - resolved[code]:>6,}"
+             for code in sorted(raised)]
+    total = sum(raised.values()), sum(resolved.values())
+    rows.append(f"  {'total':<{width}}  {total[0]:>7,}  {total[1]:>8,}  {total[0] - total[1]:>6,}")
+    return title + "\n" + "\n".join(rows)
+
+
+def write_report(outputs: list[bytes]) -> Path:
+    """The coder's report of the day's outputs (what `infusion-validator report` writes)."""
+    fees = load_fee_schedule(str(FEES)) if FEES.exists() else None
+    REPORT.write_text(render(summarize(read_records(outputs)), "the demo's simulated day", fees), encoding="utf-8")
+    return REPORT
 
 
 def _progress(stats: BatchStats, clock, sent: int, processor) -> None:
