@@ -28,10 +28,10 @@ from feeds import DrugClasses
 from gateways import worklist as worklist_page
 from rules.alerts import audience
 from simulator import simulate
-from streams import fhir_http, mllp
+from gateways import fhir_http, mllp
 from streams.app import build_app
 from streams.batch import BatchStats
-from streams.bridge import Bridge
+from gateways.bridge import Bridge
 from streams.broker import EmbeddedBroker, free_port
 from streams.config import from_env
 from streams.feed import SimClock, feed, occurred

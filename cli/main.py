@@ -357,7 +357,7 @@ def _topics(args) -> int:
 def _hl7(args) -> int:
     import asyncio
 
-    from streams import gateway
+    from gateways import gateway
 
     if args.hl7_command == "translate":
         from cli.translate import hl7_files
@@ -374,7 +374,7 @@ def _hl7(args) -> int:
 def _fhir(args) -> int:
     import asyncio
 
-    from streams import gateway
+    from gateways import gateway
 
     if args.fhir_command == "translate":
         from cli.translate import fhir_files

@@ -19,7 +19,7 @@ from pathlib import Path
 import orjson
 
 from feeds import DrugClasses, Translation, translate_fhir, translate_hl7
-from streams.mllp import split_messages
+from gateways.mllp import split_messages
 
 
 def hl7_files(paths: list[str], drugs: DrugClasses, tz: tzinfo | None, out, err) -> int:

@@ -97,7 +97,8 @@ async def test_every_kafka_client_connects_with_the_same_security_settings(tmp_p
     import aiokafka
     from faust.types import TP
 
-    from streams import gateway, topics
+    from gateways import gateway
+    from streams import topics
     from streams.app import build_app
 
     s = _scram_over_tls(tmp_path, tls_files, bootstrap_servers="kafka-1:9093,kafka-2:9093")

@@ -9,11 +9,11 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 
 from feeds import DrugClasses
-from streams import fhir_http, mllp
+from gateways import fhir_http, mllp
 from streams.batch import run_batch
-from streams.bridge import Bridge
+from gateways.bridge import Bridge
 from streams.broker import free_port
-from streams.gateway import send_hl7
+from gateways.gateway import send_hl7
 from tests.events import net_charges, standing_alerts
 from tests.stream_harness import Worker, unique_settings
 

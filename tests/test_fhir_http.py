@@ -1,4 +1,4 @@
-"""The FHIR endpoint's answers (streams/fhir_http.py) without a broker: a batch is answered entry by
+"""The FHIR endpoint's answers (gateways/fhir_http.py) without a broker: a batch is answered entry by
 entry, a transaction is all or nothing, and what is published is exactly what the answer says."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from aiohttp import web
 
 from feeds import DrugClasses
-from streams import fhir_http
+from gateways import fhir_http
 from streams.broker import free_port
 
 SAMPLES = Path(__file__).parent.parent / "samples" / "fhir"

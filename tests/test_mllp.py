@@ -1,11 +1,11 @@
-"""MLLP pieces without a broker (streams/mllp.py): ACKs with one ERR per problem, ACK text read back
+"""MLLP pieces without a broker (gateways/mllp.py): ACKs with one ERR per problem, ACK text read back
 unescaped, archives split as bytes."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from feeds import DrugClasses, translate_hl7
-from streams.mllp import build_ack, read_ack, split_messages
+from gateways.mllp import build_ack, read_ack, split_messages
 
 SAMPLES = Path(__file__).parent.parent / "samples" / "hl7"
 

@@ -1,5 +1,5 @@
-"""The feed commands: `hl7 listen|replay|send` and `fhir serve|load` (CLI glue over streams.mllp,
-streams.fhir_http and streams.bridge)."""
+"""The feed commands: `hl7 listen|replay|send` and `fhir serve|load` (CLI glue over gateways.mllp,
+gateways.fhir_http and gateways.bridge)."""
 from __future__ import annotations
 
 import asyncio
@@ -12,8 +12,9 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from feeds import DrugClasses, translate_fhir, translate_hl7
-from streams import fhir_http, logs, mllp
-from streams.bridge import Bridge
+from gateways import fhir_http, mllp
+from streams import logs
+from gateways.bridge import Bridge
 from streams.config import Settings
 from streams.kafka import client_kwargs
 

@@ -21,7 +21,7 @@ import hl7.mllp
 from aiokafka.errors import KafkaError
 
 from feeds import DrugClasses, Translation, translate_hl7
-from streams.bridge import Bridge
+from gateways.bridge import Bridge
 
 log = logging.getLogger(__name__)
 SOURCE = "INFUSION-VALIDATOR"

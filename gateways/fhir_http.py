@@ -31,7 +31,7 @@ from aiokafka.errors import KafkaError
 
 from feeds import DrugClasses, Translation, translate_fhir
 from feeds.translation import NOT_TAKEN
-from streams.bridge import Bridge
+from gateways.bridge import Bridge
 
 log = logging.getLogger(__name__)
 FHIR_JSON = "application/fhir+json"
