@@ -89,6 +89,24 @@ class Settings:
     timezone: str | None = None  # IANA name of the sending facility's zone: HL7 times sent without an offset
     log_level: str = "info"
     log_format: str = "json"  # or "text"
+    # -- listeners: loopback unless configured; TLS and authentication when given ------------
+    metrics_host: str = "127.0.0.1"  # the worker's /metrics, /healthz, /readyz
+    hl7_host: str = "127.0.0.1"
+    hl7_port: int = 2575
+    hl7_tls_certfile: str | None = None  # MLLP over TLS when set (with the key)
+    hl7_tls_keyfile: str | None = None
+    hl7_tls_client_cafile: str | None = None  # mutual TLS: interface engines' client certificates signed by it
+    hl7_max_bytes: int = 1_048_576  # one HL7 message (MLLP frame)
+    fhir_host: str = "127.0.0.1"
+    fhir_port: int = 8080
+    fhir_tls_certfile: str | None = None  # HTTPS when set (with the key)
+    fhir_tls_keyfile: str | None = None
+    fhir_tls_client_cafile: str | None = None  # mutual TLS
+    fhir_tokens_file: str | None = field(default=None, repr=False)  # bearer tokens accepted, one per line
+    fhir_max_bytes: int = 4_194_304  # one request body
+    fhir_max_entries: int = 1000  # entries of one Bundle
+    feed_idle_timeout_seconds: float = 30.0  # a connection silent or half-sent this long is closed
+    feed_max_connections: int = 100  # per listener
     topics: Topics = Topics()
 
     def __post_init__(self) -> None:
@@ -108,8 +126,9 @@ class Settings:
 
 
 _TOPIC_ENV = {f"IV_TOPIC_{f.name.upper()}": f.name for f in fields(Topics)}
-_INTS = {"partitions", "replication_factor", "metrics_port", "retention_days", "fetch_max_wait_ms", "align_max_wait_ms"}
-_FLOATS = {"tick_seconds"}
+_INTS = {"partitions", "replication_factor", "metrics_port", "retention_days", "fetch_max_wait_ms", "align_max_wait_ms",
+         "hl7_port", "hl7_max_bytes", "fhir_port", "fhir_max_bytes", "fhir_max_entries", "feed_max_connections"}
+_FLOATS = {"tick_seconds", "feed_idle_timeout_seconds"}
 
 
 def from_env(env: dict[str, str] | None = None, **overrides) -> Settings:
@@ -161,10 +180,25 @@ def _check(s: Settings) -> None:
         if not s.sasl_username or not s.sasl_password:
             raise ConfigError(f"{s.security_protocol} needs IV_SASL_USERNAME and IV_SASL_PASSWORD "
                               "(or IV_SASL_PASSWORD_FILE)")
-    for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+    for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "hl7_tls_certfile", "hl7_tls_keyfile",
+                 "hl7_tls_client_cafile", "fhir_tls_certfile", "fhir_tls_keyfile", "fhir_tls_client_cafile",
+                 "fhir_tokens_file"):
         path = getattr(s, name)
         if path and not Path(path).is_file():
             raise ConfigError(f"IV_{name.upper()}={path}: no such file")
+    for feed in ("hl7", "fhir"):
+        cert, key, ca = (getattr(s, f"{feed}_tls_{n}") for n in ("certfile", "keyfile", "client_cafile"))
+        if bool(cert) != bool(key) or (ca and not cert):
+            raise ConfigError(f"IV_{feed.upper()}_TLS_CERTFILE and IV_{feed.upper()}_TLS_KEYFILE go together "
+                              f"(IV_{feed.upper()}_TLS_CLIENT_CAFILE needs them too): give the listener's "
+                              "certificate and its private key")
+    for name in ("hl7_port", "fhir_port"):
+        if not 0 <= getattr(s, name) < 65536:
+            raise ConfigError(f"IV_{name.upper()}={getattr(s, name)}: give a TCP port (0: any free one)")
+    if s.hl7_max_bytes < 1024 or s.fhir_max_bytes < 1024 or s.fhir_max_entries < 1:
+        raise ConfigError("IV_HL7_MAX_BYTES / IV_FHIR_MAX_BYTES: give 1024 bytes or more; IV_FHIR_MAX_ENTRIES: 1 or more")
+    if s.feed_idle_timeout_seconds <= 0 or s.feed_max_connections < 1:
+        raise ConfigError("IV_FEED_IDLE_TIMEOUT_SECONDS: give seconds above 0; IV_FEED_MAX_CONNECTIONS: 1 or more")
     if s.timezone:
         check_timezone(s.timezone, "IV_TIMEZONE")
     if s.drug_classes_file and not Path(s.drug_classes_file).is_file():
