@@ -29,16 +29,42 @@ class Health:
         return self.clock() - self._beat < self.stale_after
 
 
+MAX_CONNECTIONS = 32  # scrapes and probes: a handful at a time; more is a flood, closed at once
+
+
 class _Server(ThreadingMixIn, WSGIServer):
+    """One thread per connection, at most MAX_CONNECTIONS at a time; a listen queue that holds a
+    burst instead of the default 5."""
     daemon_threads = True
+    request_queue_size = 128
+
+    def __init__(self, *args, **kwargs) -> None:
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request, client_address) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
 
 class _Quiet(WSGIRequestHandler):
+    timeout = 10  # seconds a connection may stay idle or half-sent
+    server_version = "metrics"  # no version banner
+    sys_version = ""
+
     def log_message(self, *args) -> None:  # probes every few seconds would flood the log
         pass
 
 
-def serve(registry: CollectorRegistry, health: Health | None, port: int, addr: str = "0.0.0.0"):
+def serve(registry: CollectorRegistry, health: Health | None, port: int, addr: str = "127.0.0.1"):
     """/metrics, /healthz and /readyz on one port; returns the server (call .shutdown())."""
     metrics = make_wsgi_app(registry)
 

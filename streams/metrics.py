@@ -56,7 +56,7 @@ class Metrics:
         else:
             self.dead_letters.labels(rec["category"]).inc()
 
-    def serve(self, port: int, addr: str = "0.0.0.0", health=None):
+    def serve(self, port: int, addr: str = "127.0.0.1", health=None):
         """Expose /metrics (and /healthz, /readyz given a streams.health.Health) on `port`;
         returns the server so the caller can shut it down."""
         return serve(self.registry, health, port, addr)

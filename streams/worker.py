@@ -23,7 +23,7 @@ async def run_worker(settings: Settings, create: bool = False) -> int:
         await create_topics(settings, log=log.info)
     metrics = Metrics()
     health = Health()
-    server = metrics.serve(settings.metrics_port, health=health)
+    server = metrics.serve(settings.metrics_port, settings.metrics_host, health=health)
     app = build_app(settings, metrics, health=health)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

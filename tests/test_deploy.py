@@ -347,3 +347,16 @@ def test_promtool_checks_and_unit_tests_pass():
     for args in (["check", "rules", str(RULES)], ["test", "rules", str(RULES_TEST)]):
         done = subprocess.run([promtool, *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, f"promtool {' '.join(args)}:\n{done.stdout}{done.stderr}"
+
+
+def test_network_policy_admits_only_prometheus_and_the_interface_engine():
+    policy = k8s_docs()["NetworkPolicy"]["spec"]
+    assert policy["policyTypes"] == ["Ingress"]
+    assert policy["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "infusion-validator"}
+    allowed = {(tuple(sorted(r["from"][0]["namespaceSelector"]["matchLabels"].items())), p["port"])
+               for r in policy["ingress"] for p in r["ports"]}
+    assert allowed == {((("infusion-validator/scrape", "allowed"),), DEFAULT_PORT),
+                       ((("infusion-validator/feeds", "allowed"),), 2575),
+                       ((("infusion-validator/feeds", "allowed"),), 8080)}
+    env = {e["name"]: e.get("value") for e in k8s_docs()["Deployment"]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["IV_METRICS_HOST"] == "0.0.0.0"  # in a pod; the product's own default is loopback
