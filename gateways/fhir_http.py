@@ -62,7 +62,7 @@ MAX_BODY = 4 * 1024 * 1024
 MAX_ENTRIES = 1000
 MAX_ISSUES = 100
 MAX_TEXT = 2000
-MAX_DEPTH = 64  # JSON nesting: a FHIR resource needs about 12 (orjson.dumps stops at 255)
+MAX_DEPTH = 255  # JSON nesting, orjson's limit (a FHIR resource needs about 12)
 LETTER_PREFIX = 64 * 1024  # bytes of a refused body kept in its one dead letter
 
 
@@ -124,43 +124,54 @@ class _Refused(Exception):
         self.response = response
 
 
-_KEYS = re.compile(rb'"(?:[^"\\]|\\.)*"(\s*:)?')
+_STRINGS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"(\s*:)?')  # a JSON string, and the colon after it if a key
 
 
 def parse(raw: bytes):
     """The JSON resource of a body, or _Refused with a 400 OperationOutcome: not JSON, nested past
     MAX_DEPTH, or an object with a duplicate key (orjson would silently keep the last one; which
-    value was meant cannot be told). Duplicates are detected cheaply (the keys in the text against
-    the keys parsed) and only then located, by a second parse that keeps every key."""
+    value was meant cannot be told). Duplicates are detected cheaply, by the keys in the text
+    against the keys parsed, and only then located by a second parse that keeps every key."""
     try:
         resource = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         where = f"line {exc.lineno} column {exc.colno}" if exc.lineno else "the body"
-        raise _Refused(outcome([("error", "structure", f"body is not JSON (at {where}): post FHIR JSON")], 400))
-    keys, deep = _walk(resource)
-    if deep:
-        raise _Refused(outcome([("error", "structure", f"body is nested deeper than {MAX_DEPTH} levels: "
-                                 "not a FHIR resource")], 400))
-    if keys != sum(1 for m in _KEYS.finditer(raw) if m.group(1)):
+        deep = "recursion" in str(exc).lower()
+        raise _Refused(outcome([("error", "structure", f"body is nested deeper than {MAX_DEPTH} levels: not a FHIR "
+                                 "resource" if deep else f"body is not JSON (at {where}): post FHIR JSON")], 400))
+    try:
+        compact = orjson.dumps(resource)  # also what stops at MAX_DEPTH (orjson's own limit)
+    except orjson.JSONEncodeError:
+        raise _Refused(outcome([("error", "structure", f"body is nested deeper than {MAX_DEPTH} levels: not a FHIR "
+                                 "resource")], 400)) from None
+    if _keys_parsed(resource, compact) != _keys_in(raw):
         path = _duplicate(raw)
         raise _Refused(outcome([("error", "structure", f"duplicate JSON key at {path}: each element may "
                                  "appear once in an object", path)], 400))
     return resource
 
 
-def _walk(value) -> tuple[int, bool]:
-    """(keys of every object, deeper than MAX_DEPTH?), without recursion."""
-    keys, stack = 0, [(value, 1)]
+def _keys_in(raw: bytes) -> int:
+    """Keys in a JSON text (strings followed by a colon)."""
+    found = _STRINGS.findall(raw)
+    return len(found) - found.count(b"")
+
+
+def _keys_parsed(resource, compact: bytes) -> int:
+    """Keys of the parsed objects. In orjson's compact output a key is the only string followed by a
+    colon, so they are counted in C; a text with backslashes (an escaped quote before a colon) is
+    counted by walking the objects instead."""
+    if b"\\" not in compact:
+        return compact.count(b'":')
+    keys, stack = 0, [resource]
     while stack:
-        node, depth = stack.pop()
-        if depth > MAX_DEPTH:
-            return keys, True
+        node = stack.pop()
         if isinstance(node, dict):
             keys += len(node)
-            stack.extend((v, depth + 1) for v in node.values() if isinstance(v, (dict, list)))
+            stack.extend(v for v in node.values() if isinstance(v, (dict, list)))
         elif isinstance(node, list):
-            stack.extend((v, depth + 1) for v in node if isinstance(v, (dict, list)))
-    return keys, False
+            stack.extend(v for v in node if isinstance(v, (dict, list)))
+    return keys
 
 
 class _Pairs(list):
