@@ -140,8 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
     fhir = sub.add_parser("fhir", help="FHIR R4 feeds in: HTTP endpoint, bundle files")
     fhir_sub = fhir.add_subparsers(dest="fhir_command", required=True, parser_class=_Parser)
     serve = fhir_sub.add_parser("serve", help="HTTP endpoint for FHIR JSON (POST /fhir), e.g. a subscription target")
-    _connection_flags(serve)
-    _feed_flags(serve, port=8080)
+    serve.add_argument("--bootstrap-servers", help="host:port[,host:port] (IV_BOOTSTRAP_SERVERS)")
+    serve.add_argument("--host", help="address to listen on (IV_FHIR_HOST; default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, help="port to listen on (IV_FHIR_PORT; default 8080)")
+    _drug_classes_flag(serve)
     load = fhir_sub.add_parser("load", help="write FHIR JSON files (Bundle or resource) to Kafka (exit 2 if any rejected)")
     _connection_flags(load)
     _drug_classes_flag(load)
@@ -381,7 +383,7 @@ def _fhir(args) -> int:
 
         return fhir_files(args.files, gateway.drug_classes(_settings(args)), sys.stdout.buffer, sys.stderr.buffer)
     if args.fhir_command == "serve":
-        return asyncio.run(gateway.serve_fhir(_settings(args), args.host, args.port))
+        return asyncio.run(gateway.serve_fhir(_settings(args), args.host, args.port))  # None: the IV_FHIR_* setting
     return asyncio.run(gateway.load_fhir(_settings(args), args.files))
 
 

@@ -90,12 +90,38 @@ ENCOUNTER_ID_SYSTEM = "urn:infusion-validator:encounter-id"
 CHARGE_ID_SYSTEM = "urn:infusion-validator:charge-id"
 
 BUNDLE_TYPES = ("transaction", "batch", "collection", "searchset", "history", "subscription-notification")
+# Every Bundle.type of R4/R5 (bundle-type value set): a reason may name one of these, never a sender's other text.
+_FHIR_BUNDLE_TYPES = frozenset(BUNDLE_TYPES + ("document", "message", "transaction-response", "batch-response"))
+# R4 resource types: a reason names a resourceType only when it is one of these (a sender's other
+# text there may be anything, patient data included). No PHI in any reason: a reason names the
+# element and its position, never a value the sender wrote, but for codes of fixed vocabularies.
+FHIR_RESOURCE_TYPES = frozenset("""
+    Account ActivityDefinition AdverseEvent AllergyIntolerance Appointment AppointmentResponse AuditEvent Basic
+    Binary BiologicallyDerivedProduct BodyStructure Bundle CapabilityStatement CarePlan CareTeam CatalogEntry
+    ChargeItem ChargeItemDefinition Claim ClaimResponse ClinicalImpression CodeSystem Communication
+    CommunicationRequest CompartmentDefinition Composition ConceptMap Condition Consent Contract Coverage
+    CoverageEligibilityRequest CoverageEligibilityResponse DetectedIssue Device DeviceDefinition DeviceMetric
+    DeviceRequest DeviceUseStatement DiagnosticReport DocumentManifest DocumentReference EffectEvidenceSynthesis
+    Encounter Endpoint EnrollmentRequest EnrollmentResponse EpisodeOfCare EventDefinition Evidence
+    EvidenceVariable ExampleScenario ExplanationOfBenefit FamilyMemberHistory Flag Goal GraphDefinition Group
+    GuidanceResponse HealthcareService ImagingStudy Immunization ImmunizationEvaluation ImmunizationRecommendation
+    ImplementationGuide InsurancePlan Invoice Library Linkage List Location Measure MeasureReport Media
+    Medication MedicationAdministration MedicationDispense MedicationKnowledge MedicationRequest
+    MedicationStatement MedicinalProduct MessageDefinition MessageHeader MolecularSequence NamingSystem
+    NutritionOrder Observation ObservationDefinition OperationDefinition OperationOutcome Organization
+    OrganizationAffiliation Parameters Patient PaymentNotice PaymentReconciliation Person PlanDefinition
+    Practitioner PractitionerRole Procedure Provenance Questionnaire QuestionnaireResponse RelatedPerson
+    RequestGroup ResearchDefinition ResearchElementDefinition ResearchStudy ResearchSubject RiskAssessment
+    RiskEvidenceSynthesis Schedule SearchParameter ServiceRequest Slot Specimen SpecimenDefinition
+    StructureDefinition StructureMap Subscription SubscriptionStatus Substance SupplyDelivery SupplyRequest Task
+    TerminologyCapabilities TestReport TestScript ValueSet VerificationResult VisionPrescription""".split())
 # Resources that travel with administrations in a Bundle and carry no event of their own.
 SUPPORTING = frozenset({"Patient", "Medication", "MedicationRequest", "Device", "Practitioner", "PractitionerRole",
                         "Location", "Organization", "Provenance", "Parameters", "SubscriptionStatus",
                         "OperationOutcome", "RelatedPerson"})
 _CLASSES = {"AMB": "outpatient", "EMER": "emergency", "IMP": "inpatient", "ACUTE": "inpatient",
             "NONAC": "inpatient", "OBSENC": "observation"}
+_ACT_ENCOUNTER_CODES = frozenset(_CLASSES) | {"FLD", "HH", "PRENC", "SS", "VR"}
 _PURPOSES = ("treatment", "kvo", "flush", "carrier")
 _UCUM_MINUTES = {"s": 1 / 60, "min": 1, "h": 60, "d": 1440}
 
@@ -112,14 +138,15 @@ def translate_fhir(resource: dict, drugs: DrugClasses) -> list[Translation]:
     kind = resource.get("type")
     bundle_id = f"Bundle/{resource['id']}" if isinstance(resource.get("id"), str) else "Bundle"
     if kind not in BUNDLE_TYPES:
-        return [Translation([], problems=[f"Bundle type {kind!r} is not translated; send one of "
+        said = f"Bundle.type {kind}" if isinstance(kind, str) and kind in _FHIR_BUNDLE_TYPES else "Bundle.type (missing or not a FHIR bundle type)"
+        return [Translation([], problems=[f"{said} is not translated; send one of "
                                           f"{', '.join(BUNDLE_TYPES)}"], category="fhir_unsupported", message_id=bundle_id)]
     entries = resource.get("entry", [])
     if not isinstance(entries, list):
         return [Translation([], problems=["Bundle.entry must be a list"], category="fhir_invalid", message_id=bundle_id)]
     index = _Index(resource)
     out = []
-    for n, entry in enumerate(entries, 1):
+    for entry in entries:
         res = entry.get("resource") if isinstance(entry, dict) else None
         if isinstance(res, dict):
             out.append(_one(res, drugs, index, in_bundle=True))
@@ -127,10 +154,10 @@ def translate_fhir(resource: dict, drugs: DrugClasses) -> list[Translation]:
         request = entry.get("request") if isinstance(entry, dict) else None
         url = request.get("url") if isinstance(request, dict) else None
         if isinstance(request, dict) and request.get("method") == "DELETE":
-            reason = (f"entry {n}: DELETE {url} cannot be translated (no encounter to apply it to): mark the "
+            reason = ("a DELETE request entry cannot be translated (no encounter to apply it to): mark the "
                       "MedicationAdministration entered-in-error instead")
         else:
-            reason = (f"entry {n} has no resource: an id-only subscription notification? Configure the "
+            reason = ("the entry has no resource: an id-only subscription notification? Configure the "
                       "subscription with full-resource payload")
         out.append(Translation([], problems=[reason], category="fhir_unsupported", message_id=url))
     return out
@@ -151,11 +178,23 @@ def _one(resource: dict, drugs: DrugClasses, index: _Index, in_bundle: bool) -> 
         elif in_bundle and rtype in SUPPORTING:
             events = []
         else:
-            raise Reject("fhir_unsupported", f"{rtype} is not translated; send MedicationAdministration or "
+            raise Reject("fhir_unsupported", f"{type_name(rtype)} is not translated; send MedicationAdministration or "
                          "Encounter resources (or a Bundle of them)")
-        return Translation(events=checked(events, "fhir_invalid"), message_id=message_id)
+        return Translation(events=_contract(events), message_id=message_id)
     except Reject as exc:
         return rejected(exc, message_id)
+
+
+_EVENT_TIME = re.compile(r"occurred_at: \S+ is before")
+
+
+def _contract(events: list[dict]) -> list[dict]:
+    """checked(), its reasons without the time they are about (a date may be the patient's)."""
+    try:
+        return checked(events, "fhir_invalid")
+    except Reject as exc:
+        raise Reject(exc.category, [_EVENT_TIME.sub("occurred_at (the effective time) is before", p)
+                                    for p in exc.problems], exc.alerts) from None
 
 
 def _validate(model, resource: dict):
@@ -198,6 +237,11 @@ class _Index:
         return found
 
 
+def type_name(rtype: object) -> str:
+    """A resourceType as a reason may show it: an R4 type's name, else words that echo nothing."""
+    return rtype if isinstance(rtype, str) and rtype in FHIR_RESOURCE_TYPES else "a resourceType that is not a FHIR R4 resource type"
+
+
 _REF = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$")
 
 
@@ -210,13 +254,14 @@ def _ref_id(ref: Reference | None, want: str, index: _Index, owner: dict, where:
         m = _REF.search(ref.reference)
         if m:
             if m.group(1) != want:
-                raise Reject("fhir_unsupported", f"{where} refers to {m.group(1)}; a reference to {want} is needed")
+                raise Reject("fhir_unsupported", f"{where} refers to {type_name(m.group(1))}; a reference to {want} is needed")
             return m.group(2)
         res = index.resolve(ref, owner)
         if res is not None and res.get("resourceType") == want:
             if isinstance(res.get("id"), str) and res["id"]:
                 return res["id"]
-        raise Reject("fhir_invalid", f"{where} reference {ref.reference!r} cannot be read as {want}/id")
+        raise Reject("fhir_invalid", f"{where}.reference cannot be read as {want}/id (nor found contained or in "
+                     "the Bundle)")
     if ref.identifier is not None and ref.identifier.value:
         return ref.identifier.value.strip()
     return None
@@ -226,15 +271,15 @@ def _instant(value: str | None, where: str) -> dt.datetime | None:
     if value is None:
         return None
     if "T" not in value:
-        raise Reject("fhir_invalid", f"{where} {value!r} has no time of day; a time with UTC offset is needed, "
+        raise Reject("fhir_invalid", f"{where} has no time of day; a time with UTC offset is needed, "
                      "e.g. 2026-11-24T08:30:00-05:00")
     try:
         parsed = dt.datetime.fromisoformat(value)
     except ValueError:
-        raise Reject("fhir_invalid", f"{where} {value!r} is not a FHIR dateTime, e.g. 2026-11-24T08:30:00-05:00") \
+        raise Reject("fhir_invalid", f"{where} is not a FHIR dateTime, e.g. 2026-11-24T08:30:00-05:00") \
             from None
     if parsed.tzinfo is None:
-        raise Reject("fhir_invalid", f"{where} {value!r} has no UTC offset (FHIR requires one when a time is "
+        raise Reject("fhir_invalid", f"{where} has no UTC offset (FHIR requires one when a time is "
                      "given), e.g. 2026-11-24T08:30:00-05:00")
     return parsed
 
@@ -361,7 +406,7 @@ def _started(ma: MedicationAdministration, raw: dict, drugs: DrugClasses, index:
 def _purpose(ext: dict) -> str | None:
     purpose = ext[EXT_PURPOSE].valueCode if EXT_PURPOSE in ext else None
     if purpose is not None and purpose not in _PURPOSES:
-        raise Reject("fhir_invalid", f"extension purpose {purpose!r} is not one of {', '.join(_PURPOSES)}")
+        raise Reject("fhir_invalid", f"extension purpose (valueCode) is not one of {', '.join(_PURPOSES)}")
     return purpose
 
 
@@ -412,7 +457,7 @@ def _ordered_minutes(resource: dict | None) -> int | None:
         return None
     unit = repeat.durationUnit or "min"
     if unit not in _UCUM_MINUTES:
-        raise Reject("fhir_invalid", f"MedicationRequest timing.repeat.durationUnit {unit!r} is not s, min, h or d")
+        raise Reject("fhir_invalid", "MedicationRequest timing.repeat.durationUnit is not s, min, h or d")
     minutes = round(repeat.duration * _UCUM_MINUTES[unit])
     if not 1 <= minutes <= 10080:
         raise Reject("fhir_invalid", f"MedicationRequest duration {minutes} min is outside 1 min to 7 days")
@@ -486,7 +531,9 @@ def _patient_class(enc: Encounter) -> str:
     for code in codes:
         if code in _CLASSES:
             return _CLASSES[code]
-    raise Reject("fhir_unsupported", f"Encounter.class {', '.join(codes)} is not mapped: send AMB (outpatient), "
+    known = [c for c in codes if c in _ACT_ENCOUNTER_CODES]  # v3 ActEncounterCode: a sender's other text is not shown
+    said = f"Encounter.class {', '.join(known)}" if known else "Encounter.class (no v3 ActEncounterCode)"
+    raise Reject("fhir_unsupported", f"{said} is not mapped: send AMB (outpatient), "
                  "EMER (emergency), IMP (inpatient) or OBSENC (observation)")
 
 

@@ -58,6 +58,17 @@ _V3_ROUTES = {"IV": ("IV", None), "IA": ("IA", None),
 _V2_ROUTES = {"IV": "IV", "IA": "IA", "SC": "SC", "IM": "IM"}
 _ROUTE_WORDS = {"iv": "IV", "intravenous": "IV", "ia": "IA", "intra-arterial": "IA", "intraarterial": "IA",
                 "sc": "SC", "sq": "SC", "subq": "SC", "subcutaneous": "SC", "im": "IM", "intramuscular": "IM"}
+# Route codes a reason may name (SNOMED CT, HL7 v3, v2 0162) for routes not coded here: oral, rectal,
+# topical, nasal, sublingual, buccal, transdermal, inhaled, ophthalmic, otic, vaginal, intrathecal,
+# epidural. Any other code or text the sender wrote is not shown (it may be anything, patient data too).
+_OTHER = {"oral": ("26643006", "PO", "ORAL", "MTH"), "rectal": ("37161004", "PR", "RECTAL"),
+          "topical": ("6064005", "TOPICAL", "TP"), "nasal": ("46713006", "NASAL", "NS"), "sublingual": ("37839007", "SL"),
+          "buccal": ("54471007", "BUC"), "transdermal": ("45890007", "TRNSDERMD", "TRNSDERM", "TD"),
+          "inhaled": ("447694001", "18679011000001101", "IPINHL", "INHL", "IH"),
+          "ophthalmic": ("54485002", "OPTHALTA", "OP"), "otic": ("10547007", "OT", "AU"),
+          "vaginal": ("16857009", "VAGINSI", "VG"), "intrathecal": ("72607000", "IT"),
+          "epidural": ("404820008", "EPI", "EPIDURINJ"), "enteral tube": ("GT", "NG")}
+_KNOWN_OTHER_ROUTES = {code: name for name, codes in _OTHER.items() for code in codes}
 _SNOMED_METHODS = {"420620005": "push", "422145002": "injection"}
 _METHOD_CODES = {"IVP": "push", "PUSH": "push", "IVPUSH": "push", "BOLUS": "push", "IVPB": "infusion",
                  "PF": "infusion", "INF": "infusion", "IVINF": "infusion", "CONT": "infusion", "DRIP": "infusion",
@@ -113,8 +124,11 @@ def _route(concept: CodeableConcept | None) -> tuple[str, str | None]:
         key = re.sub(r"\(.*?\)|\broute\b", "", w.lower()).strip(" ,")
         if key in _ROUTE_WORDS:
             return _ROUTE_WORDS[key], None
-    shown = ", ".join(words(concept)) or "(empty)"
-    raise Reject("fhir_unsupported", f"dosage.route {shown} is not coded by this validator; supported: "
+    shown = ", ".join(dict.fromkeys(f"{c.code.strip()} ({_KNOWN_OTHER_ROUTES[c.code.strip().upper()]})"
+                                    for c in concept.coding
+                                    if c.code and c.code.strip().upper() in _KNOWN_OTHER_ROUTES))
+    said = f"dosage.route {shown}" if shown else "dosage.route"  # a vocabulary's code; never free text
+    raise Reject("fhir_unsupported", f"{said} is not coded by this validator; supported: "
                  "intravenous, intra-arterial, subcutaneous, intramuscular (SNOMED CT, HL7 v3 or v2 codes)")
 
 
@@ -166,7 +180,7 @@ def infuse_over_minutes(ma: MedicationAdministration) -> int | None:
 
 
 def _method_missing(route: str, method_text: list[str], ids: tuple[str, str] | None) -> Reject:
-    said = (f"dosage.method {', '.join(method_text)!r} names no method we know (push, infusion, injection); "
+    said = ("dosage.method names no method we know (push, infusion, injection); "
             if method_text else "")
     problem = (f"the method cannot be told: an {route} administration given at one instant (effectiveDateTime, or "
                f"a period ending when it starts) with no push/infusion method, rate or infuse-over time may be a push or an infusion. {said}"

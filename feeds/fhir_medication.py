@@ -14,6 +14,8 @@
 """
 from __future__ import annotations
 
+import re
+
 from pydantic import ValidationError
 
 from feeds.drugs import DrugClasses, canonical_system
@@ -36,7 +38,7 @@ def resolve_drug(ma: MedicationAdministration, raw: dict, drugs: DrugClasses, re
     if found is None or found.get("resourceType") != "Medication":
         if ref.display:
             return _known(CodeableConcept(text=ref.display), "medicationReference", drugs, ids)
-        raise Reject("fhir_invalid", f"medicationReference {ref.reference!r} is neither contained nor in the Bundle: "
+        raise Reject("fhir_invalid", "medicationReference is neither contained nor in the Bundle: "
                      "send medicationCodeableConcept or include the Medication")
     try:
         med = Medication.model_validate(found)
@@ -51,7 +53,7 @@ def _medication(med: Medication, ref: str | None, drugs: DrugClasses, ids) -> tu
              for i in med.ingredient]
     items = [c if c.coding or c.text else None for c in items]  # None: an ingredient naming no drug
     if not coded and not any(items):
-        raise Reject("fhir_invalid", f"Medication {ref!r} has neither code nor ingredient[].itemCodeableConcept: "
+        raise Reject("fhir_invalid", "the Medication referenced has neither code nor ingredient[].itemCodeableConcept: "
                      "send Medication.code (RxNorm or NDC) or its ingredients' codes")
     if coded:
         drug, category = lookup(med.code, drugs)
@@ -88,11 +90,27 @@ def _known(concept: CodeableConcept | None, where: str, drugs: DrugClasses, ids)
                      "coding, or medicationReference to a Medication")
     drug, category = lookup(concept, drugs)
     if category is None:
-        raise Reject("unknown_drug", f"drug {drug['name']!r} ({where}: {drug.get('code') or 'no code'}"
-                     f"{' ' + drug['system'] if drug.get('system') else ''}) is not in the drug-class table. "
+        raise Reject("unknown_drug", f"the drug of {where} ({_shown_code(drug)}) is not in the drug-class table. "
                      "Pharmacy or IT must add it (chemotherapy, therapeutic or hydration) to the drug-class "
                      "table; then re-send the resource.", [unknown_drug_alert(*ids, drug, where)] if ids else [])
     return drug, category
+
+
+_CODE_FORMS = {RXNORM: re.compile(r"^\d{1,7}$"),
+               NDC: re.compile(r"^(\d{4}-\d{4}-\d{2}|\d{5}-\d{3}-\d{2}|\d{5}-\d{4}-\d{1,2}|\d{10,11})$")}
+
+
+def _shown_code(drug: dict) -> str:
+    """What a reason says of the drug: its RxNorm or NDC code (a vocabulary's code, in that
+    vocabulary's form), never the sender's name or text for it (free text may carry anything;
+    the raw resource is in the dead letter and the DRUG_CLASS_UNKNOWN alert names the drug)."""
+    system, code = drug.get("system"), drug.get("code")
+    form = _CODE_FORMS.get(system)
+    if form is not None and code and form.match(code):
+        return f"{'RxNorm' if system == RXNORM else 'NDC'} {code}"
+    if code and system == "http://snomed.info/sct":
+        return "a SNOMED CT code"
+    return "coded in another system" if code else "named by text only"
 
 
 def lookup(concept: CodeableConcept, drugs: DrugClasses) -> tuple[dict, str | None]:

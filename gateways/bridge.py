@@ -26,20 +26,28 @@ class Bridge:
 
     async def submit(self, translation: Translation, raw: bytes | str, source: dict) -> None:
         """Write one message's events (or its dead letter) and alerts; wait for Kafka's acks."""
+        await self.submit_many([(translation, raw, source)])
+
+    async def submit_many(self, items: list[tuple[Translation, bytes | str, dict]]) -> None:
+        """submit() for the translations of one request (e.g. a FHIR Bundle's entries) as one batch:
+        every record is sent, in order, before any ack is awaited, so N entries cost one round trip
+        to Kafka, not N."""
         sends = []
-        for event in translation.events:
-            sends.append(await self.producer.send(self.topics.by_type[event["type"]], orjson.dumps(event),
-                                                  key=event["encounter_id"].encode()))
-        for alert in translation.alerts:
-            sends.append(await self.producer.send(self.topics.alerts, orjson.dumps(alert),
-                                                  key=alert["encounter_id"].encode()))
-        if not translation.ok:
-            letter = dead_letter(translation.error, translation.category, source, raw)
-            sends.append(await self.producer.send(self.topics.dead_letters, orjson.dumps(letter), key=b""))
+        for translation, raw, source in items:
+            for event in translation.events:
+                sends.append(await self.producer.send(self.topics.by_type[event["type"]], orjson.dumps(event),
+                                                      key=event["encounter_id"].encode()))
+            for alert in translation.alerts:
+                sends.append(await self.producer.send(self.topics.alerts, orjson.dumps(alert),
+                                                      key=alert["encounter_id"].encode()))
+            if not translation.ok:
+                letter = dead_letter(translation.error, translation.category, source, raw)
+                sends.append(await self.producer.send(self.topics.dead_letters, orjson.dumps(letter), key=b""))
         await asyncio.gather(*sends)
-        if translation.ok:
-            self.accepted += 1
-            if self.on_events and translation.events:
-                self.on_events(translation.events)
-        else:
-            self.rejected += 1
+        for translation, _, _ in items:
+            if translation.ok:
+                self.accepted += 1
+                if self.on_events and translation.events:
+                    self.on_events(translation.events)
+            else:
+                self.rejected += 1

@@ -15,6 +15,7 @@ from feeds import DrugClasses, translate_fhir, translate_hl7
 from gateways import fhir_http, mllp
 from streams import logs
 from gateways.bridge import Bridge
+from gateways.tls import server_context
 from streams.config import Settings
 from streams.kafka import client_kwargs
 
@@ -54,10 +55,24 @@ async def listen_hl7(s: Settings, host: str, port: int) -> int:
     return await _serve(s, f"HL7 MLLP listener on {host}:{port}", start)
 
 
-async def serve_fhir(s: Settings, host: str, port: int) -> int:
+async def serve_fhir(s: Settings, host: str | None = None, port: int | None = None) -> int:
+    """The FHIR endpoint as configured: IV_FHIR_HOST (loopback by default), HTTPS/mTLS and bearer
+    tokens when their files are given, the size, entry, idle and connection limits."""
+    host = s.fhir_host if host is None else host
+    port = s.fhir_port if port is None else port
+    context = server_context(s.fhir_tls_certfile, s.fhir_tls_keyfile, s.fhir_tls_client_cafile)
+    tokens = fhir_http.load_tokens(s.fhir_tokens_file)
+    scheme = "https" if context else "http"
+    guard = ", ".join(filter(None, ["client certificates required" if s.fhir_tls_client_cafile else "",
+                                    f"{len(tokens)} bearer token(s)" if tokens else ""])) or "no authentication"
+
     async def start(b: Bridge, drugs: DrugClasses):
-        return (await fhir_http.serve(b, drugs, host, port)).cleanup
-    return await _serve(s, f"FHIR endpoint on http://{host}:{port}/fhir", start)
+        runner = await fhir_http.serve(b, drugs, host, port, ssl_context=context, tokens=tokens,
+                                       max_bytes=s.fhir_max_bytes, max_entries=s.fhir_max_entries,
+                                       idle_timeout=s.feed_idle_timeout_seconds,
+                                       max_connections=s.feed_max_connections)
+        return runner.cleanup
+    return await _serve(s, f"FHIR endpoint on {scheme}://{host}:{port}/fhir ({guard})", start)
 
 
 async def _serve(s: Settings, what: str, start) -> int:
@@ -97,11 +112,15 @@ async def load_fhir(s: Settings, files: list[str], out=print) -> int:
                 resource = orjson.loads(_read(path))
             except orjson.JSONDecodeError as exc:
                 raise ValueError(f"{path} is not JSON ({exc}): give FHIR JSON files") from None
-            for t in translate_fhir(resource, drugs):
-                await b.submit(t, orjson.dumps(resource), {"feed": "fhir-file", "file": Path(path).name,
-                                                           "resource": t.message_id})
+            translations = translate_fhir(resource, drugs)
+            raws = fhir_http._entry_raws(resource, len(translations)) if isinstance(resource, dict) else None
+            for n, t in enumerate(translations):
+                where = {"entry": n} if raws is not None else {}
+                # the dead letter keeps its entry, not the whole file; the printed line names the position
+                await b.submit(t, raws[n] if raws is not None else orjson.dumps(resource),
+                               {"feed": "fhir-file", "file": Path(path).name, **where})
                 if not t.ok:
-                    out(f"{path} {t.message_id}: {t.error}")
+                    out(f"{path}{f' entry {n}' if raws is not None else ''}: {t.error}")
         out(f"{b.accepted} resources accepted, {b.rejected} rejected (dead-lettered)")
         return 2 if b.rejected else 0
 

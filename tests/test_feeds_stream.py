@@ -96,10 +96,12 @@ async def test_fhir_bundle_posted_to_the_endpoint_is_coded_like_the_same_events(
                                      headers={"Content-Type": "application/fhir+json"}) as resp:
                     assert resp.status == 200, await resp.text()
                 unknown = (SAMPLES / "fhir" / "medication-administration-unknown-drug.json").read_bytes()
-                async with http.post(f"http://127.0.0.1:{port}/fhir/MedicationAdministration", data=unknown) as resp:
+                async with http.post(f"http://127.0.0.1:{port}/fhir/MedicationAdministration", data=unknown,
+                                     headers={"Content-Type": "application/fhir+json"}) as resp:
                     assert resp.status == 422
                     assert (await resp.json(content_type=None))["issue"][0]["severity"] == "error"
-                async with http.post(f"http://127.0.0.1:{port}/fhir", data=b"{not json") as resp:
+                async with http.post(f"http://127.0.0.1:{port}/fhir", data=b"{not json",
+                                     headers={"Content-Type": "application/json"}) as resp:
                     assert resp.status == 400
             got = await w.collect(lambda r: net_charges(r) == net_charges(expected)
                                   and any(x["kind"] == "dead_letter" for x in r))

@@ -8,11 +8,9 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from feeds import DrugClasses
 from gateways import fhir_http
-from streams.broker import free_port
 
 SAMPLES = Path(__file__).parent.parent / "samples" / "fhir"
 
@@ -25,12 +23,20 @@ class FakeBridge:
         self.events: list[dict] = []
         self.alerts: list[dict] = []
         self.letters: list[tuple[str, str]] = []
+        self.sources: list[dict] = []
+        self.batches = 0
+
+    async def submit_many(self, items) -> None:
+        self.batches += 1
+        for item in items:
+            await self.submit(*item)
 
     async def submit(self, translation, raw, source) -> None:
         self.events += translation.events
         self.alerts += translation.alerts
         if not translation.ok:
             self.letters.append((translation.category, raw.decode() if isinstance(raw, bytes) else raw))
+            self.sources.append(source)
 
 
 def sample(name: str) -> dict:
@@ -53,10 +59,8 @@ def bundle(kind: str, *resources: dict) -> dict:
 @pytest.fixture
 async def post():
     bridge = FakeBridge()
-    runner = web.AppRunner(fhir_http.make_app(bridge, DrugClasses.load()))
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    runner = await fhir_http.serve(bridge, DrugClasses.load(), "127.0.0.1", 0)
+    port = runner.addresses[0][1]
     async with aiohttp.ClientSession() as http:
         async def send(body) -> tuple[int, dict]:
             data = body if isinstance(body, bytes) else json.dumps(body).encode()
@@ -91,8 +95,8 @@ async def test_a_transaction_with_a_rejected_entry_publishes_nothing_and_lists_e
     assert status == 422 and body["resourceType"] == "OperationOutcome"
     texts = [i["diagnostics"] for i in body["issue"]]
     assert "nothing was stored" in texts[0]
-    assert texts[1].startswith("entry 1: MedicationAdministration/ma-study-8806: ")
-    assert texts[2].startswith("entry 2: MedicationAdministration/ma-unsaid: ") and "method cannot be told" in texts[2]
+    assert texts[1].startswith("entry 1 (MedicationAdministration): ") and "ma-study-8806" not in texts[1]
+    assert texts[2].startswith("entry 2 (MedicationAdministration): ") and "method cannot be told" in texts[2]
     assert len(texts) == 3 and post.bridge.events == []  # the good entry is not published either
     # the refusals are still recorded and their alerts raised: they must not vanish
     assert [c for c, _ in post.bridge.letters] == ["unknown_drug", "fhir_invalid"]
