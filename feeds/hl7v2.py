@@ -88,8 +88,12 @@ is for the whole message, and the sender re-sends the whole message once the tab
 
 Times: a DTM's own UTC offset; else MSH-7's offset or the facility zone (feeds/hl7time.py says
 which, and rejects a local time the zone skips or repeats); with neither, rejected (`hl7_bad_value`)
-naming --timezone / IV_TIMEZONE. Seconds are kept, fractions dropped. ISO-2022-JP (MSH-18 ISO IR87,
-SS-MIX2) is decoded; otherwise UTF-8, else ISO 8859-1.
+naming --timezone / IV_TIMEZONE. Seconds are kept, fractions dropped.
+
+Character set: MSH-18 (table 0211) is honoured: ASCII, 8859/n, UNICODE UTF-8, GB 18030-2000, BIG-5,
+KS X 1001, ISO IR87 (ISO 2022-JP, SS-MIX2; as Shift-JIS when the bytes carry no ISO 2022 escapes, as
+Japanese senders do) and SHIFT-JIS; another set, or bytes not in the named one, is refused (AR)
+naming MSH-18. Without MSH-18: ISO 2022-JP when its escapes are there, else UTF-8, else ISO 8859-1.
 
 ADT^A03: PV1-19 `encounter_id`, PV1-45 discharge time (else EVN-6 event occurred), PV1-2 patient
 class (table 0004): O outpatient, R recurring -> outpatient; E emergency; I inpatient; observation
@@ -243,16 +247,65 @@ def _lines(raw: bytes | str) -> list[str]:
     return lines
 
 
+# MSH-18 (table 0211) -> Python codec. Shift-JIS is not in table 0211, but Japanese senders send it,
+# under MSH-18 SHIFT-JIS or under ISO IR87 without the ISO 2022 escapes (read as cp932, the Windows
+# Shift-JIS that Japanese systems write).
+# Names compared without spaces, hyphens and underscores (real senders write ISOIR87, Shift_JIS).
+_CHARSETS = {"ASCII": "ascii", "ISOIR6": "ascii", "8859/1": "latin-1", "ISOIR100": "latin-1",
+             **{f"8859/{n}": f"iso8859_{n}" for n in (2, 3, 4, 5, 6, 7, 8, 9, 15)},
+             "UNICODEUTF8": "utf-8", "UTF8": "utf-8", "GB180302000": "gb18030", "BIG5": "big5",
+             "KSX1001": "euc_kr", "ISOIR87": "iso2022_jp", "ISOIR159": "iso2022_jp", "ISO20221994": "iso2022_jp",
+             "SHIFTJIS": "cp932", "SJIS": "cp932"}
+_JAPANESE = ("ISOIR87", "ISOIR159", "ISO20221994", "SHIFTJIS", "SJIS")
+
+
 def _decode(raw: bytes) -> str:
-    if b"\x1b$B" in raw:  # ISO 2022 escape to JIS X 0208: MSH-18 ISO IR87, as Japanese (SS-MIX2) senders use
+    """The message's text in the character set MSH-18 names (its repetitions: the default set, then
+    the sets switched to by ISO 2022 escapes). Without MSH-18: UTF-8, else ISO 8859-1, as older
+    systems send. A set we cannot read, or bytes that are not in the named set, are refused (AR)
+    naming MSH-18: guessing gives drug names in mojibake."""
+    sets = _msh18(raw)
+    if not sets:
+        if b"\x1b$B" in raw:  # ISO 2022 escape to JIS X 0208 without MSH-18
+            try:
+                return raw.decode("iso2022_jp")
+            except UnicodeDecodeError:
+                pass
         try:
-            return raw.decode("iso2022_jp")
+            return raw.decode("utf-8")
         except UnicodeDecodeError:
-            pass
+            return raw.decode("latin-1")  # ISO 8859-1, the usual MSH-18 of older systems
+    unknown = [n for n, name in enumerate(sets, 1) if name and name not in _CHARSETS]
+    if unknown:
+        raise Reject("hl7_unsupported", f"MSH-18 repetition {unknown[0]} is not a character set this validator "
+                     "reads; send ASCII, 8859/1 (or another 8859 part), UNICODE UTF-8, ISO IR87 (ISO 2022-JP), "
+                     "SHIFT-JIS, GB 18030-2000, BIG-5 or KS X 1001 (table 0211)")
+    if any(name in _JAPANESE for name in sets):
+        codec = "iso2022_jp" if b"\x1b" in raw else "cp932"
+        said = "ISO IR87 / ISO 2022-JP" if codec == "iso2022_jp" else "Shift-JIS"
+    else:
+        codec = _CHARSETS[next((name for name in sets if name), "ASCII")]
+        said = codec
     try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw.decode("latin-1")  # ISO 8859-1, the usual MSH-18 of older systems
+        return raw.decode(codec)
+    except UnicodeDecodeError as exc:
+        raise Reject("hl7_parse", f"the message has bytes that are not {said} (byte {exc.start + 1}), the character "
+                     "set MSH-18 names: send MSH-18 with the set the message is written in") from None
+
+
+def _msh18(raw: bytes) -> list[str]:
+    """MSH-18's repetitions, upper case without spaces, hyphens, underscores ([] when absent), read from
+    the bytes before decoding."""
+    first = raw.lstrip(b"\x0b\r\n\t \xef\xbb\xbf").split(b"\r", 1)[0].split(b"\n", 1)[0]
+    if not first.startswith(b"MSH") or len(first) < 8:
+        return []
+    fields = first.split(first[3:4])
+    if len(fields) < 18:
+        return []
+    value = fields[17].decode("ascii", "replace").upper()
+    repetition = chr(first[5]) if len(first) > 5 else "~"
+    sets = [re.sub(r"[\s_-]", "", rep) for rep in value.split(repetition)]
+    return sets if any(sets) else []
 
 
 def _check_segments(lines: list[str]) -> None:

@@ -773,3 +773,30 @@ def test_a_segment_that_is_not_one_is_named_by_position_only():
     assert "MRNCANARY01" not in t.error and "PID" not in t.error
     assert "starts with a PID segment" in tr(b"PID|1||MRNCANARY01\rPV1|1|O").error
     assert "MRNCANARY01" not in tr(b"MRNCANARY01|^~\\&|X").error
+
+
+# -- MSH-18 character sets ---------------------------------------------------------------------
+
+def _charset(msh18: str, drug: str, codec: str) -> bytes:
+    return edit(edit("ras-start.hl7", "MSH", 18, msh18), "RXA", 5, f"11124^{drug}^RXNORM").encode(codec)
+
+
+@pytest.mark.parametrize("msh18,drug,codec", [
+    ("ASCII", "vancomycin", "ascii"),
+    ("8859/1", "Vancomycine \u00e9", "latin-1"),
+    ("UNICODE UTF-8", "\u30d0\u30f3\u30b3\u30de\u30a4\u30b7\u30f3", "utf-8"),
+    ("ISO IR87", "\u30d0\u30f3\u30b3\u30de\u30a4\u30b7\u30f3", "iso2022_jp"),  # with ISO 2022 escapes
+    ("~ISO IR87", "\u30d0\u30f3\u30b3\u30de\u30a4\u30b7\u30f3", "iso2022_jp"),  # SS-MIX2: ASCII, then IR87
+    ("ISO IR87", "\u30d0\u30f3\u30b3\u30de\u30a4\u30b7\u30f3\u30bd", "cp932"),  # Shift-JIS bytes (\u30bd: 0x83 0x5C)
+    ("SHIFT-JIS", "\u30d0\u30f3\u30b3\u30de\u30a4\u30b7\u30f3", "shift_jis"),
+])
+def test_msh_18_character_sets_are_honoured(msh18, drug, codec):
+    [e] = ok(_charset(msh18, drug, codec))
+    assert e["drug"]["name"] == drug
+
+
+@pytest.mark.parametrize("msh18,codec", [("ASCII", "shift_jis"), ("UNICODE UTF-8", "shift_jis"),
+                                         ("EBCDIC", "utf-8"), ("ZZCANARY", "utf-8")])
+def test_a_character_set_not_read_or_not_matching_is_refused_naming_msh_18(msh18, codec):
+    t = tr(_charset(msh18, "\u30d0\u30f3\u30b3\u30de\u30a4\u30b7\u30f3", codec))
+    assert (t.ack, t.events) == ("AR", []) and "MSH-18" in t.error and "ZZCANARY" not in t.error
