@@ -127,6 +127,8 @@ for _module in (hl7.containers, hl7.util):
 
 SUPPORTED = ("RAS^O17", "ADT^A03", "ADT^A13")
 _SEGMENT_ID = re.compile(r"^[A-Z][A-Z0-9]{2}$")
+_STANDARD_SEGMENTS = frozenset("PID PD1 PV1 PV2 EVN NK1 AL1 DG1 IN1 GT1 ORC RXA RXR RXE RXO RXC TQ1 TQ2 NTE OBR OBX "
+                               "MSA ERR QRD QPD RCP SFT UAC".split())  # named when a message starts with one
 
 _ROUTES = {"IV": ("IV", None), "IA": ("IA", None), "SC": ("SC", None), "SQ": ("SC", None), "SUBQ": ("SC", None),
            "IM": ("IM", None), "IVP": ("IV", "push"), "IVPB": ("IV", "infusion"),
@@ -242,7 +244,7 @@ def _lines(raw: bytes | str) -> list[str]:
     if first in ("FHS", "BHS"):
         raise Reject("hl7_unsupported", f"{first} batch: send one message per MLLP frame (no FHS/BHS batches)")
     if first != "MSH" or len(lines[0]) < 8:
-        shown = f"a {first} segment" if _SEGMENT_ID.match(first) else "something that is not a segment"
+        shown = f"a {first} segment" if first in _STANDARD_SEGMENTS else "something else"
         raise Reject("hl7_parse", f"the message must start with an MSH segment, it starts with {shown}")
     return lines
 
@@ -291,6 +293,9 @@ def _decode(raw: bytes) -> str:
     except UnicodeDecodeError as exc:
         raise Reject("hl7_parse", f"the message has bytes that are not {said} (byte {exc.start + 1}), the character "
                      "set MSH-18 names: send MSH-18 with the set the message is written in") from None
+
+
+decode = _decode  # for the listener's ACK, read in the sender's character set
 
 
 def _msh18(raw: bytes) -> list[str]:

@@ -33,6 +33,8 @@ import hl7.mllp
 from aiokafka.errors import KafkaError
 
 from feeds import DrugClasses, Translation, translate_hl7
+from feeds.hl7v2 import decode as _decode
+from feeds.translation import Reject
 from gateways.bridge import Bridge
 
 log = logging.getLogger(__name__)
@@ -52,26 +54,47 @@ _ERR_CODES = {"hl7_parse": "100^Segment sequence error", "hl7_unsupported": "200
 def build_ack(raw: bytes, code: str, text: str | None, problems: list[str] = (), category: str | None = None) -> bytes:
     """An ACK for `raw`, echoing its control id; text in MSA-3 and one ERR segment per problem
     (ERR-3 the table 0357 condition, ERR-4 E, ERR-8 the problem), so an interface engine shows each
-    problem on its own line. Built by python-hl7 from the message's MSH; a message too broken for
-    that gets a minimal ACK of our own."""
-    control = None
-    errs = "".join(f"ERR|||{_ERR_CODES.get(category, '207^Application internal error')}^HL70357|E||||"
-                   f"{_escape(problem)}\r" for problem in problems)
+    problem on its own line. Written here from the message's MSH, saying back only what HL7 needs
+    and nothing else: MSH-3/4 (the sending system) as MSH-5/6 and MSH-10 as MSA-2; the trigger
+    event, processing id and version only when they are codes. A message without a readable MSH
+    gets the same ACK with those fields empty."""
+    msh = _msh(raw)
+    control = _field(msh, 10)[:199]
+    trigger = _field(msh, 9).split("^")[1:2]
+    trigger = trigger[0] if trigger and re.fullmatch(r"[A-Z]\d{2}", trigger[0]) else ""
+    processing = _field(msh, 11) if _field(msh, 11) in ("P", "T", "D") else "P"
+    version = _field(msh, 12) if re.fullmatch(r"2\.\d(\.\d)?", _field(msh, 12)) else "2.5.1"
+    now = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d%H%M%S+0000")
+    header = (f"MSH|^~\\&|{SOURCE}|{SOURCE}|{_field(msh, 3)}|{_field(msh, 4)}|{now}||ACK^{trigger}^ACK|"
+              f"{_escape('ACK' + control)[:20]}|{processing}|{version}")
+    errs = [f"ERR|||{_ERR_CODES.get(category, '207^Application internal error')}^HL70357|E||||{_escape(problem)}"
+            for problem in problems]
+    lines = [header, f"MSA|{code}|{_escape(control)}" + (f"|{_escape(text)}" if text else ""), *errs]
+    ack = "\r".join(lines)
+    if not ack.isascii():
+        lines[0] += "||||||UNICODE UTF-8"  # MSH-18: the sending system's name may not be ASCII
+        ack = "\r".join(lines)
+    return ack.encode()
+
+
+def _msh(raw: bytes) -> list[str]:
+    """The MSH segment's fields (index n: MSH-n; components in standard delimiters), [] if none."""
     try:
-        msg = hl7.parse(_segments(raw))
-        control = str(msg.segment("MSH")[10])
-        ack = msg.create_ack(code, message_id=f"ACK{control}"[:20], application=SOURCE, facility=SOURCE)
-        if text:
-            ack.segment("MSA").append(_escape(text))
-        return (str(ack).rstrip("\r") + ("\r" + errs.rstrip("\r") if errs else "")).encode()
-    except Exception:  # noqa: BLE001 - unparseable is exactly the case handled here
-        now = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d%H%M%S+0000")
-        return (f"MSH|^~\\&|{SOURCE}|{SOURCE}|||{now}||ACK|ACK{now}|P|2.5.1\r"
-                f"MSA|{code}|{control or ''}|{_escape(text or '')}\r{errs}").encode()
+        first = _decode(raw)
+    except Reject:
+        first = raw.decode("latin-1")
+    first = first.lstrip("\x0b\r\n\t \ufeff").split("\r", 1)[0].split("\n", 1)[0]
+    if not first.startswith("MSH") or len(first) < 8:
+        return []
+    separator, encoding = first[3], first[4:8]
+    fields = [first[:3], separator] + first[4:].split(separator)
+    if encoding != "^~\\&":  # say it back in the standard delimiters
+        fields = [f.translate(str.maketrans(encoding, "^~\\&")) if n > 2 else f for n, f in enumerate(fields)]
+    return fields
 
 
-def _segments(raw: bytes) -> str:
-    return re.sub(r"\r\n|\n", "\r", raw.decode("utf-8", "replace")).strip("\r")
+def _field(msh: list[str], n: int) -> str:
+    return msh[n].replace("\r", " ").replace("|", "\\F\\")[:227] if n < len(msh) else ""
 
 
 def _escape(text: str) -> str:
