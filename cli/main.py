@@ -117,9 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
     hl7 = sub.add_parser("hl7", help="HL7 v2 feeds in: MLLP listener, archive replay, a test sender",
                          description=HL7_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     hl7_sub = hl7.add_subparsers(dest="hl7_command", required=True, parser_class=_Parser)
-    listen = hl7_sub.add_parser("listen", help="MLLP listener: ACK after the events are in Kafka")
-    _connection_flags(listen)
-    _feed_flags(listen, port=2575)
+    listen = hl7_sub.add_parser("listen", help="MLLP listener: ACK after the events are in Kafka",
+                                description=LISTEN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    listen.add_argument("--bootstrap-servers", help="host:port[,host:port] (IV_BOOTSTRAP_SERVERS)")
+    listen.add_argument("--host", help="address to listen on (IV_HL7_HOST; default 127.0.0.1: this machine only)")
+    listen.add_argument("--port", type=int, help="port to listen on (IV_HL7_PORT; default 2575)")
+    _drug_classes_flag(listen)
     _timezone_flag(listen)
     replay = hl7_sub.add_parser("replay", help="write archive files of HL7 messages to Kafka (exit 2 if any rejected)")
     _connection_flags(replay)
@@ -135,6 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
     send = hl7_sub.add_parser("send", help="send files of HL7 messages to an MLLP listener and print the ACKs")
     send.add_argument("--host", default="127.0.0.1", help="listener host (default 127.0.0.1)")
     send.add_argument("--port", type=int, default=2575, help="listener port (default 2575)")
+    send.add_argument("--tls", action="store_true", help="MLLP over TLS (the listener's certificate checked "
+                      "against --cafile, else the system's CAs)")
+    send.add_argument("--cafile", help="CA certificate(s) of the listener's certificate (implies --tls)")
+    send.add_argument("--certfile", help="our client certificate, for a listener with mutual TLS (implies --tls)")
+    send.add_argument("--keyfile", help="the client certificate's private key (if not in --certfile)")
     send.add_argument("files", nargs="+", help="files of HL7 messages (one or more per file)")
 
     fhir = sub.add_parser("fhir", help="FHIR R4 feeds in: HTTP endpoint, bundle files")
@@ -167,6 +175,25 @@ Exit status: 0 all translated, 2 some rejected, 1 usage or I/O error.
 examples:
   infusion-validator hl7 translate --timezone America/New_York archive.hl7 | infusion-validator code -
   infusion-validator fhir translate bundle.json 2> rejections.jsonl
+"""
+
+
+LISTEN_HELP = """MLLP listener: each message is answered after its events (or its dead letter) are in Kafka.
+
+Settings (IV_* environment variables; --host/--port override):
+  IV_HL7_HOST (default 127.0.0.1: this machine only), IV_HL7_PORT (default 2575)
+  IV_HL7_TLS_CERTFILE + IV_HL7_TLS_KEYFILE: MLLP over TLS
+  IV_HL7_TLS_CLIENT_CAFILE: mutual TLS, only clients with a certificate signed by this CA connect
+  IV_HL7_MAX_BYTES (default 1048576): a bigger message is answered AR and dead-lettered (first 4 KiB)
+  IV_FEED_IDLE_TIMEOUT_SECONDS (default 30): each message must arrive whole within this of the last answer
+  IV_FEED_MAX_CONNECTIONS (default 100): more connections are closed at once
+  IV_BOOTSTRAP_SERVERS and the other Kafka settings as for the worker.
+
+example:
+  IV_HL7_HOST=0.0.0.0 IV_HL7_TLS_CERTFILE=mllp.crt IV_HL7_TLS_KEYFILE=mllp.key \\
+  IV_HL7_TLS_CLIENT_CAFILE=engine-ca.crt infusion-validator hl7 listen
+  infusion-validator hl7 send --cafile mllp-ca.crt --certfile engine.crt --keyfile engine.key \\
+    --host validator.example.org message.hl7
 """
 
 
@@ -367,9 +394,20 @@ def _hl7(args) -> int:
         s = _settings(args)
         return hl7_files(args.files, gateway.drug_classes(s), s.tzinfo, sys.stdout.buffer, sys.stderr.buffer)
     if args.hl7_command == "send":
-        return asyncio.run(gateway.send_hl7(args.host, args.port, args.files))
+        context = None
+        if args.tls or args.cafile or args.certfile:
+            if args.keyfile and not args.certfile:
+                raise ValueError("--keyfile goes with --certfile: give the client certificate too")
+            from gateways.mllp import client_context
+
+            context = client_context(args.cafile, args.certfile, args.keyfile)
+        return asyncio.run(gateway.send_hl7(args.host, args.port, args.files, ssl=context))
     if args.hl7_command == "listen":
-        return asyncio.run(gateway.listen_hl7(_settings(args), args.host, args.port))
+        from dataclasses import replace
+
+        s = _settings(args)
+        given = {"hl7_host": args.host, "hl7_port": args.port}
+        return asyncio.run(gateway.listen_hl7(replace(s, **{k: v for k, v in given.items() if v is not None})))
     return asyncio.run(gateway.replay_hl7(_settings(args), args.files))
 
 

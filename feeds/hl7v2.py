@@ -14,6 +14,13 @@ a group sent without an RXR takes the order's RXR; an RXA with neither is a prob
 Every problem of a message is reported at once (each RXA's fields, the visit, the times), so a
 sender fixes a message in one round; the message is then rejected whole.
 
+No patient data in a rejection (it goes back in the ACK, into the dead letter's `reason` and logs):
+a problem names the field and position (`RXA #2: RXA-3`, `segment 3`) and what to send, never a
+value that could be patient data: not a name, an id (PV1-19, ORC-3, the administration id built
+from them), a time (a clinical date), free text or a segment. A value is quoted only when it is a
+code of the field's HL7 table (route 'PO', patient class 'P', message type ORU^R01) or an RxNorm /
+NDC drug code; MSH-10 goes back in MSA-2 as HL7 requires. The dead letter's `raw` keeps the message.
+
 Fields read:
 - PV1-19.1: `encounter_id` (required).
 - PV1-3: `location` on every event (contract v1.1): point of care as `unit`, room, bed. Not part of
@@ -81,8 +88,12 @@ is for the whole message, and the sender re-sends the whole message once the tab
 
 Times: a DTM's own UTC offset; else MSH-7's offset or the facility zone (feeds/hl7time.py says
 which, and rejects a local time the zone skips or repeats); with neither, rejected (`hl7_bad_value`)
-naming --timezone / IV_TIMEZONE. Seconds are kept, fractions dropped. ISO-2022-JP (MSH-18 ISO IR87,
-SS-MIX2) is decoded; otherwise UTF-8, else ISO 8859-1.
+naming --timezone / IV_TIMEZONE. Seconds are kept, fractions dropped.
+
+Character set: MSH-18 (table 0211) is honoured: ASCII, 8859/n, UNICODE UTF-8, GB 18030-2000, BIG-5,
+KS X 1001, ISO IR87 (ISO 2022-JP, SS-MIX2; as Shift-JIS when the bytes carry no ISO 2022 escapes, as
+Japanese senders do) and SHIFT-JIS; another set, or bytes not in the named one, is refused (AR)
+naming MSH-18. Without MSH-18: ISO 2022-JP when its escapes are there, else UTF-8, else ISO 8859-1.
 
 ADT^A03: PV1-19 `encounter_id`, PV1-45 discharge time (else EVN-6 event occurred), PV1-2 patient
 class (table 0004): O outpatient, R recurring -> outpatient; E emergency; I inpatient; observation
@@ -106,8 +117,8 @@ import hl7.util
 
 from feeds.drugs import DrugClasses, canonical_system
 from feeds.hl7time import Clock
-from feeds.translation import (Problems, Reject, Translation, checked, digest, rejected, rfc3339, settle_method,
-                               unknown_drug_alert)
+from feeds.translation import (NDC, RXNORM, Problems, Reject, Translation, checked, digest, rejected, rfc3339,
+                               settle_method, unknown_drug_alert)
 
 # python-hl7 logs the raw value of a field it cannot unescape (patient data, into the hospital's logs)
 # under loggers named after its source files; a bad message is reported by the Translation instead.
@@ -116,6 +127,8 @@ for _module in (hl7.containers, hl7.util):
 
 SUPPORTED = ("RAS^O17", "ADT^A03", "ADT^A13")
 _SEGMENT_ID = re.compile(r"^[A-Z][A-Z0-9]{2}$")
+_STANDARD_SEGMENTS = frozenset("PID PD1 PV1 PV2 EVN NK1 AL1 DG1 IN1 GT1 ORC RXA RXR RXE RXO RXC TQ1 TQ2 NTE OBR OBX "
+                               "MSA ERR QRD QPD RCP SFT UAC".split())  # named when a message starts with one
 
 _ROUTES = {"IV": ("IV", None), "IA": ("IA", None), "SC": ("SC", None), "SQ": ("SC", None), "SUBQ": ("SC", None),
            "IM": ("IM", None), "IVP": ("IV", "push"), "IVPB": ("IV", "infusion"),
@@ -140,6 +153,49 @@ _ACTIONS = {"A", "U", "X", "D"}
 _CLASSES = {"O": "outpatient", "R": "outpatient", "E": "emergency", "I": "inpatient", "OBS": "observation"}
 _UNITS = {"min": 1, "mins": 1, "minute": 1, "minutes": 1, "h": 60, "hr": 60, "hrs": 60, "hour": 60, "hours": 60}
 
+# What a rejection may quote. A problem names the field and its position, never a value that could
+# be patient data (a name, an id, a date, free text, a whole segment: a shifted field can carry any
+# of them). A value is quoted only when it is a code of the HL7 table the field takes, or a drug
+# code of RxNorm/NDC, which by its shape cannot be a name or a record number of ours:
+ROUTES_0162 = frozenset(
+    "AP B DT GTT GU IA IB IC ICV ID IH IHA IM IMR IN IO IP IS IT IU IV MM MTH NG NP NS NT OP OT OTH PF PO PR "
+    "RM SC SD SL TD TL TP TRA UR VG VM WND".split())
+METHODS_0165 = frozenset("CH DI DU IF IR IS IVP IVPB NB PF PT SH SO WA WI".split())
+CLASSES_0004 = frozenset("B C E I N O P R U".split())
+MESSAGE_TYPES_0076 = frozenset(
+    "ACK ADR ADT BAR BPS BRP BRT BTS CRM CSU DFT DOC DSR EAC EAN EAR EHC ERP ESR ESU INR INU LSR LSU MDM MFD "
+    "MFK MFN MFQ MFR NMD NMQ NMR OMB OMD OMG OMI OML OMN OMP OMS OPL OPR OPU ORA ORB ORD ORF ORG ORI ORL ORM "
+    "ORN ORP ORR ORS ORU OSM OSQ OSR OUL PEX PGL PIN PMU PPG PPP PPR PPT PPV PRR PTR QBP QCK QCN QRY QSB QSX "
+    "QVR RAR RAS RCI RCL RDE RDR RDS RDY REF RER RGR RGV ROR RPA RPI RPL RPR RQA RQC RQI RQP RRA RRD RRE RRG "
+    "RRI RSP RTB SCN SDN SDR SIU SLN SLR SMD SQM SQR SRM SRR SSR SSU STC STI SUR TBR TCR TCU UDM VXQ VXR VXU "
+    "VXX".split())
+_TRIGGER = re.compile(r"^[A-Z]\d{2}$")  # table 0003: a letter and two digits
+_DRUG_CODE = {RXNORM: re.compile(r"^\d{1,10}$"), NDC: re.compile(r"^\d{4,5}-?\d{3,4}-?\d{1,2}$")}
+
+
+def _known(value: str, table: frozenset) -> str:
+    """' <value>' when it is a code of `table` (safe to say back), else ''."""
+    return f" {value.upper()!r}" if value.upper() in table else ""
+
+
+def _message_type(kind: str) -> str:
+    code, trigger = kind.split("^", 1)
+    if not code:
+        return "(MSH-9 empty)"
+    if code in MESSAGE_TYPES_0076 and (not trigger or _TRIGGER.match(trigger)):
+        return kind
+    return "in MSH-9 (not a message type of table 0076)"
+
+
+def _drug_shown(drug: dict) -> str:
+    """An unknown drug as a rejection may say it: an RxNorm or NDC code, else only what it has (the
+    DRUG_CLASS_UNKNOWN alert and the dead letter's raw carry the rest, under PHI rules)."""
+    code, system = drug.get("code") or "", drug.get("system")
+    shape = _DRUG_CODE.get(system)
+    if code and shape and shape.match(code):
+        return f"{'RxNorm' if system == RXNORM else 'NDC'} {code}"
+    return "a local code" if code else "text only, no code"
+
 
 def translate_hl7(raw: bytes | str, drugs: DrugClasses, tz: tzinfo | None = None) -> Translation:
     """One HL7 v2 message -> contract-v1 events, or a rejection listing every problem found.
@@ -153,7 +209,7 @@ def translate_hl7(raw: bytes | str, drugs: DrugClasses, tz: tzinfo | None = None
         msg = _parse(lines)
         kind = f"{_get(msh, 9, 1).upper()}^{_get(msh, 9, 2).upper()}"
         if kind not in SUPPORTED:
-            shown = kind if kind != "^" else "(MSH-9 empty)"
+            shown = _message_type(kind)
             raise Reject("hl7_unsupported", f"message type {shown} is not translated; supported: "
                          f"{', '.join(SUPPORTED)}. Filter other types out in the interface engine.")
         problems = Problems()
@@ -188,34 +244,89 @@ def _lines(raw: bytes | str) -> list[str]:
     if first in ("FHS", "BHS"):
         raise Reject("hl7_unsupported", f"{first} batch: send one message per MLLP frame (no FHS/BHS batches)")
     if first != "MSH" or len(lines[0]) < 8:
-        raise Reject("hl7_parse", f"the message must start with an MSH segment, it starts with {lines[0][:20]!r}")
+        shown = f"a {first} segment" if first in _STANDARD_SEGMENTS else "something else"
+        raise Reject("hl7_parse", f"the message must start with an MSH segment, it starts with {shown}")
     return lines
 
 
+# MSH-18 (table 0211) -> Python codec. Shift-JIS is not in table 0211, but Japanese senders send it,
+# under MSH-18 SHIFT-JIS or under ISO IR87 without the ISO 2022 escapes (read as cp932, the Windows
+# Shift-JIS that Japanese systems write).
+# Names compared without spaces, hyphens and underscores (real senders write ISOIR87, Shift_JIS).
+_CHARSETS = {"ASCII": "ascii", "ISOIR6": "ascii", "8859/1": "latin-1", "ISOIR100": "latin-1",
+             **{f"8859/{n}": f"iso8859_{n}" for n in (2, 3, 4, 5, 6, 7, 8, 9, 15)},
+             "UNICODEUTF8": "utf-8", "UTF8": "utf-8", "GB180302000": "gb18030", "BIG5": "big5",
+             "KSX1001": "euc_kr", "ISOIR87": "iso2022_jp", "ISOIR159": "iso2022_jp", "ISO20221994": "iso2022_jp",
+             "SHIFTJIS": "cp932", "SJIS": "cp932"}
+_JAPANESE = ("ISOIR87", "ISOIR159", "ISO20221994", "SHIFTJIS", "SJIS")
+
+
 def _decode(raw: bytes) -> str:
-    if b"\x1b$B" in raw:  # ISO 2022 escape to JIS X 0208: MSH-18 ISO IR87, as Japanese (SS-MIX2) senders use
+    """The message's text in the character set MSH-18 names (its repetitions: the default set, then
+    the sets switched to by ISO 2022 escapes). Without MSH-18: UTF-8, else ISO 8859-1, as older
+    systems send. A set we cannot read, or bytes that are not in the named set, are refused (AR)
+    naming MSH-18: guessing gives drug names in mojibake."""
+    sets = _msh18(raw)
+    if not sets:
+        if b"\x1b$B" in raw:  # ISO 2022 escape to JIS X 0208 without MSH-18
+            try:
+                return raw.decode("iso2022_jp")
+            except UnicodeDecodeError:
+                pass
         try:
-            return raw.decode("iso2022_jp")
+            return raw.decode("utf-8")
         except UnicodeDecodeError:
-            pass
+            return raw.decode("latin-1")  # ISO 8859-1, the usual MSH-18 of older systems
+    unknown = [n for n, name in enumerate(sets, 1) if name and name not in _CHARSETS]
+    if unknown:
+        raise Reject("hl7_unsupported", f"MSH-18 repetition {unknown[0]} is not a character set this validator "
+                     "reads; send ASCII, 8859/1 (or another 8859 part), UNICODE UTF-8, ISO IR87 (ISO 2022-JP), "
+                     "SHIFT-JIS, GB 18030-2000, BIG-5 or KS X 1001 (table 0211)")
+    if any(name in _JAPANESE for name in sets):
+        codec = "iso2022_jp" if b"\x1b" in raw else "cp932"
+        said = "ISO IR87 / ISO 2022-JP" if codec == "iso2022_jp" else "Shift-JIS"
+    else:
+        codec = _CHARSETS[next((name for name in sets if name), "ASCII")]
+        said = codec
     try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return raw.decode("latin-1")  # ISO 8859-1, the usual MSH-18 of older systems
+        return raw.decode(codec)
+    except UnicodeDecodeError as exc:
+        raise Reject("hl7_parse", f"the message has bytes that are not {said} (byte {exc.start + 1}), the character "
+                     "set MSH-18 names: send MSH-18 with the set the message is written in") from None
+
+
+decode = _decode  # for the listener's ACK, read in the sender's character set
+
+
+def _msh18(raw: bytes) -> list[str]:
+    """MSH-18's repetitions, upper case without spaces, hyphens, underscores ([] when absent), read from
+    the bytes before decoding."""
+    first = raw.lstrip(b"\x0b\r\n\t \xef\xbb\xbf").split(b"\r", 1)[0].split(b"\n", 1)[0]
+    if not first.startswith(b"MSH") or len(first) < 8:
+        return []
+    fields = first.split(first[3:4])
+    if len(fields) < 18:
+        return []
+    value = fields[17].decode("ascii", "replace").upper()
+    repetition = chr(first[5]) if len(first) > 5 else "~"
+    sets = [re.sub(r"[\s_-]", "", rep) for rep in value.split(repetition)]
+    return sets if any(sets) else []
 
 
 def _check_segments(lines: list[str]) -> None:
     for n, line in enumerate(lines, 1):
         if not _SEGMENT_ID.match(line[:3]) or (len(line) > 3 and line[3] != lines[0][3]):
-            raise Reject("hl7_parse", f"segment {n} ({line[:20]!r}) is not an HL7 segment: a line break "
-                         "inside a field? Escape it (\\.br\\) or remove it in the sending system")
+            raise Reject("hl7_parse", f"segment {n} does not start with a segment id (3 capital letters or digits) "
+                         "and MSH-1's field separator: a line break inside a field? Escape it (\\.br\\) or remove "
+                         "it in the sending system")
 
 
 def _parse(lines: list[str]) -> hl7.Message:
     try:
         return hl7.parse("\r".join(lines))
-    except Exception as exc:  # python-hl7 raises several types for broken headers
-        raise Reject("hl7_parse", f"the message cannot be parsed as HL7 v2 ({exc})") from None
+    except Exception:  # python-hl7 raises several types for broken headers
+        raise Reject("hl7_parse", "the message cannot be parsed as HL7 v2: check MSH-1 and MSH-2 (the field "
+                     "separator and encoding characters) and the segments' structure") from None
 
 
 def _get(seg, field: int, comp: int = 1, rep: int = 1, sub: int = 1) -> str:
@@ -287,9 +398,9 @@ def _ras(msg, drugs: DrugClasses, clock: Clock, problems: Problems) -> list[dict
                     continue
                 admin_id, where, admin_events = admin
                 if admin_id in seen:
-                    problems.add(Reject("hl7_bad_value", f"{where} has the same administration id {admin_id} as "
-                                        f"{seen[admin_id]} (ORC-3, RXA-2 and RXA-5 alike): give each administration "
-                                        "of the order its own RXA-2"))
+                    problems.add(Reject("hl7_bad_value", f"{where} has the same administration id as "
+                                        f"{seen[admin_id]} (ORC-3, RXA-2 and RXA-5's code alike): give each "
+                                        "administration of the order its own RXA-2"))
                 seen.setdefault(admin_id, where)
                 events += admin_events
     if unknown:
@@ -299,8 +410,7 @@ def _ras(msg, drugs: DrugClasses, clock: Clock, problems: Problems) -> list[dict
 
 def _unknown_drugs(encounter_id: str, unknown: list[tuple[str, dict, str]]) -> Reject:
     alerts = [unknown_drug_alert(encounter_id, admin_id, drug, where) for admin_id, drug, where in unknown]
-    listed = "; ".join(f"{drug['name']!r} ({where}: {drug.get('code') or 'no code'}"
-                       f"{' ' + drug['system'] if drug.get('system') else ''})" for _, drug, where in unknown)
+    listed = "; ".join(f"{where} ({_drug_shown(drug)})" for _, drug, where in unknown)
     return Reject("unknown_drug", f"drug not in the drug-class table: {listed}. Pharmacy or IT must add it "
                   "(chemotherapy, therapeutic or hydration) to the drug-class table; then re-send the "
                   "message. No administration of this message was applied.", alerts)
@@ -365,8 +475,7 @@ def _administration(encounter_id: str, order: _Order, rxa, rxr, n: int, clock: C
     if not sub_id:
         problems.add(Reject("hl7_missing_field", f"{where}: RXA-2 (administration sub-id counter) is empty; with "
                             "ORC-3 it pairs a start with its stop"))
-    admin_id = f"{order_id}-{sub_id}-{_drug_key(rxa)}"
-    where = f"{where} ({admin_id})"
+    admin_id = f"{order_id}-{sub_id}-{_drug_key(rxa)}"  # not in `where`: an order number is not said back
     action = problems.check(_action, rxa, where)
     status = problems.check(_status, rxa, where)
     start_raw, end_raw = _get(rxa, 3), _get(rxa, 4)
@@ -436,8 +545,8 @@ def _started(encounter_id: str, admin_id: str, order: _Order, rxa, rxr, start: d
 def _action(rxa, where: str) -> str:
     action = _get(rxa, 21).upper() or "A"
     if action not in _ACTIONS:
-        raise Reject("hl7_bad_value", f"{where}: RXA-21 action code {action!r} is not one of A (add), U (update), "
-                     "X (no change), D (delete)")
+        raise Reject("hl7_bad_value", f"{where}: RXA-21 action code is not one of A (add), U (update), "
+                     "X (no change), D (delete), table 0323")
     return action
 
 
@@ -445,7 +554,7 @@ def _status(rxa, where: str) -> str:
     raw = _get(rxa, 20) or "CP"
     status = _STATUSES.get(re.sub(r"[\s_-]+", " ", raw.upper()).strip())
     if status is None:
-        raise Reject("hl7_bad_value", f"{where}: RXA-20 completion status {raw!r} is not known; send CP (complete), "
+        raise Reject("hl7_bad_value", f"{where}: RXA-20 completion status is not known; send CP (complete), "
                      "PA (partial), IP (in progress), NA (not administered) or RE (refused), table 0322")
     return status
 
@@ -485,14 +594,16 @@ def _route(rxr, where: str, instant: bool) -> tuple[str, str, str | None, str | 
         raise Reject("hl7_missing_field", f"{where}: RXR-1 (route) is empty; send IV, IA, SC or IM (table 0162)")
     found = _ROUTES.get(raw_route.upper()) or _ROUTES.get(_get(rxr, 1, 2).upper())
     if found is None:
-        raise Reject("hl7_bad_value", f"{where}: RXR-1 route {raw_route!r} is not coded by this validator; "
+        raise Reject("hl7_bad_value", f"{where}: RXR-1 route{_known(raw_route, ROUTES_0162)} is not coded by this "
+                     "validator; "
                      "supported: IV, IA, SC, IM (table 0162). Filter other routes out in the interface engine")
     route, method = found
     raw_method = _get(rxr, 4, 1) or _get(rxr, 4, 2)
     if raw_method:
         method = _METHODS.get(raw_method.upper()) or _METHODS.get(_get(rxr, 4, 2).upper())
         if method is None:
-            raise Reject("hl7_bad_value", f"{where}: RXR-4 administration method {raw_method!r} is not known; "
+            raise Reject("hl7_bad_value", f"{where}: RXR-4 administration method{_known(raw_method, METHODS_0165)} "
+                         "is not known; "
                          "send IVP (push), IVPB or INF (infusion), INJ (injection), or leave it empty")
     method = settle_method(route, method, instant)
     site = _get(rxr, 2, 1) or _get(rxr, 2, 2) or None
@@ -522,12 +633,11 @@ def _ordered_minutes(tq1s: list, where: str) -> int | None:
         except ValueError:
             value = -1
         if factor is None or value <= 0:
-            raise Reject("hl7_bad_value", f"{where}: TQ1-13 occurrence duration {quantity}^{units} is not a "
-                         "positive number of min or h, e.g. 30^min")
+            raise Reject("hl7_bad_value", f"{where}: TQ1-13 occurrence duration is not a positive number of "
+                         "min or h, e.g. 30^min")
         minutes = round(value * factor)
         if not 1 <= minutes <= 10080:
-            raise Reject("hl7_bad_value", f"{where}: TQ1-13 occurrence duration {minutes} min is outside "
-                         "1 min to 7 days")
+            raise Reject("hl7_bad_value", f"{where}: TQ1-13 occurrence duration is outside 1 min to 7 days")
         return minutes
     return None
 
@@ -566,7 +676,7 @@ def _patient_class(pv1) -> str:
     if code == "O" and _get(pv1, 18).upper() in ("OBS", "OBSERVATION"):
         patient_class = "observation"
     if patient_class is None:
-        raise Reject("hl7_bad_value", f"PV1-2 patient class {code!r} is not mapped: send O (outpatient), "
+        raise Reject("hl7_bad_value", f"PV1-2 patient class{_known(code, CLASSES_0004)} is not mapped: send O (outpatient), "
                      "R (recurring, outpatient), E (emergency), I (inpatient) or OBS (observation; or O with "
                      "PV1-18 OBS); map other classes in the interface engine")
     return patient_class

@@ -6,13 +6,14 @@ import asyncio
 import contextlib
 import logging
 import signal
+import ssl as ssl_module
 from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaProducer
 
 from feeds import DrugClasses, translate_fhir, translate_hl7
-from gateways import fhir_http, mllp
+from gateways import fhir_http, mllp, tls
 from streams import logs
 from gateways.bridge import Bridge
 from gateways.tls import server_context
@@ -44,15 +45,24 @@ async def _until_stopped() -> None:
     await stop.wait()
 
 
-async def listen_hl7(s: Settings, host: str, port: int) -> int:
+async def listen_hl7(s: Settings) -> int:
+    """The MLLP listener on IV_HL7_HOST:IV_HL7_PORT (loopback by default), over TLS when
+    IV_HL7_TLS_CERTFILE/KEYFILE are set (mutual TLS with IV_HL7_TLS_CLIENT_CAFILE), with the size,
+    idle and connection limits of the settings."""
+    context = tls.server_context(s.hl7_tls_certfile, s.hl7_tls_keyfile, s.hl7_tls_client_cafile)
+
     async def start(b: Bridge, drugs: DrugClasses):
-        server = await mllp.serve(b, drugs, host, port, s.tzinfo)
+        server = await mllp.serve(b, drugs, s.hl7_host, s.hl7_port, s.tzinfo, ssl=context, max_bytes=s.hl7_max_bytes,
+                                  idle_timeout=s.feed_idle_timeout_seconds, max_connections=s.feed_max_connections)
 
         async def stop() -> None:
             server.close()
             await server.wait_closed()
+            if server.refused:
+                log.info("HL7 listener refused %d connections over IV_FEED_MAX_CONNECTIONS", server.refused)
         return stop
-    return await _serve(s, f"HL7 MLLP listener on {host}:{port}", start)
+    security = ("mutual TLS" if s.hl7_tls_client_cafile else "TLS") if context else "plain TCP, no TLS"
+    return await _serve(s, f"HL7 MLLP listener on {s.hl7_host}:{s.hl7_port} ({security})", start)
 
 
 async def serve_fhir(s: Settings, host: str | None = None, port: int | None = None) -> int:
@@ -125,13 +135,13 @@ async def load_fhir(s: Settings, files: list[str], out=print) -> int:
         return 2 if b.rejected else 0
 
 
-async def send_hl7(host: str, port: int, files: list[str], out=print) -> int:
-    """Send archive files' messages to an MLLP listener and print each ACK as it arrives (MSA-3's
-    text unescaped); exit 2 unless all AA."""
+async def send_hl7(host: str, port: int, files: list[str], out=print, ssl: ssl_module.SSLContext | None = None) -> int:
+    """Send archive files' messages to an MLLP listener (over TLS with `ssl`) and print each ACK as
+    it arrives (MSA-3's text unescaped); exit 2 unless all AA."""
     messages = [m for path in files for m in mllp.split_messages(_read(path))]
     refused = 0
     try:
-        async for raw, ack in mllp.send(host, port, messages):
+        async for raw, ack in mllp.send(host, port, messages, ssl=ssl):
             code, text = mllp.read_ack(ack)
             refused += code != "AA"
             out(f"{mllp.control_id(raw)}: {code}" + (f" {text}" if text else ""))

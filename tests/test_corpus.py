@@ -42,15 +42,15 @@ HL7 = {
     "hl7-msfhirconv-ADT-A03-01.hl7": ("AE", ["PV1-2 patient class 'P' is not mapped"]),
     "hl7-msfhirconv-ADT-A03-02.hl7": ("AE", ["PV1-2 patient class 'P' is not mapped"]),
     # The samples' cancellation is dated 2029: a time in the future is a sender's clock fault.
-    "hl7-msfhirconv-ADT-A13-01.hl7": ("AE", ["2029-08-01T07:06:24+01:15 is before 2000 or in the future"]),
-    "hl7-msfhirconv-ADT-A13-02.hl7": ("AE", ["2029-08-01T07:06:24+01:15 is before 2000 or in the future"]),
+    "hl7-msfhirconv-ADT-A13-01.hl7": ("AE", ["EVN-2 is before 2000 or in the future"]),
+    "hl7-msfhirconv-ADT-A13-02.hl7": ("AE", ["EVN-2 is before 2000 or in the future"]),
     # Local times (no offset) placed in Europe/Rome.
     "hl7-nhapi-adt_a03.txt": ["encounter.discharged"],
     # SS-MIX2 keeps the visit elsewhere than PV1-19; without an encounter id nothing can be paired.
     "hl7-ssmix2-ADT-52-adt-a03.hl7": ("AE", ["PV1-19 (visit number) is empty"]),
     "hl7-ssmix2-OMP-11-ras-o17-oral.hl7": ("AE", ["PV1-19 (visit number) is empty",
-                                                  "RXA #1 (123456789012345-1-108665201): RXR-1 route 'PO'",
-                                                  "RXA #2 (123456789012345-1-110626901): RXR-1 route 'PO'"]),
+                                                  "RXA #1: RXR-1 route 'PO'",
+                                                  "RXA #2: RXR-1 route 'PO'"]),
     "hl7-ssmix2-OMP-12-ras-o17.hl7": ("AE", ["PV1-19 (visit number) is empty"]),
 }
 

@@ -292,12 +292,14 @@ def test_escaped_text_is_unescaped():
 def test_unknown_drug_is_rejected_with_a_hard_alert():
     t = tr(sample("ras-unknown-drug.hl7"))
     assert (t.ok, t.category, t.events, t.message_id) == (False, "unknown_drug", [], "MAR0001010")
-    assert "drug-class table" in t.error and "STUDY-4471" in t.error
+    # a local code is not said back (it could be anything); the alert names it for pharmacy
+    assert "drug-class table" in t.error and "RXA #1 RXA-5 (a local code)" in t.error and "STUDY-4471" not in t.error
     [alert] = t.alerts
     assert Alert.model_validate(alert).model_dump(exclude_unset=True) == alert
     assert (alert["code"], alert["severity"], alert["state"], alert["encounter_id"], alert["administration_id"]) == (
         "DRUG_CLASS_UNKNOWN", "hard", "raised", "V5510001", "RX5108-1-STUDY-4471")
     assert "add this drug code to the drug-class table" in alert["message"]
+    assert "STUDY-4471" in alert["message"]
     assert tr(sample("ras-unknown-drug.hl7")).alerts == t.alerts  # deterministic alert id
 
 
@@ -665,7 +667,7 @@ def test_two_drugs_under_one_order_and_sub_id_are_two_administrations():
 def test_a_duplicate_administration_id_in_one_message_is_rejected_not_overwritten():
     t = tr(_group_message(RXA_SALINE, RXA_SALINE.replace("|1000|", "|500|"), "RXR|IV"))
     assert (t.ok, t.events, t.ack) == (False, [], "AE")
-    assert "RXA #2 (RX5101-1-313002) has the same administration id RX5101-1-313002 as RXA #1" in t.error
+    assert "RXA #2 has the same administration id as RXA #1" in t.error and "RX5101" not in t.error
 
 
 @pytest.mark.parametrize("status,expected", [
@@ -740,3 +742,61 @@ def test_no_offset_and_no_zone_says_how_to_configure_it():
     t = tr(_local("ras-start.hl7", "20261124083000", "20261124083112"))
     assert t.category == "hl7_bad_value"
     assert "--timezone or IV_TIMEZONE" in t.error and "RXA-3" in t.error
+
+
+# -- no patient data in a rejection ------------------------------------------------------------
+
+@pytest.mark.parametrize("seg,field,value,said,not_said", [
+    ("RXR", 1, "PO", "RXR-1 route 'PO'", None),  # a code of table 0162: said back, it helps
+    ("RXR", 1, "ZZCANARY", "RXR-1 route is not coded", "ZZCANARY"),  # not a code: could be anything
+    ("RXR", 4, "SH", "RXR-4 administration method 'SH'", None),
+    ("RXR", 4, "MRNCANARY01", "RXR-4 administration method is not known", "MRNCANARY01"),
+    ("RXA", 20, "ZZCANARY", "RXA-20 completion status is not known", "ZZCANARY"),
+    ("RXA", 3, "19620314083000-0500", "RXA-3 is before 2000", "1962"),
+    ("RXA", 3, "19620314", "RXA-3 is not an HL7 date/time", "1962"),
+    ("RXA", 3, "20261324083000-0500", "RXA-3 is not a valid date/time", "2026"),
+    ("RXA", 3, "20261124083000-2500", "RXA-3 has a UTC offset that is not one", "2500"),
+    ("TQ1", 13, "19620314^min", "TQ1-13 occurrence duration is outside", "19620314"),
+    ("RXA", 5, "^ZZCANARY 1962-03-14^", "RXA #1 RXA-5 (text only, no code)", "ZZCANARY"),
+    ("RXA", 5, "999999^unknown drug^RXNORM", "RXA #1 RXA-5 (RxNorm 999999)", None),
+])
+def test_a_rejection_names_the_field_and_quotes_only_codes(seg, field, value, said, not_said):
+    t = tr(edit("ras-start.hl7", seg, field, value))
+    assert said in t.error, t.error
+    assert not_said is None or not_said not in t.error
+
+
+def test_a_segment_that_is_not_one_is_named_by_position_only():
+    raw = sample("ras-start.hl7").replace(b"\rPV1|", b"\rPID#1\\F\\\\F\\MRNCANARY01^^^HOSP\rPV1|")
+    t = tr(raw)
+    assert t.category == "hl7_parse" and "segment 3 does not start with a segment id" in t.error
+    assert "MRNCANARY01" not in t.error and "PID" not in t.error
+    assert "starts with a PID segment" in tr(b"PID|1||MRNCANARY01\rPV1|1|O").error
+    assert "MRNCANARY01" not in tr(b"MRNCANARY01|^~\\&|X").error
+
+
+# -- MSH-18 character sets ---------------------------------------------------------------------
+
+def _charset(msh18: str, drug: str, codec: str) -> bytes:
+    return edit(edit("ras-start.hl7", "MSH", 18, msh18), "RXA", 5, f"11124^{drug}^RXNORM").encode(codec)
+
+
+@pytest.mark.parametrize("msh18,drug,codec", [
+    ("ASCII", "vancomycin", "ascii"),
+    ("8859/1", "Vancomycine \u00e9", "latin-1"),
+    ("UNICODE UTF-8", "\u30d0\u30f3\u30b3\u30de\u30a4\u30b7\u30f3", "utf-8"),
+    ("ISO IR87", "\u30d0\u30f3\u30b3\u30de\u30a4\u30b7\u30f3", "iso2022_jp"),  # with ISO 2022 escapes
+    ("~ISO IR87", "\u30d0\u30f3\u30b3\u30de\u30a4\u30b7\u30f3", "iso2022_jp"),  # SS-MIX2: ASCII, then IR87
+    ("ISO IR87", "\u30d0\u30f3\u30b3\u30de\u30a4\u30b7\u30f3\u30bd", "cp932"),  # Shift-JIS bytes (\u30bd: 0x83 0x5C)
+    ("SHIFT-JIS", "\u30d0\u30f3\u30b3\u30de\u30a4\u30b7\u30f3", "shift_jis"),
+])
+def test_msh_18_character_sets_are_honoured(msh18, drug, codec):
+    [e] = ok(_charset(msh18, drug, codec))
+    assert e["drug"]["name"] == drug
+
+
+@pytest.mark.parametrize("msh18,codec", [("ASCII", "shift_jis"), ("UNICODE UTF-8", "shift_jis"),
+                                         ("EBCDIC", "utf-8"), ("ZZCANARY", "utf-8")])
+def test_a_character_set_not_read_or_not_matching_is_refused_naming_msh_18(msh18, codec):
+    t = tr(_charset(msh18, "\u30d0\u30f3\u30b3\u30de\u30a4\u30b7\u30f3", codec))
+    assert (t.ack, t.events) == ("AR", []) and "MSH-18" in t.error and "ZZCANARY" not in t.error
