@@ -215,12 +215,6 @@ DRUG_CLASS_UNKNOWN alert instead of a guess. Field mapping: feeds/hl7v2.py.
 """
 
 
-def _feed_flags(p: argparse.ArgumentParser, port: int) -> None:
-    p.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
-    p.add_argument("--port", type=int, default=port, help=f"port to listen on (default {port})")
-    _drug_classes_flag(p)
-
-
 def _drug_classes_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--drug-classes", dest="drug_classes_file", help="drug-class table TOML (IV_DRUG_CLASSES_FILE)")
 
