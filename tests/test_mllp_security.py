@@ -344,12 +344,12 @@ async def test_a_flood_of_connections_leaves_a_sender_answered(kafka):
             w.write([b"", START + b"MSH|^~\\&|half", b"\x16\x03\x01garbage", framed(b"MSH|")][n % 4])
             return w
 
-        flood = await asyncio.gather(*(flooder(n) for n in range(300)))
+        flood = await asyncio.gather(*(flooder(n) for n in range(500)))
         started = time.monotonic()
         writer.write(framed(sample("ras-start.hl7")))
         ack = await asyncio.wait_for(reader.readuntil(END), 5)
         latency = time.monotonic() - started
-        print(f"300-connection flood: {sum(w is not None for w in flood)} connected, {listener.refused} over the cap "
+        print(f"500-connection flood: {sum(w is not None for w in flood)} connected, {listener.refused} over the cap "
               f"refused; a message on an established connection answered in {latency * 1000:.0f} ms")
         assert msa(ack)[1] == "AA"
         for w in flood:
