@@ -27,3 +27,6 @@ def configure(level: str, fmt: str = "json") -> None:
     handler.setFormatter(JsonFormatter() if fmt == "json" else
                          logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    # aiokafka's DEBUG lines carry the records it sends and fetches: patient data (a dead letter's raw
+    # input) must not reach the logs, even when debugging the product.
+    logging.getLogger("aiokafka").setLevel(max(logging.INFO, logging.getLogger().level))

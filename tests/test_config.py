@@ -192,3 +192,16 @@ def test_json_log_lines():
     assert (first["level"], first["logger"], first["message"]) == ("warning", "test.json", "partition 3 recovered")
     assert first["time"].endswith("+00:00")
     assert "ZeroDivisionError" in second["exception"]
+
+
+def test_debug_logging_keeps_kafka_records_out_of_the_logs():
+    import logging
+
+    from streams.logs import configure
+
+    configure("debug", "text")
+    try:
+        assert logging.getLogger().level == logging.DEBUG
+        assert not logging.getLogger("aiokafka.producer").isEnabledFor(logging.DEBUG)
+    finally:
+        configure("warning", "text")
