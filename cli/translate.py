@@ -19,12 +19,13 @@ from pathlib import Path
 import orjson
 
 from feeds import DrugClasses, Translation, translate_fhir, translate_hl7
+from gateways.gateway import read_file
 from gateways.mllp import split_messages
 
 
 def hl7_files(paths: list[str], drugs: DrugClasses, tz: tzinfo | None, out, err) -> int:
     return _write(((path, n, translate_hl7(raw, drugs, tz)) for path in paths
-                   for n, raw in enumerate(split_messages(_read(path)), 1)), out, err)
+                   for n, raw in enumerate(split_messages(read_file(path)), 1)), out, err)
 
 
 def fhir_files(paths: list[str], drugs: DrugClasses, out, err) -> int:
@@ -47,15 +48,8 @@ def _write(translations: Iterator[tuple[str, int, Translation]], out, err) -> in
     return 2 if rejected else 0
 
 
-def _read(path: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except FileNotFoundError:
-        raise OSError(f"no such file: {path}") from None
-
-
 def _json(path: str):
     try:
-        return orjson.loads(_read(path))
+        return orjson.loads(read_file(path))
     except orjson.JSONDecodeError as exc:
         raise ValueError(f"{path} is not JSON ({exc}): give FHIR JSON files (a resource or a Bundle)") from None

@@ -105,7 +105,7 @@ async def replay_hl7(s: Settings, files: list[str], out=print) -> int:
     drugs = drug_classes(s)
     async with bridge(s) as b:
         for path in files:
-            for n, raw in enumerate(mllp.split_messages(_read(path)), 1):
+            for n, raw in enumerate(mllp.split_messages(read_file(path)), 1):
                 t = translate_hl7(raw, drugs, s.tzinfo)
                 await b.submit(t, raw, {"feed": "hl7-file", "file": Path(path).name, "message": n})
                 if not t.ok:
@@ -119,7 +119,7 @@ async def load_fhir(s: Settings, files: list[str], out=print) -> int:
     async with bridge(s) as b:
         for path in files:
             try:
-                resource = orjson.loads(_read(path))
+                resource = orjson.loads(read_file(path))
             except orjson.JSONDecodeError as exc:
                 raise ValueError(f"{path} is not JSON ({exc}): give FHIR JSON files") from None
             translations = translate_fhir(resource, drugs)
@@ -138,7 +138,7 @@ async def load_fhir(s: Settings, files: list[str], out=print) -> int:
 async def send_hl7(host: str, port: int, files: list[str], out=print, ssl: ssl_module.SSLContext | None = None) -> int:
     """Send archive files' messages to an MLLP listener (over TLS with `ssl`) and print each ACK as
     it arrives (MSA-3's text unescaped); exit 2 unless all AA."""
-    messages = [m for path in files for m in mllp.split_messages(_read(path))]
+    messages = [m for path in files for m in mllp.split_messages(read_file(path))]
     refused = 0
     try:
         async for raw, ack in mllp.send(host, port, messages, ssl=ssl):
@@ -151,7 +151,8 @@ async def send_hl7(host: str, port: int, files: list[str], out=print, ssl: ssl_m
     return 2 if refused else 0
 
 
-def _read(path: str) -> bytes:
+def read_file(path: str) -> bytes:
+    """A file's bytes, or OSError saying which file is missing (the feed commands' inputs)."""
     try:
         return Path(path).read_bytes()
     except FileNotFoundError:
