@@ -73,7 +73,7 @@ class Book:
         state = self.states.get(encounter_id)
         if state is None:
             if epoch < now - self.retention:
-                raise TooLate(f"occurred_at is more than {self.retention // 86400} days before the clock and the "
+                raise TooLate(f"occurred_at is more than {self.retention / 86400:g} days before the clock and the "
                               "encounter is not held any more: correct it in the billing system directly")
             state = EncounterState(encounter_id)
         elif type(state) is Packed:
