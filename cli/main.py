@@ -66,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     code.add_argument("--summary", action="store_true", help="at the end, on standard error: every line accounted for (accepted, dead-lettered, blank, duplicate) and summary tables")
     code.add_argument("--progress", action="store_true",
                       help="report progress on standard error (default: only when it is a terminal)")
+    code.add_argument("--retention-days", type=_retention_days, default=14, metavar="DAYS",
+                      help="how long, in event time (the newest occurred_at read so far), a discharged encounter "
+                           "is held for late documentation; a later event for it is dead-lettered as too_late. "
+                           "Memory grows with the encounters discharged within this window (about 2-3 KB each): "
+                           "e.g. 7 for a year-long archive (default: 14)")
 
     report = sub.add_parser("report", help="the coder's report: one self-contained HTML file from the output of `code`",
                             description=REPORT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -285,6 +290,16 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def _retention_days(text: str) -> float:
+    try:
+        days = float(text)
+    except ValueError:
+        days = -1.0
+    if not 0 < days <= 3650:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number of days above 0, at most 3650")
+    return days
+
+
 def _code(args) -> int:
     from rules.policy import load_policy
     from streams.batch import run_batch, tune_gc_for_batch
@@ -295,7 +310,7 @@ def _code(args) -> int:
     progress = args.progress or sys.stderr.isatty()
     tune_gc_for_batch()  # full collections of the ever-growing state cost ~15% and free nothing
     with source:
-        stats = run_batch(source, sys.stdout.buffer, policy, progress=progress)
+        stats = run_batch(source, sys.stdout.buffer, policy, progress=progress, retention_days=args.retention_days)
     sys.stdout.buffer.flush()
     if args.summary:
         print(summary(stats), file=sys.stderr)

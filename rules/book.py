@@ -15,7 +15,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, MutableMapping
 
-from rules.encounter import EncounterState
+from rules.encounter import EncounterState, Packed
 from rules.facts import count_open
 from rules.policy import DEFAULT, Policy
 
@@ -28,8 +28,15 @@ class TooLate(ValueError):
 
 class Book:
     def __init__(self, states: MutableMapping[str, EncounterState] | None = None, policy: Policy = DEFAULT,
-                 retention_minutes: int = DEFAULT_RETENTION_MINUTES, shard_of: Callable[[str], int] | None = None) -> None:
+                 retention_minutes: int = DEFAULT_RETENTION_MINUTES, shard_of: Callable[[str], int] | None = None,
+                 gauges: bool = True, pack_closed: bool = False) -> None:
+        """`gauges`: keep the open-encounter and running-administration counts current on every event
+        (the stream's metrics); without, `open_count` counts when asked and `open_administrations`
+        stays 0. `pack_closed`: hold a discharged encounter packed (EncounterState.pack), a tenth of
+        its memory, until an event for it arrives; only for states in a plain dict (the batch)."""
         self.states = states if states is not None else {}
+        self.gauges = gauges
+        self.pack_closed = pack_closed
         self.policy = policy
         self.retention = retention_minutes * 60
         self.shard_of = shard_of or _one_shard  # encounter -> the shard (stream partition) holding it
@@ -42,7 +49,9 @@ class Book:
 
     @property
     def open_count(self) -> int:
-        return len(self._open)
+        if self.gauges:
+            return len(self._open)
+        return sum([1 for s in self.states.values() if type(s) is EncounterState and not s.discharged])
 
     @property
     def now(self) -> int:
@@ -54,23 +63,35 @@ class Book:
         # Each field read once: attribute access on a pydantic model is slow.
         epoch, encounter_id, event_type = event.epoch, event.encounter_id, event.type
         shard = self.shard_of(encounter_id)
-        out = self.advance(epoch, shard)
-        now = self.clocks[shard]
+        clocks = self.clocks
+        if epoch > clocks.get(shard, 0):
+            out = self.advance(epoch, shard)
+            now = epoch
+        else:  # the clock stays: nothing falls due (advance, inlined: most events of a day)
+            out = []
+            now = clocks[shard]
         state = self.states.get(encounter_id)
         if state is None:
             if epoch < now - self.retention:
-                raise TooLate(f"occurred_at is more than {self.retention // 86400} days before the clock and the "
+                raise TooLate(f"occurred_at is more than {self.retention / 86400:g} days before the clock and the "
                               "encounter is not held any more: correct it in the billing system directly")
             state = EncounterState(encounter_id)
+        elif type(state) is Packed:
+            if state.has_seen(event.event_id):
+                self.duplicates += 1
+                return out
+            state = EncounterState.unpack(encounter_id, state)
         elif event.event_id in state.seen:
             self.duplicates += 1
             return out
         out += state.apply(event, now, self.policy)
-        self.states[encounter_id] = state  # written back: a table's changelog must see it
         # Not getattr(event, "administration_id", None): a missing field costs pydantic an exception.
         admin_id = event.administration_id if event_type.startswith("administration.") else None
         self._schedule(state, event_type, admin_id)
-        self._note(state)
+        if self.gauges:
+            self._note(state)
+        # Written back: a table's changelog must see it.
+        self.states[encounter_id] = state.pack() if self.pack_closed and state.discharged else state
         return out
 
     def advance(self, now: int, shard: int = 0) -> list[dict]:
@@ -105,6 +126,10 @@ class Book:
         state = self.states.get(encounter_id)
         if state is None:
             return []
+        if type(state) is Packed:  # discharged: only the purge can be due, no overdue check
+            if state.discharged_at + self.retention <= now:
+                del self.states[encounter_id]
+            return []
         if state.discharged and state.discharged_at + self.retention <= now:
             del self.states[encounter_id]
             self._forget(encounter_id)
@@ -112,7 +137,8 @@ class Book:
         out = state.fire_overdue(now, self.policy)
         if out:
             self.states[encounter_id] = state
-            self._note(state)
+            if self.gauges:
+                self._note(state)
         return out
 
     def rebuild(self) -> None:

@@ -14,7 +14,7 @@ import orjson
 
 from models.errors import BadEvent
 from models.events import parse_event
-from rules.book import Book, TooLate
+from rules.book import DEFAULT_RETENTION_MINUTES, Book, TooLate
 from rules.policy import DEFAULT, Policy
 from streams.records import MAX_EVENT_BYTES, dead_letter, oversize_reason
 
@@ -48,8 +48,12 @@ class BatchStats:
 
 
 def run_batch(lines: Iterable[bytes], out: BinaryIO, policy: Policy = DEFAULT,
-              progress: bool = False) -> BatchStats:
-    book = Book(policy=policy)
+              progress: bool = False, retention_days: float = DEFAULT_RETENTION_MINUTES / 1440) -> BatchStats:
+    """`retention_days`: how long, in event time, a discharged encounter is held for late documentation;
+    an event for one purged earlier is a dead letter (too_late)."""
+    # No running counts per event (the stream's gauges; progress counts when it reports), and closed
+    # encounters packed: a long archive holds every encounter discharged within the retention.
+    book = Book(policy=policy, retention_minutes=round(retention_days * 1440), gauges=False, pack_closed=True)
     stats = BatchStats()
     write, dumps = out.write, orjson.dumps
     next_report = time.monotonic() + 2

@@ -102,3 +102,17 @@ def test_schema_export(tmp_path, name):
     assert _run("schema", "--out", str(tmp_path)).returncode == 0
     schema = json.loads((tmp_path / name).read_text())
     assert schema.get("type") == "object" or "oneOf" in schema or "discriminator" in schema
+
+
+def test_retention_days_sets_how_long_a_closed_encounter_is_held():
+    """A stop (10:45) read after events two days later: recoded within the default 14 days, a
+    too_late dead letter with --retention-days 1 (the clock is the newest event time)."""
+    later = [start("B1", "+2 10:00", enc="E2"), stop("A1", "10:45")]
+    kept = _run("code", "-", stdin=_jsonl([start("A1", "10:00"), discharge("11:00")] + later))
+    assert kept.returncode == 0, kept.stderr
+    purged = _run("code", "--retention-days", "1", "-", stdin=_jsonl([start("A1", "10:00"), discharge("11:00")] + later))
+    assert purged.returncode == 2
+    letters = [json.loads(line) for line in purged.stdout.splitlines() if b"dead_letter" in line]
+    assert [(d["category"], d["source"]["line"]) for d in letters] == [("too_late", 4)]
+    assert "1 days" in letters[0]["reason"]
+    assert _run("code", "--retention-days", "0", "-").returncode == 1

@@ -4,7 +4,7 @@ from hypothesis import strategies as st
 
 from rules.book import Book
 from rules.codes import CodeTable
-from tests.events import discharge, net_charges, run, start, stop, void
+from tests.events import cancel, discharge, net_charges, run, start, stop, void
 
 INITIAL = CodeTable().initial
 DRUGS = ["ondansetron", "ketorolac", "vancomycin", "cisplatin", "saline"]
@@ -96,3 +96,15 @@ def test_deltas_net_to_the_coding_of_the_final_state(events, rnd):
 @given(encounter())
 def test_output_is_identical_across_runs(events):
     assert run(events) == run(events)
+
+
+@SETTINGS
+@given(encounter(), st.booleans(), st.randoms(use_true_random=False))
+def test_a_batch_book_packing_closed_encounters_gives_the_same_records(events, reopened, rnd):
+    """The batch holds discharged encounters packed (EncounterState.pack) and keeps no running
+    counts: in any arrival order, with repeats and late events, its records are the plain book's."""
+    events = list(events) + ([cancel("+1 06:30"), discharge("+1 07:00")] if reopened else [])
+    shuffled = events + rnd.sample(events, min(3, len(events)))
+    rnd.shuffle(shuffled)
+    packed = Book(gauges=False, pack_closed=True)
+    assert run(shuffled, packed) == run(shuffled)
