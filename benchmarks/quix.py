@@ -18,7 +18,9 @@ baselines of benchmarks/stream.py (steady = first record processed to the end).
 
 Against Tansu: at-least-once (Quix's exactly-once needs Kafka transactions; kept out so the figure
 does not depend on Tansu's transaction support), input and output topics created beforehand by the
-caller; Quix creates its own changelog topics (compacted) through the admin API.
+caller; Quix creates its own changelog topics (compacted) through the admin API. Its start-up on
+Tansu is about 30 s (each changelog topic's creation about 1 s, each of the 48 store partitions'
+assignment about 0.5 s), which is why the steady rate starts at its first record.
 
 `run_quix` is the asyncio-side helper: it runs this module as a subprocess, so Quix's blocking loop
 and signal handlers stay out of the benchmark's own event loop.
@@ -51,8 +53,8 @@ def main() -> None:
     app = Application(broker_address=args.bootstrap, consumer_group=args.group, auto_offset_reset="earliest",
                       processing_guarantee="at-least-once", state_dir=tempfile.mkdtemp(prefix="iv-bench-quix-"),
                       use_changelog_topics=True,
-                      # as the worker's faust consumer (streams/app.py): Tansu holds a group join up
-                      # to the session timeout, 45 s by librdkafka's default
+                      # the worker's faust consumer's session and heartbeat (streams/app.py), not
+                      # librdkafka's 45 s session: the same group timing on both sides
                       consumer_extra_config={"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000},
                       loglevel=os.environ.get("IV_BENCH_QUIX_LOGLEVEL", "WARNING"))
     out = app.topic(args.out, key_deserializer="bytes", value_deserializer="bytes",
