@@ -298,6 +298,8 @@ async def test_idle_and_half_sent_connections_are_closed(kafka):
             dripping = asyncio.create_task(drip()) if trickle else None
             try:
                 assert await asyncio.wait_for(reader.read(), 5) == b""
+            except ConnectionResetError:
+                pass  # closed with trickled bytes still unread: the kernel answers RST, not FIN
             finally:
                 if dripping:
                     dripping.cancel()
