@@ -16,7 +16,7 @@ from decimal import Decimal, InvalidOperation
 
 import orjson
 
-from rules.alerts import audience as default_audience
+from rules.alerts import audience_of
 
 PROGRESS_EVERY = 100_000  # lines between progress notes on standard error
 
@@ -40,7 +40,7 @@ class Encounter:
 
     def standing(self, who: str) -> list[dict]:
         """Alerts for `who` (nursing | coding) whose last record raised them."""
-        return [a for a in self.alerts.values() if a["state"] == "raised" and _audience(a) == who]
+        return [a for a in self.alerts.values() if a["state"] == "raised" and audience_of(a) == who]
 
 
 @dataclass
@@ -101,11 +101,6 @@ def _take(recs: Records, raw: bytes) -> bool:
 def _fits(rec: dict, fields: dict[str, type]) -> bool:
     # bool is an int to isinstance; units must be a real count
     return all(isinstance(rec.get(k), t) and not isinstance(rec.get(k), bool) for k, t in fields.items())
-
-
-def _audience(alert: dict) -> str:
-    # v1 producers leave audience out: derive it from the code as the engine does
-    return alert.get("audience") or default_audience(alert["code"])
 
 
 # -- revenue at stake ---------------------------------------------------------------------------
@@ -206,7 +201,7 @@ def summarize(recs: Records) -> Summary:
             units[line["cpt"]] += line["units"]
         findings.update(a["code"] for a in view.findings)
         for a in enc.alerts.values():
-            if _audience(a) == "nursing":
+            if audience_of(a) == "nursing":
                 gaps.setdefault(a["code"], Counter())["open" if a["state"] == "raised" else "resolved"] += 1
     # encounters with something to act on first, then the rest; each group in id order
     views.sort(key=lambda v: (not v.needs_action, v.encounter_id))

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
 
-from rules.alerts import audience
+from rules.alerts import audience_of
 
 NO_UNIT = "(unit not known)"
 
@@ -57,7 +57,7 @@ class Board:
         if not isinstance(record, dict) or record.get("kind") != "alert" or not record.get("alert_id"):
             return None
         code = str(record.get("code", ""))
-        if (record.get("audience") or audience(code)) != "nursing":
+        if audience_of(record) != "nursing":
             return None
         alert_id = str(record["alert_id"])
         if record.get("state") == "resolved":

@@ -34,6 +34,11 @@ def audience(code: str) -> str:
     return "nursing" if code in NURSING else "coding"
 
 
+def audience_of(alert: dict) -> str:
+    """An alert record's audience; a v1 record has none, so it is derived from the code."""
+    return alert.get("audience") or audience(str(alert.get("code", "")))
+
+
 @dataclass(frozen=True, slots=True)
 class AlertSpec:
     """An alert the engine wants standing. `key` tells two alerts of one code apart."""
