@@ -22,11 +22,11 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from cli.report import load_fee_schedule, read_records, summarize
+from cli.report import Records, load_fee_schedule, read_records, summarize
 from cli.report_html import render
 from feeds import DrugClasses
 from gateways import worklist as worklist_page
-from rules.alerts import audience
+from rules.alerts import audience_of
 from simulator import simulate
 from gateways import fhir_http, mllp
 from streams.app import build_app
@@ -115,9 +115,10 @@ async def run_demo(encounters: int, seed: int, speed: float, partitions: int, me
             stats.events = stats.lines - stats.dead_letters - stats.duplicates
             stats.open_encounters = app.processor.book.open_count
             say("\n" + summary(stats, alerts=False))  # the alerts follow, by audience with open counts
-            say("\n" + day_summary([orjson.loads(raw) for raw in outputs]))
+            day = read_records(outputs)  # one reading of the day's outputs, for the summary and the report
+            say("\n" + day_summary(day))
             say(f"\nNursing worklist: {worklist_url}")
-            say(f"Coder's report of the day: {write_report(outputs)}")
+            say(f"Coder's report of the day: {write_report(day)}")
             say(f"Metrics: http://127.0.0.1:{settings.metrics_port}/metrics (served until the demo exits)")
             if not (exit_after_day or stop.is_set()):
                 say(f"\nStill running. Send HL7 v2 (e.g. `.venv/bin/infusion-validator hl7 send --port {hl7_port} "
@@ -195,15 +196,12 @@ def _show_fed(record: dict, fed: set) -> None:
             f" {record['message']}")
 
 
-def day_summary(records: list[dict]) -> str:
+def day_summary(day: Records) -> str:
     """What a user reads after the day: three charge lines with their explanations, then the nurses'
     alerts and the coders' findings apart, each code with raised, resolved and still open."""
-    posted = {r["charge_id"]: r for r in records if r["kind"] == "charge" and r["action"] == "post"}
-    for r in records:
-        if r["kind"] == "charge" and r["action"] == "reverse":
-            posted.pop(r["reverses"], None)
+    net = [line for enc in day.encounters.values() for line in enc.net_lines()]
     samples, cpts = [], set()
-    for line in sorted(posted.values(), key=lambda l: l["incomplete_documentation"]):  # complete ones first
+    for line in sorted(net, key=lambda l: l["incomplete_documentation"]):  # complete ones first
         if line["cpt"] not in cpts and len(samples) < 3:
             cpts.add(line["cpt"])
             modifiers = "".join(f"-{m}" for m in line["modifiers"])
@@ -211,13 +209,14 @@ def day_summary(records: list[dict]) -> str:
     parts = ["Sample charge lines (net; each explains itself against the chart):\n" + "\n".join(samples or ["  none"])]
     for who, title in (("nursing", "Nursing documentation alerts (the worklist shows the open ones)"),
                        ("coding", "Coding findings (pre-bill audit and coding notes; in the report)")):
-        parts.append(_alert_table(title, [r for r in records if r["kind"] == "alert"
-                                          and (r.get("audience") or audience(r["code"])) == who]))
+        parts.append(_alert_table(title, [a for enc in day.encounters.values() for a in enc.alerts.values()
+                                          if audience_of(a) == who]))
     return "\n\n".join(parts)
 
 
 def _alert_table(title: str, alerts: list[dict]) -> str:
-    raised = Counter(a["code"] for a in alerts if a["state"] == "raised")
+    """`alerts`: the last record of each alert id; every id was raised once, some since resolved."""
+    raised = Counter(a["code"] for a in alerts)
     resolved = Counter(a["code"] for a in alerts if a["state"] == "resolved")
     if not raised:
         return f"{title}: none"
@@ -230,10 +229,10 @@ def _alert_table(title: str, alerts: list[dict]) -> str:
     return title + "\n" + "\n".join(rows)
 
 
-def write_report(outputs: list[bytes]) -> Path:
+def write_report(day: Records) -> Path:
     """The coder's report of the day's outputs (what `infusion-validator report` writes)."""
     fees = load_fee_schedule(str(FEES)) if FEES.exists() else None
-    REPORT.write_text(render(summarize(read_records(outputs)), "the demo's simulated day", fees), encoding="utf-8")
+    REPORT.write_text(render(summarize(day), "the demo's simulated day", fees), encoding="utf-8")
     return REPORT
 
 
