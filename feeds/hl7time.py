@@ -34,8 +34,8 @@ class Clock:
     def __init__(self, msh7: str, zone: tzinfo | None) -> None:
         self.msh7 = msh7
         self.zone = zone
-        self.sender = _own_offset(msh7)  # MSH-7's offset, when it has a valid one
-        if zone is not None and self.sender is not None and not _zone_agrees(zone, msh7, self.sender):
+        local, self.sender = _message_time(msh7)  # MSH-7's offset, when it has a valid one
+        if zone is not None and self.sender is not None and not _zone_agrees(zone, local, self.sender):
             self.zone = None  # the sender says it is elsewhere: its word first
 
     def at(self, value: str, where: str) -> dt.datetime:
@@ -76,15 +76,14 @@ def parse(value: str, where: str) -> tuple[dt.datetime, dt.timedelta | None]:
     return local, offset
 
 
-def _own_offset(value: str) -> dt.timedelta | None:
+def _message_time(value: str) -> tuple[dt.datetime | None, dt.timedelta | None]:
     try:
-        return parse(value, "MSH-7")[1]
+        return parse(value, "MSH-7")
     except Reject:
-        return None  # a broken MSH-7 is reported where its time is needed, not here
+        return None, None  # a broken MSH-7 is reported where its time is needed, not here
 
 
-def _zone_agrees(zone: tzinfo, msh7: str, offset: dt.timedelta) -> bool:
-    local = parse(msh7, "MSH-7")[0]
+def _zone_agrees(zone: tzinfo, local: dt.datetime, offset: dt.timedelta) -> bool:
     return offset in (local.replace(tzinfo=zone, fold=0).utcoffset(), local.replace(tzinfo=zone, fold=1).utcoffset())
 
 
