@@ -42,16 +42,13 @@ class Worklist:
         if change is None:
             return
         kind, data = change
-        for client in list(self.clients):
-            queue, unit = client
+        for queue, unit in self.clients:
             if unit is not None and data.get("unit") != unit:
                 continue
             try:
                 queue.put_nowait((kind, data))
             except asyncio.QueueFull:  # a page too slow to keep up: it gets a fresh snapshot instead
-                while not queue.empty():
-                    queue.get_nowait()
-                queue.put_nowait(("resync", None))
+                _instead(queue, "resync")
 
     def snapshot(self, unit: str | None) -> dict:
         return {"units": self.board.units(), "items": self.board.snapshot(unit), "caught_up": self.caught_up}
@@ -103,9 +100,7 @@ def make_app(worklist: Worklist) -> web.Application:
 
     async def close_streams(app: web.Application) -> None:  # else shutdown waits for each open page
         for queue, _ in list(worklist.clients):
-            while not queue.empty():
-                queue.get_nowait()
-            queue.put_nowait(("close", None))
+            _instead(queue, "close")
 
     app = web.Application(client_max_size=1024)
     app.on_response_prepare.append(no_banner)
@@ -119,6 +114,13 @@ def make_app(worklist: Worklist) -> web.Application:
 
 # The page loads nothing from anywhere: scripts and styles are its own, inline.
 _CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'"
+
+
+def _instead(queue: asyncio.Queue, kind: str) -> None:
+    """Drop what a page has not read yet and tell it `kind` (resync: a fresh snapshot; close)."""
+    while not queue.empty():
+        queue.get_nowait()
+    queue.put_nowait((kind, None))
 
 
 def _unit(request: web.Request) -> str | None:
