@@ -222,19 +222,23 @@ def untrack(consumer, message) -> None:
 
 
 async def _perform_seek_and_restart(consumer, perform_seek) -> None:
-    """faust's seek of every partition to its committed offset (after table recovery). aiokafka
-    leaves a partition with nothing committed where it was, past records fetched before the
-    rebalance and never processed (held, or cleared from faust's queues): those are read from the
-    beginning, as auto_offset_reset=earliest promises, not skipped."""
+    """faust's seek of every partition to its committed offset (after table recovery, and whenever
+    its getmany finds the flow stopped), then every partition sought once more to that offset.
+
+    faust's seek asks the broker for each partition's committed offset in the consumer thread and
+    moves aiokafka's positions one partition at a time, while this loop goes on handing records
+    over: records fetched again from a position moved back were skipped as handed over already,
+    and a ledger restarted only afterwards waited for them at the committed offset for ever (the
+    two-worker test's stall: 1 run in 6). The second seek is synchronous, in one step with the
+    ledger's restart, so what was skipped meanwhile is fetched again. aiokafka also leaves a
+    partition with nothing committed where it was, past records fetched before the rebalance and
+    never processed (held, or cleared from faust's queues): those are read from the beginning, as
+    auto_offset_reset=earliest promises, not skipped."""
     await perform_seek(consumer)
     ledger = ledger_of(consumer)
     for tp in consumer.assignment() if ledger is not None else ():
-        if not ledger.tracks(tp):
-            continue
-        if consumer._read_offset.get(tp):
-            ledger.restart(tp, consumer._read_offset[tp])
-        else:
-            await consumer.seek(tp, 0)  # the patched seek restarts the ledger too
+        if ledger.tracks(tp):
+            await consumer.seek(tp, consumer._read_offset.get(tp) or 0)  # the patched seek restarts the ledger
 
 
 def attach_ledger(consumer, ledger) -> None:

@@ -181,5 +181,30 @@ def test_after_a_rebalance_a_partition_never_committed_is_read_from_its_beginnin
         self._read_offset.update({committed: 40, fresh: None})
 
     asyncio.run(compat._perform_seek_and_restart(c, faust_perform_seek))
-    assert c.seeks == [(fresh, 0)]
+    assert set(c.seeks) == {(committed, 40), (fresh, 0)}
     assert ledger.expected(committed) == 40 and ledger.expected(fresh) == 0
+
+
+def test_records_fetched_again_while_faust_seeks_to_committed_are_fetched_once_more():
+    """The two-worker test's stall (1 run in 6): faust's perform_seek moves aiokafka back to the
+    committed offset in the consumer thread while this loop hands records over; the records fetched
+    again reached the drain before the ledger restarted and were skipped as handed over already.
+    Then the ledger expected offset 18 and aiokafka, at the end of the log, had nothing to fetch."""
+    tp = TP("mar.administration.started", 1)
+    ledger = ReadLedger([tp.topic])
+    c = _drain_consumer(ledger, assignment=(tp,))
+    assert _hand_over(c, range(18, 30), _batch(c), tp) == list(range(18, 30))  # before the rebalance
+    skipped = []
+
+    async def faust_perform_seek(self):
+        self._read_offset[tp] = 18  # the committed offset; aiokafka reads from there again ...
+        batch = _batch(c)
+        async def refetched():
+            for o in range(18, 30):
+                yield tp, _Msg(o)
+        skipped.extend([m.offset async for _, m in compat.hand_over(c, refetched(), batch)])  # ... at once
+
+    asyncio.run(compat._perform_seek_and_restart(c, faust_perform_seek))
+    assert skipped == []  # the drain took them for copies of what it had (they were not)
+    assert c.seeks == [(tp, 18)] and ledger.expected(tp) == 18  # so aiokafka reads them once more
+    assert _hand_over(c, range(18, 21), _batch(c), tp) == [18, 19, 20]
