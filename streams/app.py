@@ -63,7 +63,7 @@ def build_app(s: Settings, metrics: Metrics, clock=None, health: Health | None =
     kwargs = {"clock": clock} if clock else {}
     pipeline = None  # the processor writes through it; built right after
     processor = Processor(table, s.topics, s.policy, s.retention_days * 1440, metrics, partitions=s.partitions,
-                          write=lambda *a: pipeline.write_state(*a), **kwargs)
+                          write=lambda *a: pipeline.write_state(*a), forget=Pipeline.forget_outbox, **kwargs)
     pipeline = Pipeline(app, s, processor, metrics, processor.clock)
     pipeline.changelog = table, table.changelog_topic.get_topic_name()
     app.processor, app.pipeline = processor, pipeline
@@ -100,6 +100,7 @@ def build_app(s: Settings, metrics: Metrics, clock=None, health: Health | None =
     @app.on_partitions_revoked.connect
     async def _revoked(app, revoked, **kwargs):  # noqa: ARG001
         health.ready = False  # a rebalance began
+        await pipeline.deliveries.drain()  # what was processed is delivered and acked before it is given away
         pipeline.revoked(revoked)
 
     @app.on_partitions_assigned.connect

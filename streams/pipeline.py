@@ -5,9 +5,10 @@
 2. The Intake sorts it: forwarded to its owner partition, a watermark, a clock tick (processed
    now) or an input record held in the Aligner.
 3. The Aligner releases held records in timestamp order across the partition's topics.
-4. The Processor turns each into outputs; states with their outboxes are made durable, then the
-   outputs (forwards first, watermarks last) are sent and awaited, then the outboxes dropped
-   (docs/delivery.md).
+4. The Processor turns each into outputs; states with their outboxes go to the changelog, and the
+   batch is handed to the deliveries in flight (streams/delivery.py): its outputs (forwards first,
+   watermarks last) are sent once those writes are durable, then its partitions' "delivered up to"
+   marks are written (docs/delivery.md). The agent reads on meanwhile.
 5. Only then is each record acked: faust commits no offset past a record that is held, lost or
    not yet delivered. Records stay referenced (incref) from arrival to this ack, whatever faust's
    take_events does after the batch.
@@ -19,12 +20,14 @@ import functools
 import logging
 import weakref
 
+from faust.stores.memory import Store as MemoryStore
 from faust.streams import _current_event
 from faust.types import TP
 
 from streams import compat
 from streams.alignment import Aligner
 from streams.config import Settings
+from streams.delivery import Deliveries, Delivery
 from streams.intake import DONE, FORWARD, Intake
 from streams.ledger import Arrival, ReadLedger
 from streams.messages import Message, Output
@@ -49,9 +52,10 @@ class Pipeline:
         self.intake = Intake(s.topics, s.partitions, self.aligner, metrics)
         self.owned: set[int] = set()
         self.paused: set[TP] = set()
-        self.batch_event: dict[int, object] = {}  # partition -> an event of it in this batch
+        self.partition_event: dict[int, object] = {}  # partition -> its latest event processed (see write_state)
         self.last_batch = self.last_wake = 0.0
-        self.forwarding = False  # forwards received but not yet sent: no watermark may pass them
+        self.forwarding = 0  # batches with forwards not yet on the producer: no watermark may pass them
+        self.deliveries = Deliveries(self._enqueue)
         self.changelog = None  # set by the app: the table and its changelog topic
 
     # -- the agent -----------------------------------------------------------------------
@@ -60,23 +64,32 @@ class Pipeline:
         loop = asyncio.get_running_loop()
         now, wall = loop.time(), self.clock()
         self.last_batch = now
+        self.deliveries.check()  # a delivery that failed fails the agent, as an awaited send would
         forwards, done = await self._receive(events, now, wall)
         released = self.aligner.release(self.caught_up, now, wall)
         self._count(released)
         ready = released.items
         outputs = []
         for msg, event in ready:
-            self.batch_event[msg.partition] = event
+            self.partition_event[msg.partition] = event
             outputs += self.processor.process(msg)
-        await asyncio.gather(*await self._write_changelog(self.processor.flush()))  # states + outboxes durable
+        flushed = self.processor.flush()
+        writes = await self._write_changelog(flushed.writes)  # states + outboxes, sent in order
         marks = self.intake.watermarks(self.owned, self.caught_up, wall, now)
-        await self.send(forwards + outputs + marks)
-        self.forwarding = False
-        await self._write_changelog(self.processor.delivered())  # queued before the next batch's writes
-        self.batch_event.clear()
-        for event in done + [e for _, e in ready]:
-            self._ack(event)
+        acks = done + [e for _, e in ready]
+        await self.deliveries.add(Delivery(writes, forwards + outputs + marks,
+                                           functools.partial(self._delivered, flushed, acks),
+                                           functools.partial(self._enqueued, bool(forwards))))
         self._flow()
+
+    async def _delivered(self, flushed, acks) -> None:
+        """A batch's outputs are delivered: its partitions' marks move up, its records are acked."""
+        await self._write_changelog(self.processor.delivered(flushed))
+        for event in acks:
+            self._ack(event)
+
+    def _enqueued(self, forwarded: bool) -> None:
+        self.forwarding -= forwarded  # its forwards are on the producer: watermarks may follow them
 
     async def _receive(self, events, now: float, wall: float):
         forwards, done = [], []
@@ -92,7 +105,7 @@ class Pipeline:
             msg = Message(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp, headers=m.headers)
             action, what = self.intake.receive(msg, wall)
             if action == FORWARD:
-                self.forwarding = True
+                self.forwarding += not forwards  # until this batch's forwards are on the producer
                 forwards.append(what)
                 done.append(event)
             elif action == DONE:
@@ -136,9 +149,12 @@ class Pipeline:
 
     async def send(self, outputs: list[Output]) -> None:
         """Straight to the producer (one awaited batch, in order), not faust's Topic.send per message."""
+        await asyncio.gather(*await self._enqueue(outputs))
+
+    async def _enqueue(self, outputs: list[Output]) -> list:
+        """Onto the producer in order; returns the delivery futures."""
         send = self.app.producer.send
-        await asyncio.gather(*[await send(o.topic, o.key, o.value, o.partition, o.timestamp, o.headers)
-                               for o in outputs])
+        return [await send(o.topic, o.key, o.value, o.partition, o.timestamp, o.headers) for o in outputs]
 
     async def _write_changelog(self, records) -> list:
         """Changelog records, in order, straight to the producer (faust's send_soon goes through a
@@ -160,7 +176,7 @@ class Pipeline:
         The store takes the partition from the current event (rocksdb keeps a database per
         partition); after a batch that is not necessarily this encounter's, so the write runs with
         an event of the right partition as the current one."""
-        token = _current_event.set(weakref.ref(self.batch_event[partition]))
+        token = _current_event.set(weakref.ref(self.partition_event[partition]))
         try:
             if value is None:
                 table.data.pop(key, None)
@@ -169,6 +185,15 @@ class Pipeline:
         finally:
             _current_event.reset(token)
         return key, value, partition
+
+    @staticmethod
+    def forget_outbox(table, key: str, written: bytes, stripped: bytes, partition: int) -> None:  # noqa: ARG004
+        """A delivered outbox leaves memory, not the changelog (its partition's mark covers it there):
+        the memory store's value is replaced unless a later batch rewrote it. A rocksdb store keeps
+        the value as written (on disk; the mark covers it when it is read back)."""
+        store = table.data
+        if isinstance(store, MemoryStore) and store.data.get(key) is written:
+            store.data[key] = stripped
 
     # -- what the aligner and the clock ask ----------------------------------------------
 
@@ -208,6 +233,8 @@ class Pipeline:
         self.ledger.forget(revoked)
         self.intake.forget(partitions)
         self.paused -= set(revoked)
+        for p in partitions:
+            self.partition_event.pop(p, None)
 
 
 def _persisted(table, tp, fut) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass, field
 from collections.abc import Iterator, MutableMapping
 
 import orjson
@@ -28,23 +29,39 @@ from streams.records import MAX_EVENT_BYTES, dead_letter, oversize_reason
 log = logging.getLogger(__name__)
 
 
+# Keys of the per-partition "delivered up to" marks, kept in the state table beside the encounters.
+# An encounter id never starts with a space (ids are stripped, and a message key must equal it).
+MARK = " delivered up to, partition "
+
+
+@dataclass
+class Flushed:
+    """One batch's writes: the changelog records to send and await before its outputs go, the
+    batch number each partition's outboxes carry, and the stored values holding those outboxes."""
+    writes: list
+    batches: dict[int, int] = field(default_factory=dict)  # partition -> this batch's number
+    unsent: dict[str, tuple[bytes, int]] = field(default_factory=dict)  # key -> (stored value, partition)
+
+
 class JsonStates(MutableMapping):
     """EncounterState objects over a table of JSON documents, written back once per batch.
 
-    The agent's order per batch (the outbox pattern): `flush` writes each changed state together
-    with the outputs it caused (its outbox) and waits for the changelog; then the outputs are sent
-    and awaited; then `delivered` rewrites those states without outbox; then offsets may be
-    committed. A crash before `flush` leaves nothing sent and the batch is replayed; a crash after
-    it leaves outboxes that the restarted worker sends again (same ids). Nothing is lost, and no
-    output is ever sent that the surviving state does not know about.
+    The outbox pattern, per batch: `flush` writes each changed state together with the outputs it
+    caused (its outbox) and the batch's number in its partition; once that changelog is durable
+    the outputs are sent; once they are delivered, `delivered` writes one mark per partition,
+    "delivered up to batch N", instead of rewriting every state without its outbox. A crash before
+    the flush lands leaves nothing sent and the batch is replayed; a crash after it leaves outboxes
+    above their partition's mark, which the restarted worker sends again (same ids). Nothing is
+    lost, and no output is ever sent that the surviving state does not know about.
     """
 
-    def __init__(self, table: MutableMapping, write=None) -> None:
+    def __init__(self, table: MutableMapping, write=None, forget=None) -> None:
         self.table = table
         self.write = write or _write_mapping
+        self.forget = forget or _forget_in_mapping  # drops a delivered outbox from memory, not from the log
         self.partition = 0  # of the message being processed; the agent sets it
         self._dirty: dict[str, tuple[EncounterState | None, int]] = {}
-        self._unsent: dict[str, tuple[dict, int]] = {}
+        self._batch: dict[int, int] = {}  # partition -> number of its last batch with outboxes
 
     def __getitem__(self, key: str) -> EncounterState:
         state = self.get(key)
@@ -60,8 +77,8 @@ class JsonStates(MutableMapping):
         if data is None:
             return default
         doc = orjson.loads(data)
-        doc.pop("outbox", None)
-        doc.pop("partition", None)
+        for name in ("outbox", "partition", "batch"):
+            doc.pop(name, None)
         return EncounterState.from_json(doc)
 
     def __setitem__(self, key: str, state: EncounterState) -> None:
@@ -71,47 +88,64 @@ class JsonStates(MutableMapping):
         self._dirty[key] = (None, self.partition)
 
     def __iter__(self) -> Iterator[str]:
-        keys = dict.fromkeys(self.table.keys())
+        keys = dict.fromkeys(k for k in self.table.keys() if not k.startswith(MARK))
         keys.update(self._dirty)
         return iter([k for k in keys if k not in self._dirty or self._dirty[k][0] is not None])
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
 
-    def flush(self, outbox: dict[str, list[Output]]) -> list:
-        """Write the batch's changed states, each with its outbox; returns what `write` returned
-        for each (the changelog records the agent sends and awaits)."""
+    def flush(self, outbox: dict[str, list[Output]]) -> Flushed:
+        """Write the batch's changed states, each with its outbox and the batch's number in its
+        partition; `writes` holds what `write` returned for each (the changelog records)."""
         dirty, self._dirty = self._dirty, {}
-        futures = []
+        flushed = Flushed([])
         for key, (state, partition) in dirty.items():
             if state is None:
-                futures.append(self.write(self.table, key, None, partition))
+                flushed.writes.append(self.write(self.table, key, None, partition))
                 continue
             doc = state.to_json()
             if outbox.get(key):
-                doc["outbox"] = [[o.topic, o.value.decode()] for o in outbox[key]]
-                doc["partition"] = partition
-                self._unsent[key] = (doc, partition)
-            futures.append(self.write(self.table, key, _compact(orjson.dumps(doc)), partition))
-        return futures
+                batch = flushed.batches.setdefault(partition, self._batch.get(partition, 0) + 1)
+                doc.update(outbox=[[o.topic, o.value.decode()] for o in outbox[key]], partition=partition,
+                           batch=batch)
+            value = _compact(orjson.dumps(doc))
+            if outbox.get(key):
+                flushed.unsent[key] = (value, partition)
+            flushed.writes.append(self.write(self.table, key, value, partition))
+        self._batch.update(flushed.batches)
+        return flushed
 
-    def delivered(self) -> list:
-        """The outboxes written by `flush` are delivered: drop them (not awaited: a crash before
-        this lands only makes the next start send them once more). Returns what `write` returned."""
-        unsent, self._unsent = self._unsent, {}
-        writes = []
-        for key, (doc, partition) in unsent.items():
-            del doc["outbox"], doc["partition"]
-            writes.append(self.write(self.table, key, _compact(orjson.dumps(doc)), partition))
-        return writes
+    def delivered(self, flushed: Flushed) -> list:
+        """The outputs of `flushed` are delivered: write each partition's mark (not awaited: a crash
+        before it lands only makes the next start send them once more) and drop the outboxes from
+        memory where no later batch rewrote the state. Returns what `write` returned."""
+        for key, (value, partition) in flushed.unsent.items():
+            doc = orjson.loads(value)
+            for name in ("outbox", "partition", "batch"):
+                del doc[name]
+            self.forget(self.table, key, value, _compact(orjson.dumps(doc)), partition)
+        return [self.write(self.table, f"{MARK}{p}", b"%d" % batch, p) for p, batch in flushed.batches.items()]
 
     def outboxes(self) -> dict[int, list[Output]]:
-        """Outputs written but perhaps never delivered (found after a restart), by partition."""
-        found: dict[int, list[Output]] = {}
+        """Outputs written but perhaps never delivered (found after a restart), by partition: the
+        outboxes above their partition's mark. Batch numbers continue above the highest found."""
+        marks, found, batches = {}, {}, {}
+        for key in [k for k in self.table.keys() if k.startswith(MARK)]:
+            marks[int(key[len(MARK):])] = int(self.table[key])
         for key in list(self.table.keys()):
+            if key.startswith(MARK):
+                continue
             doc = orjson.loads(self.table[key])
-            for topic, value in doc.get("outbox") or ():
-                found.setdefault(doc["partition"], []).append(Output(topic, key.encode(), value.encode()))
+            if not doc.get("outbox"):
+                continue
+            partition, batch = doc["partition"], doc.get("batch", float("inf"))  # unnumbered: never marked
+            if batch <= marks.get(partition, 0):
+                continue
+            batches[partition] = max(batches.get(partition, 0), batch if batch != float("inf") else 0)
+            for topic, value in doc["outbox"]:
+                found.setdefault(partition, []).append(Output(topic, key.encode(), value.encode()))
+        self._batch = {p: max(marks.get(p, 0), batches.get(p, 0)) for p in marks.keys() | batches.keys()}
         return found
 
 
@@ -128,10 +162,15 @@ def _write_mapping(table: MutableMapping, key: str, value: bytes | None, partiti
         table[key] = value
 
 
+def _forget_in_mapping(table: MutableMapping, key: str, written: bytes, stripped: bytes, partition: int) -> None:
+    if table.get(key) is written:  # not rewritten by a later batch meanwhile
+        table[key] = stripped
+
+
 class Processor:
     def __init__(self, table: MutableMapping, topics: Topics, policy: Policy, retention_minutes: int,
-                 metrics: Metrics, clock=time.time, write=None, partitions: int = 1) -> None:
-        self.states = JsonStates(table, write)
+                 metrics: Metrics, clock=time.time, write=None, forget=None, partitions: int = 1) -> None:
+        self.states = JsonStates(table, write, forget)
         self.partitions = partitions
         # One clock per partition: event time as read, the wall clock's ticks once caught up.
         self.book = Book(self.states, policy, retention_minutes, shard_of=self.owner)
@@ -170,14 +209,14 @@ class Processor:
                                               "running; report it with the source position",
                                               "internal_error", msg.source, msg.value)], msg.key)
 
-    def flush(self) -> list:
-        """Write the batch's states with their outboxes; await the result before sending outputs."""
+    def flush(self) -> Flushed:
+        """Write the batch's states with their outboxes; await its writes before sending outputs."""
         pending, self._pending = self._pending, {}
         return self.states.flush(pending)
 
-    def delivered(self) -> list:
-        """The batch's outputs are delivered: its outboxes can go (returns the writes to send)."""
-        return self.states.delivered()
+    def delivered(self, flushed: Flushed) -> list:
+        """The outputs of `flushed` are delivered: its partitions' marks move up (the writes to send)."""
+        return self.states.delivered(flushed)
 
     def _process(self, msg: Message) -> list[Output]:
         self._rebuild_if_needed()

@@ -6,7 +6,7 @@ import orjson
 from rules.policy import Policy
 from streams.config import Topics
 from streams.metrics import Metrics
-from streams.processor import Message, Processor
+from streams.processor import MARK, Message, Processor
 from tests.events import discharge, start, stop
 
 T = Topics()
@@ -134,9 +134,50 @@ def test_outbox_written_but_not_delivered_is_sent_again_after_a_restart():
     restarted.needs_rebuild = True
     again = restarted.process(_msg(start("B", "12:00", enc="E2")))
     assert again == sent  # re-sent with the same ids, riding on the partition's next message
-    restarted.flush()
-    restarted.delivered()
-    assert all("outbox" not in json.loads(v) for v in table.values())
+    restarted.delivered(restarted.flush())
+    assert all("outbox" not in json.loads(v) for k, v in table.items() if not k.startswith(MARK))
+    again = Processor(table, T, Policy(), 14 * 1440, Metrics(), clock=Clock(1772463600 + 86400))
+    again.needs_rebuild = True
+    assert again.process(_msg(start("C", "12:00", enc="E3"))) == []  # delivered: not sent a third time
+
+
+def test_a_delivered_batch_moves_its_partitions_mark_instead_of_rewriting_its_states():
+    """One mark per partition per batch, not one rewrite per state: the outbox stays in the
+    changelog record, covered by the mark; in memory it is dropped unless a later batch rewrote it."""
+    table = {}
+    p = Processor(table, T, Policy(), 14 * 1440, Metrics(), clock=Clock(1772463600 + 86400))
+    for e in [start("A1", "10:00"), stop("A1", "10:45"), discharge("11:00")]:
+        p.process(_msg(e))
+    first = p.flush()
+    written = table["E1"]
+    assert json.loads(written)["batch"] == 1 and json.loads(written)["outbox"]
+    p.process(_msg(start("B", "12:00", enc="E2")))
+    p.process(_msg(discharge("13:00", enc="E2")))
+    second = p.flush()  # in flight while the first is delivered
+    p.delivered(first)
+    assert table[f"{MARK}0"] == b"1" and "outbox" not in json.loads(table["E1"])
+    p.delivered(second)
+    assert table[f"{MARK}0"] == b"2"
+
+
+def test_a_later_batch_is_not_undone_by_an_earlier_batch_delivered_after_it():
+    table = {}
+    p = Processor(table, T, Policy(), 14 * 1440, Metrics(), clock=Clock(1772463600 + 86400))
+    for e in [start("A1", "10:00"), stop("A1", "10:45"), discharge("11:00")]:
+        p.process(_msg(e))
+    first = p.flush()
+    assert p.process(_msg(start("A2", "10:50", drug="ondansetron", method="push")))  # late: batch 2 recodes
+    second = p.flush()
+    newer = table["E1"]
+    p.delivered(first)
+    assert table["E1"] is newer and json.loads(newer)["batch"] == 2  # still holds batch 2's outbox
+    restarted = Processor(table, T, Policy(), 14 * 1440, Metrics(), clock=Clock(1772463600 + 86400))
+    restarted.needs_rebuild = True
+    resent = restarted.process(_msg(start("C", "12:00", enc="E3")))
+    assert resent and all(o.key == b"E1" for o in resent)  # batch 2 was not delivered: sent again
+    assert restarted.states._batch[0] == 2  # numbering goes on above what the table holds
+    p.delivered(second)
+    assert table[f"{MARK}0"] == b"2" and "outbox" not in json.loads(table["E1"])
 
 
 def test_undelivered_outbox_gets_a_tick_when_its_partition_is_quiet():
