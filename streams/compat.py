@@ -187,7 +187,8 @@ async def hand_over(consumer, records, batch: _Batch):
     given, stale = {}, set()
     ledger, loop = ledger_of(consumer), asyncio.get_running_loop()
     async for tp, message in records:
-        if ledger is None or not ledger.tracks(tp):
+        if ledger is None or not ledger.tracks(tp):  # faust's own (changelogs): not the ledger's
+            given[tp] = message.offset
             yield tp, message
             continue
         if tp in stale:

@@ -144,6 +144,18 @@ def test_records_the_fetcher_handed_over_and_faust_did_not_yield_are_read_again(
     assert c.seeks == [(TP0, 7)]
 
 
+def test_a_changelog_batch_yielded_whole_is_not_read_again():
+    """Table recovery reads the changelog through the same getmany. Its records were yielded but not
+    written down as given, so every batch of a changelog partition was sought back to its first
+    offset and fetched again: a restart with 100,000 open encounters recovered for over 10 minutes
+    (issue 14's (d)), and finished only when a partition's rest fitted one 32 KB fetch."""
+    changelog = TP("iv-encounters-changelog", 3)
+    ledger = ReadLedger([TP0.topic])
+    c = _drain_consumer(ledger, assignment=(TP0, changelog))
+    assert _hand_over(c, [5, 6, 7], _batch(c, {changelog: (5, 7)}), changelog) == [5, 6, 7]
+    assert c.seeks == []
+
+
 def test_other_faust_or_aiokafka_versions_are_refused_with_what_to_do(monkeypatch):
     monkeypatch.setattr(compat, "version", lambda name: {"faust-streaming": "0.15.3", "aiokafka": "0.15.0"}[name])
     with pytest.raises(compat.VersionMismatch) as refused:
