@@ -88,10 +88,10 @@ def build_app(s: Settings, metrics: Metrics, clock=None, health: Health | None =
     @app.timer(interval=CHORES_EVERY)
     async def chores():
         loop = asyncio.get_running_loop()
-        outputs, lost = pipeline.chores(loop.time(), processor.clock())
+        outputs, again = pipeline.chores(loop.time(), processor.clock())
         await pipeline.send(outputs)
-        for tp in lost:
-            await pipeline.read_again(tp, pipeline.ledger.first_pending(tp), "lost_at_the_end")
+        for tp, offset, why in again:
+            await pipeline.read_again(tp, offset, why)
 
     @app.timer(interval=1.0)
     async def heartbeat():

@@ -14,7 +14,10 @@ a jump for a gap in the log. A lost record is an event never applied, silently. 
   it; one further down: the ones before it were lost in between, read the partition again from the
   first of them; one not in the list: a stale copy, drop it;
 - records handed over that never arrive at all (lost at the end of what was read) are found by
-  `overdue`, asked when the agent has been idle.
+  `overdue`, asked when the agent has been idle;
+- records the consumer moved past without handing them over (its position, learned without a
+  record, beyond what the ledger expects) are found by `skipped`, also asked when idle: the last
+  net under every race of this kind (one made the two-worker test stall until 2026-11-29).
 
 It also tells whether a partition is caught up: everything the broker had (its high watermark) was
 handed over and received.
@@ -41,6 +44,7 @@ class ReadLedger:
         self._next: dict = {}  # tp -> offset the next record handed over must have at least
         self._position: dict = {}  # tp -> the consumer's position learned without a record
         self._since: dict = {}  # tp -> when its oldest pending record was handed over (monotonic)
+        self._skipped: dict = {}  # tp -> offset it was last read again from because the position passed it
 
     # -- the consumer's side -------------------------------------------------------------
 
@@ -108,6 +112,19 @@ class ReadLedger:
         """Partitions whose oldest pending record was handed over more than `after` seconds ago
         (ask only when the agent has been idle: then nothing is on its way any more)."""
         return [tp for tp, pending in self._handed.items() if pending and now - self._since[tp] > after]
+
+    def skipped(self) -> list[tuple]:
+        """(tp, offset) of partitions the consumer has moved past records it never handed over:
+        read them again from `offset`. Once per offset: if the position passes it again without a
+        record, those offsets hold none (transaction markers) and it stays caught up."""
+        found = []
+        for tp, position in self._position.items():
+            expected = self._next.get(tp)
+            if expected is None or position <= expected or self._handed.get(tp) or self._skipped.get(tp) == expected:
+                continue
+            self._skipped[tp] = expected
+            found.append((tp, expected))
+        return found
 
     def caught_up(self, tp, highwater: int | None) -> bool:
         """Nothing of the partition is on its way: all the broker had was handed over and received."""

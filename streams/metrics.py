@@ -44,7 +44,7 @@ class Metrics:
                                         "(IV_ALIGN_MAX_WAIT_MS) although an input was still behind",
                                         ["reason"], registry=r)
         self.reads_again = Counter("iv_reads_again_total", "Partitions read again from a record the agent "
-                                   "never received (faust lost it between fetch and agent)", ["reason"], registry=r)
+                                   "never received (lost between the fetch and the agent, or passed by the consumer)", ["reason"], registry=r)
 
     def count_output(self, rec: dict) -> None:
         kind = rec["kind"]

@@ -140,8 +140,9 @@ class Pipeline:
     async def read_again(self, tp, offset: int | None, reason: str) -> None:
         if offset is None:
             return
-        log.warning("%s[%d]: records from offset %d were handed to faust but never reached the agent; "
-                    "reading them again", tp.topic, tp.partition, offset)
+        what = ("the consumer moved past them without handing them to faust" if reason == "passed_by_the_consumer"
+                else "they were handed to faust but never reached the agent")
+        log.warning("%s[%d]: reading records again from offset %d: %s", tp.topic, tp.partition, offset, what)
         self.metrics.reads_again.labels(reason).inc()
         await self.app.consumer.seek(tp, offset)  # the ledger restarts the partition (streams/compat.py)
 
@@ -210,7 +211,8 @@ class Pipeline:
 
     def chores(self, now: float, wall: float) -> tuple[list[Output], list]:
         """What the timer does between batches: wake-ups for held records, watermarks while idle,
-        and partitions to read again whose records never arrived."""
+        and (tp, offset, why) of partitions to read again: records handed over that never arrived,
+        or records the consumer moved past without handing them over."""
         idle = now - self.last_batch
         if idle < IDLE_WAKE:
             return [], []
@@ -218,8 +220,11 @@ class Pipeline:
         wake = [self.processor.tick(None, wall, waiting[0])] if waiting else []
         self.last_wake = now if wake else self.last_wake
         marks = [] if self.forwarding else self.intake.watermarks(self.owned, self.caught_up, wall, now)
-        lost = self.ledger.overdue(now, LOST_AFTER) if idle > LOST_AFTER else []
-        return wake + marks, lost
+        if idle <= LOST_AFTER:
+            return wake + marks, []
+        again = [(tp, self.ledger.first_pending(tp), "lost_at_the_end") for tp in self.ledger.overdue(now, LOST_AFTER)]
+        again += [(tp, offset, "passed_by_the_consumer") for tp, offset in self.ledger.skipped()]
+        return wake + marks, again
 
     # -- rebalances ----------------------------------------------------------------------
 

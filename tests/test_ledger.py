@@ -63,6 +63,26 @@ def test_caught_up_when_everything_up_to_the_high_watermark_arrived():
     assert not ledger.caught_up(A, 9)
 
 
+def test_a_consumer_position_past_what_the_ledger_expects_is_read_again_once():
+    """The takeover stall of 2026-11-29: the ledger expected offset 18, the consumer had moved to the
+    end (134) without handing 18-133 over, and nothing more would ever be fetched."""
+    ledger = ReadLedger([A.topic])
+    ledger.restart(A, 18)
+    ledger.position(A, 134, epoch=ledger.epochs[A])  # learned in the consumer thread, no record
+    assert ledger.skipped() == [(A, 18)]
+    ledger.restart(A, 18)  # the agent reads the partition again from 18 (the patched seek)
+    ledger.position(A, 134, epoch=ledger.epochs[A])  # and the position passes 18 again without a record:
+    assert ledger.skipped() == []  # those offsets hold none (transaction markers): not again
+    assert ledger.caught_up(A, 134)
+
+
+def test_nothing_is_passed_while_records_are_on_their_way():
+    ledger = ReadLedger([A.topic])
+    _handed(ledger, 4, 5)
+    ledger.position(A, 9, epoch=None)
+    assert ledger.skipped() == []
+
+
 def test_other_topics_pass_through():
     ledger = ReadLedger([A.topic])
     changelog = TP("encounters-changelog", 0)
