@@ -108,3 +108,29 @@ def test_a_batch_book_packing_closed_encounters_gives_the_same_records(events, r
     rnd.shuffle(shuffled)
     packed = Book(gauges=False, pack_closed=True)
     assert run(shuffled, packed) == run(shuffled)
+
+
+def test_packed_states_unpack_to_the_same_state_before_and_after_the_deflate_dictionary(monkeypatch):
+    """The first 64 packed documents are kept as JSON and become the dictionary the rest are
+    deflated against (rules/encounter.py, _Squeeze): both kinds unpack to the state they packed."""
+    import orjson
+
+    from models.events import parse_event
+    from rules import encounter
+    from simulator import simulate
+
+    squeeze = encounter._Squeeze()
+    monkeypatch.setattr(encounter, "_SQUEEZE", squeeze)
+    book = Book()
+    for line in simulate(encounters=200, seed=11):
+        book.handle(parse_event(line))
+    closed = [s for s in book.states.values() if s.discharged]
+    packed = [(s, s.pack()) for s in closed]
+    assert len(closed) > 100 and squeeze._first is None  # the dictionary was made
+    assert packed[0][1].doc[:1] == b"[" and packed[-1][1].doc[:1] != b"["
+    deflated = sum(len(p.doc) for _, p in packed[64:])
+    assert deflated * 8 < sum(len(orjson.dumps(s.to_json())) for s, _ in packed[64:])  # the state's JSON
+    for state, p in packed:
+        back = encounter.EncounterState.unpack(state.encounter_id, p)
+        assert back.coding().lines == state.coding().lines
+        assert (back.alerts, back.admins, back.posted) == (state.alerts, state.admins, state.posted)
