@@ -70,10 +70,21 @@ class ReadLedger:
         self._next[tp] = message.offset + 1
 
     def restart(self, tp, offset: int | None) -> None:
-        """The partition is read again from `offset` (None: unknown, e.g. never committed)."""
+        """The partition is read again from `offset` (None: unknown, e.g. never committed).
+
+        Records handed over below `offset` are still on their way and are not read again: they stay
+        expected. Forgetting them made them stale on arrival while the consumer read on after them:
+        lost (a seek to where the drain stopped, after faust skipped a paused partition's records;
+        3 to 220 events of a 200,000-event backlog until 2026-11-29)."""
         self.epochs[tp] = self.epochs.get(tp, 0) + 1
-        for d in (self._handed, self._ids, self._since, self._position):
+        pending = self._handed.pop(tp, None)
+        for d in (self._ids, self._position):
             d.pop(tp, None)
+        keep = [m for m in pending or () if offset is not None and m.offset < offset]
+        if keep:
+            self._handed[tp], self._ids[tp] = deque(keep), {id(m) for m in keep}
+        else:
+            self._since.pop(tp, None)
         if offset is None:
             self._next.pop(tp, None)
         else:

@@ -41,6 +41,21 @@ def test_copies_from_before_a_restart_are_stale():
     assert ledger.arrived(A, old[0], 1.0) is Arrival.STALE
 
 
+def test_records_on_their_way_below_a_seek_still_count_and_the_rest_are_stale():
+    """A seek to where faust's drain stopped (it skipped a paused partition's records) restarted the
+    ledger and made the records handed over before it stale on arrival, while the consumer read on
+    after them: 3 events of a 200,000-event backlog never processed."""
+    ledger = ReadLedger([A.topic])
+    m = _handed(ledger, 4, 5, 6)
+    ledger.restart(A, 7)  # read on from 7: 4-6 are still on their way
+    assert not ledger.caught_up(A, 7)
+    assert [ledger.arrived(A, x, 1.0) for x in m] == [Arrival.IN_ORDER] * 3
+    assert ledger.caught_up(A, 7)
+    m = _handed(ledger, 7, 8, 9)
+    ledger.restart(A, 8)  # read again from 8: its copies on their way are stale, 7 still counts
+    assert [ledger.arrived(A, x, 1.0) for x in m] == [Arrival.IN_ORDER, Arrival.STALE, Arrival.STALE]
+
+
 def test_records_lost_at_the_end_are_overdue_once_the_agent_is_idle():
     ledger = ReadLedger([A.topic])
     _handed(ledger, 4, now=10.0)
