@@ -11,13 +11,13 @@ import asyncio
 import logging
 
 import faust
-from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
+from faust.sensors.prometheus import FaustMetrics
 
 from streams import compat
 from streams.config import Settings
 from streams.health import Health
 from streams.kafka import client_kwargs, faust_connection
-from streams.metrics import Metrics
+from streams.metrics import FaustSensors, Metrics
 from streams.pipeline import Pipeline
 from streams.processor import Processor
 
@@ -56,8 +56,8 @@ def build_app(s: Settings, metrics: Metrics, clock=None, health: Health | None =
         web_tables_enabled=False,
     )
     compat.set_client_kwargs(app, client_kwargs(s))  # table recovery's own consumer connects like every client
-    # faust's own sensors (messages, commits, rebalances...) on our registry, as faust_*.
-    app.monitor = PrometheusMonitor(metrics=FaustMetrics.create(metrics.registry, "faust"))
+    # faust's own sensors (offsets, commits, sends, rebalances) on our registry, as faust_*.
+    app.monitor = FaustSensors(metrics=FaustMetrics.create(metrics.registry, "faust"))
     table = app.Table(TABLE, partitions=s.partitions, key_type=str, value_type=bytes)  # JSON made by JsonStates
     health = health or Health()
     kwargs = {"clock": clock} if clock else {}

@@ -134,9 +134,10 @@ class JsonStates(MutableMapping):
         for key in [k for k in self.table.keys() if k.startswith(MARK)]:
             marks[int(key[len(MARK):])] = int(self.table[key])
         for key in list(self.table.keys()):
-            if key.startswith(MARK):
+            value = self.table[key]
+            if key.startswith(MARK) or b'"outbox"' not in value:  # most states: no parse
                 continue
-            doc = orjson.loads(self.table[key])
+            doc = orjson.loads(value)
             if not doc.get("outbox"):
                 continue
             partition, batch = doc["partition"], doc.get("batch", float("inf"))  # unnumbered: never marked
