@@ -405,19 +405,19 @@ def metric_sum(port: int, name: str) -> float | None:
 
 
 async def bench_recovery(bootstrap: str, partitions: int, events: list[tuple[bytes, bytes]],
-                         discharge_template: dict, policy_file: str, log_dir: str) -> dict:
+                         discharge_template: dict, policy_file: str, log_dir: str, store: str = "memory://") -> dict:
     from streams.topics import create_topics
 
     prefix = f"rec{int(time.time() * 1000) % 10**8}"
     settings = worker_settings(bootstrap, f"iv-{prefix}", topics_named(prefix), partitions, policy_file,
-                               metrics_port=free_port())
+                               metrics_port=free_port(), store=store)
     await create(bootstrap, settings.topics.all, partitions)
     await create_topics(settings, log=lambda _: None)
     port = settings.metrics_port
     env = {k: v for k, v in os.environ.items() if not k.startswith("IV_")}
     env.update(IV_BOOTSTRAP_SERVERS=bootstrap, IV_APP_ID=settings.app_id, IV_PARTITIONS=str(partitions),
                IV_POLICY_FILE=policy_file, IV_DATA_DIR=settings.data_dir, IV_METRICS_PORT=str(port),
-               IV_LOG_LEVEL="warning")
+               IV_LOG_LEVEL="warning", IV_STORE=store)  # the restarted worker keeps IV_DATA_DIR
     for name in settings.topics.__dataclass_fields__:
         env[f"IV_TOPIC_{name.upper()}"] = getattr(settings.topics, name)
 

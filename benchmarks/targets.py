@@ -253,8 +253,9 @@ async def run(args) -> dict:
                 say(f"(c) memory: {args.open:,} open encounters through Processor (dict table), tracemalloc ...")
                 r["c"] = sb.bench_memory(events, Topics(), policy)
             if "d" not in skip:
-                say(f"(d) kill -9 with {args.open:,} open encounters (worker subprocess) ...")
-                r["d"] = await sb.bench_recovery(bootstrap, args.partitions, events, discharge_tpl, policy_file, tmp)
+                say(f"(d) kill -9 with {args.open:,} open encounters (worker subprocess, {args.store}) ...")
+                r["d"] = await sb.bench_recovery(bootstrap, args.partitions, events, discharge_tpl, policy_file, tmp,
+                                                 args.store)
     finally:
         broker.stop()
     r["load_end"] = os.getloadavg()
@@ -358,6 +359,8 @@ def main() -> None:
     p.add_argument("--day-encounters", type=int, default=20_000, help="(e)'s day, encounters (default 20,000)")
     p.add_argument("--partitions", type=int, default=8, help="partitions of every topic (default 8)")
     p.add_argument("--timeout", type=float, default=1200, help="seconds for a backlog run (default 1,200)")
+    p.add_argument("--store", default="memory://", choices=("memory://", "rocksdb://"),
+                   help="(d)'s worker table store (default memory://; rocksdb:// keeps the table in its data dir)")
     p.add_argument("--skip", default="", help="parts to skip: any of a b c d e f g (f, g need a)")
     args = p.parse_args()
     args.sizes = [int(x) for x in args.sizes.split(",") if x.strip()]

@@ -13,7 +13,7 @@ written back so a changelog-backed table sees it. Clock values are epoch seconds
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping
 
 from rules.encounter import EncounterState, Packed
 from rules.facts import count_open
@@ -141,11 +141,11 @@ class Book:
                 self._note(state)
         return out
 
-    def rebuild(self) -> None:
-        """Re-derive schedules and open counts from the states (after a table was recovered)."""
+    def rebuild(self, states: Iterable[EncounterState]) -> None:
+        """Re-derive schedules and open counts from every state, given once each (after a table was
+        recovered: the stream's JsonStates.scan reads them in one pass)."""
         self._deadlines, self._expiry, self._open, self.open_administrations = {}, {}, {}, 0
-        for encounter_id in list(self.states):
-            state = self.states.get(encounter_id)
+        for state in states:
             self._schedule(state, "encounter.discharge_cancelled")
             self._schedule(state, "encounter.discharged")
             self._note(state)

@@ -127,27 +127,29 @@ class JsonStates(MutableMapping):
             self.forget(self.table, key, value, _compact(orjson.dumps(doc)), partition)
         return [self.write(self.table, f"{MARK}{p}", b"%d" % batch, p) for p, batch in flushed.batches.items()]
 
-    def outboxes(self) -> dict[int, list[Output]]:
-        """Outputs written but perhaps never delivered (found after a restart), by partition: the
-        outboxes above their partition's mark. Batch numbers continue above the highest found."""
-        marks, found, batches = {}, {}, {}
-        for key in [k for k in self.table.keys() if k.startswith(MARK)]:
-            marks[int(key[len(MARK):])] = int(self.table[key])
-        for key in list(self.table.keys()):
-            value = self.table[key]
-            if key.startswith(MARK) or b'"outbox"' not in value:  # most states: no parse
+    def scan(self, outboxes: dict[int, list[Output]]) -> Iterator[EncounterState]:
+        """Every stored state, in one pass over the table (after a recovery); once it is exhausted,
+        `outboxes` holds by partition the outputs written but perhaps never delivered: the outboxes
+        above their partition's mark. Batch numbers continue above the highest found. One pass:
+        per-key reads of a rocksdb store cost more than the parsing (restart with 100,000 open
+        encounters: 19 of its 28 busy seconds in two per-key passes, py-spy)."""
+        marks, unsent = {}, []
+        for key, value in self.table.items():
+            if key.startswith(MARK):
+                marks[int(key[len(MARK):])] = int(value)
                 continue
             doc = orjson.loads(value)
-            if not doc.get("outbox"):
-                continue
-            partition, batch = doc["partition"], doc.get("batch", float("inf"))  # unnumbered: never marked
+            outbox, partition, batch = doc.pop("outbox", None), doc.pop("partition", None), doc.pop("batch", None)
+            if outbox:
+                unsent.append((key, partition, float("inf") if batch is None else batch, outbox))  # unnumbered: never marked
+            yield EncounterState.from_json(doc)
+        batches = {}
+        for key, partition, batch, outbox in unsent:
             if batch <= marks.get(partition, 0):
                 continue
             batches[partition] = max(batches.get(partition, 0), batch if batch != float("inf") else 0)
-            for topic, value in doc["outbox"]:
-                found.setdefault(partition, []).append(Output(topic, key.encode(), value.encode()))
+            outboxes.setdefault(partition, []).extend(Output(topic, key.encode(), value.encode()) for topic, value in outbox)
         self._batch = {p: max(marks.get(p, 0), batches.get(p, 0)) for p in marks.keys() | batches.keys()}
-        return found
 
 
 def _compact(data: bytes) -> bytes:
@@ -190,8 +192,8 @@ class Processor:
     def recovered(self) -> None:
         """The table is recovered (after every rebalance): re-derive schedules and find outboxes."""
         self.needs_rebuild = False
-        self.book.rebuild()
-        self._resend = self.states.outboxes()
+        self._resend = {}
+        self.book.rebuild(self.states.scan(self._resend))
 
     def _rebuild_if_needed(self) -> None:
         if self.needs_rebuild:
