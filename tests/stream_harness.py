@@ -40,7 +40,7 @@ def worker_env(settings: Settings, policy_file: str | None) -> dict[str, str]:
     env.update(IV_BOOTSTRAP_SERVERS=settings.bootstrap_servers, IV_APP_ID=settings.app_id,
                IV_PARTITIONS=str(settings.partitions), IV_TICK_SECONDS="1", IV_POLICY_FILE=policy_file or "",
                IV_DATA_DIR=settings.data_dir, IV_METRICS_PORT=str(settings.metrics_port), IV_LOG_LEVEL=os.environ.get("IV_TEST_WORKER_LOG_LEVEL", "warning"),
-               IV_ALIGN_MAX_WAIT_MS=str(settings.align_max_wait_ms))
+               IV_ALIGN_MAX_WAIT_MS=str(settings.align_max_wait_ms), IV_STORE=settings.store)
     for name in settings.topics.__dataclass_fields__:
         env[f"IV_TOPIC_{name.upper()}"] = getattr(settings.topics, name)
     return env

@@ -23,16 +23,17 @@ from tests.stream_harness import unique_settings, worker_env as _env
 NO_OVERDUE = "overdue_grace_minutes = 100000\noverdue_without_order_minutes = 100000\n"
 
 
-@pytest.mark.parametrize("kills,encounters", [
-    pytest.param(5, 150, id="ci"),
-    pytest.param(12, 1500, id="full", marks=pytest.mark.slow),
+@pytest.mark.parametrize("kills,encounters,store", [
+    pytest.param(5, 150, "memory://", id="ci"),
+    pytest.param(5, 150, "rocksdb://", id="ci-rocksdb"),  # the table on disk survives the kill
+    pytest.param(12, 1500, "memory://", id="full", marks=pytest.mark.slow),
 ])
-async def test_sigkill_at_random_points_loses_and_duplicates_nothing(broker, kills, encounters, tmp_path):
+async def test_sigkill_at_random_points_loses_and_duplicates_nothing(broker, kills, encounters, store, tmp_path):
     from streams.broker import free_port
 
     policy = tmp_path / "policy.toml"
     policy.write_text(NO_OVERDUE)
-    settings = unique_settings(broker.bootstrap, metrics_port=free_port())
+    settings = unique_settings(broker.bootstrap, metrics_port=free_port(), store=store)
     await create_topics(settings, log=lambda _: None)
     day = dt.date.today() - dt.timedelta(days=2)
     lines = [l.encode() for l in simulate(encounters=encounters, seed=23, day=day)]
