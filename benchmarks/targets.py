@@ -22,6 +22,9 @@ would pick instead, on the same simulated events and ONE embedded Tansu broker s
 (d) kill -9 with --open open encounters: seconds from the restart to the first output of a
     discharge sent at the restart (benchmarks.stream.bench_recovery). The target is for 100,000.
 (e) `code`, whole process, on a --day-encounters day (seed 7, as `make bench`), best of 2.
+(h) `code`'s peak RSS (its VmHWM, read while it runs) on an --archive-encounters day (seed 7),
+    divided by its encounters: what a held encounter costs (every one is held: the day is within
+    the retention); also above the peak of `code` on an empty file (the idle interpreter).
 (f) two worker subprocesses on the same backlog as (a)'s first size, fresh topics: events/s
     beside one worker's, with the CPU seconds each used (what limits scaling here).
 (g) baselines on (a)'s input topics (first size): raw aiokafka passthrough, plain faust
@@ -65,7 +68,7 @@ from tests.events import net_charges
 from tests.stream_harness import WORKER_LOG_DIR, start_worker, unique_settings, worker_env
 
 TARGETS = {"rate": 10_000, "x_code": 0.30, "steady_within": 0.20, "p99_ms": 100, "bytes": 1024,
-           "recovery_s": 15, "recovery_open": 100_000, "code_rate": 50_000}
+           "recovery_s": 15, "recovery_open": 100_000, "code_rate": 50_000, "held_bytes": 2048}
 SETTLE_S, QUIET_S = 3.0, 20.0
 
 
@@ -91,6 +94,26 @@ def code_whole_process(path: str, policy_file: str | None, repeat: int = 2) -> t
         if best is None or elapsed < best[0]:
             best = (elapsed, cpu)
     return best
+
+
+def code_peak_rss(path: str) -> int:
+    """Peak RSS in bytes of `python -m cli.main code FILE > /dev/null`: its VmHWM, read every 50 ms
+    until it exits (the high-water mark only grows; wait4's ru_maxrss would also count this
+    process's pages, which the child holds between fork and exec)."""
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "code", path], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    peak = 0
+    while proc.poll() is None:
+        try:
+            for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]) * 1024)
+        except OSError:
+            pass
+        time.sleep(0.05)
+    if proc.returncode not in (0, 2):
+        raise RuntimeError(f"code exited {proc.returncode} on {path}")
+    return peak
 
 
 def cpu_seconds(pid: int) -> float:
@@ -191,6 +214,19 @@ async def run(args) -> dict:
         r["e"] = {"events": len(lines), "seconds": secs, "rate": len(lines) / secs, "cpu_rate": len(lines) / cpu}
         say(f"    {r['e']['rate']:,.0f} events/s ({secs:.2f} s)")
         del lines
+
+    if "h" not in skip:
+        path, empty, events = Path(tmp) / "archive.jsonl", Path(tmp) / "empty.jsonl", 0
+        say(f"(h) `code` peak RSS on a {args.archive_encounters:,}-encounter day ...")
+        with open(path, "w") as out:
+            for line in simulate(encounters=args.archive_encounters, seed=7):
+                out.write(line + "\n")
+                events += 1
+        empty.write_text("")
+        r["h"] = {"encounters": args.archive_encounters, "events": events, "peak": code_peak_rss(str(path)),
+                  "idle": code_peak_rss(str(empty))}
+        say(f"    {r['h']['peak'] / 1e6:,.1f} MB peak")
+        path.unlink()
 
     broker = EmbeddedBroker(log_dir=tmp)
     say(f"embedded broker up in {broker.start():.1f} s at {broker.bootstrap}")
@@ -324,6 +360,13 @@ def report(args, r: dict) -> None:
         row(f"(e) `code` whole process, {args.day_encounters:,}-encounter day ({e['events']:,} events)",
             f"{e['rate']:,.0f} ev/s", f">= {T['code_rate']:,} ev/s", e["rate"] >= T["code_rate"])
         print(f"    ({e['seconds']:.2f} s; per CPU second {e['cpu_rate']:,.0f} ev/s)")
+    if "h" in r:
+        h = r["h"]
+        per = h["peak"] / h["encounters"]
+        row(f"(h) `code` peak RSS per held encounter, {h['encounters']:,}-encounter day", f"{per:,.0f} B",
+            f"<= {T['held_bytes']:,} B", per <= T["held_bytes"])
+        print(f"    ({h['events']:,} events; peak {h['peak'] / 1e6:,.1f} MB; {(h['peak'] - h['idle']) / h['encounters']:,.0f} B "
+              f"above the idle interpreter's {h['idle'] / 1e6:,.1f} MB)")
     if sizes and "two" in sizes[0]:
         one, two = sizes[0]["one"], sizes[0]["two"]
         row(f"(f) two workers vs one, {sizes[0]['events']:,} events, {args.partitions} partitions",
@@ -359,9 +402,11 @@ def main() -> None:
     p.add_argument("--day-encounters", type=int, default=20_000, help="(e)'s day, encounters (default 20,000)")
     p.add_argument("--partitions", type=int, default=8, help="partitions of every topic (default 8)")
     p.add_argument("--timeout", type=float, default=1200, help="seconds for a backlog run (default 1,200)")
+    p.add_argument("--archive-encounters", type=int, default=100_000,
+                   help="(h)'s day, encounters (default 100,000: about 810,000 events, 1.5 min)")
     p.add_argument("--store", default="memory://", choices=("memory://", "rocksdb://"),
                    help="(d)'s worker table store (default memory://; rocksdb:// keeps the table in its data dir)")
-    p.add_argument("--skip", default="", help="parts to skip: any of a b c d e f g (f, g need a)")
+    p.add_argument("--skip", default="", help="parts to skip: any of a b c d e f g h (f, g need a)")
     args = p.parse_args()
     args.sizes = [int(x) for x in args.sizes.split(",") if x.strip()]
     sb.quiet_logging()
