@@ -31,20 +31,19 @@ class Delivery:
 class Deliveries:
     def __init__(self, send: Callable[[list], Awaitable[list]], limit: int = MAX_IN_FLIGHT) -> None:
         self._send, self.limit = send, limit
-        self._tasks: deque[asyncio.Task] = deque()
+        self._tasks: deque[asyncio.Task] = deque()  # in batch order; the last one is the newest batch
         self._sent: asyncio.Future | None = None  # the newest batch's outputs are enqueued
-        self._done: asyncio.Task | None = None  # the newest batch is delivered and acked
 
     async def add(self, delivery: Delivery) -> None:
         """Hand a batch over; waits only while MAX_IN_FLIGHT batches are on their way."""
-        self._reap()
+        self.check()
         while len(self._tasks) >= self.limit:
             await asyncio.wait([self._tasks[0]])
-            self._reap()
+            self.check()
         sent = asyncio.get_running_loop().create_future()
-        task = asyncio.create_task(self._deliver(delivery, self._sent, self._done, sent))
-        self._sent, self._done = sent, task
-        self._tasks.append(task)
+        done_before = self._tasks[-1] if self._tasks else None  # an earlier one is done and checked
+        self._tasks.append(asyncio.create_task(self._deliver(delivery, self._sent, done_before, sent)))
+        self._sent = sent
 
     async def _deliver(self, d: Delivery, sent_before, done_before, sent) -> None:
         try:
@@ -64,11 +63,9 @@ class Deliveries:
         await d.finish()
 
     def check(self) -> None:
-        """Raise the error of a batch that failed on its way (the agent fails, as it did when it
-        awaited each send itself); its records were never acked, so they are read again."""
-        self._reap()
-
-    def _reap(self) -> None:
+        """Forget the batches done; raise the error of one that failed on its way (the agent fails,
+        as it did when it awaited each send itself): its records were never acked, so they are read
+        again."""
         while self._tasks and self._tasks[0].done():
             task = self._tasks.popleft()
             if not task.cancelled() and task.exception() is not None:
