@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 # Keys of the per-partition "delivered up to" marks, kept in the state table beside the encounters.
 # An encounter id never starts with a space (ids are stripped, and a message key must equal it).
 MARK = " delivered up to, partition "
+OUTBOX_FIELDS = ("outbox", "partition", "batch")  # what a stored state carries beside EncounterState's JSON
 
 
 @dataclass
@@ -40,7 +41,8 @@ class Flushed:
     batch number each partition's outboxes carry, and the stored values holding those outboxes."""
     writes: list
     batches: dict[int, int] = field(default_factory=dict)  # partition -> this batch's number
-    unsent: dict[str, tuple[bytes, int]] = field(default_factory=dict)  # key -> (stored value, partition)
+    # key -> (stored value, the same state without its outbox, partition)
+    unsent: dict[str, tuple[bytes, bytes, int]] = field(default_factory=dict)
 
 
 class JsonStates(MutableMapping):
@@ -77,7 +79,7 @@ class JsonStates(MutableMapping):
         if data is None:
             return default
         doc = orjson.loads(data)
-        for name in ("outbox", "partition", "batch"):
+        for name in OUTBOX_FIELDS:
             doc.pop(name, None)
         return EncounterState.from_json(doc)
 
@@ -105,13 +107,13 @@ class JsonStates(MutableMapping):
                 flushed.writes.append(self.write(self.table, key, None, partition))
                 continue
             doc = state.to_json()
-            if outbox.get(key):
+            value = _compact(orjson.dumps(doc))
+            if outbox.get(key):  # written with it; memory keeps the state without it once delivered
                 batch = flushed.batches.setdefault(partition, self._batch.get(partition, 0) + 1)
                 doc.update(outbox=[[o.topic, o.value.decode()] for o in outbox[key]], partition=partition,
                            batch=batch)
-            value = _compact(orjson.dumps(doc))
-            if outbox.get(key):
-                flushed.unsent[key] = (value, partition)
+                stripped, value = value, _compact(orjson.dumps(doc))
+                flushed.unsent[key] = (value, stripped, partition)
             flushed.writes.append(self.write(self.table, key, value, partition))
         self._batch.update(flushed.batches)
         return flushed
@@ -120,11 +122,8 @@ class JsonStates(MutableMapping):
         """The outputs of `flushed` are delivered: write each partition's mark (not awaited: a crash
         before it lands only makes the next start send them once more) and drop the outboxes from
         memory where no later batch rewrote the state. Returns what `write` returned."""
-        for key, (value, partition) in flushed.unsent.items():
-            doc = orjson.loads(value)
-            for name in ("outbox", "partition", "batch"):
-                del doc[name]
-            self.forget(self.table, key, value, _compact(orjson.dumps(doc)), partition)
+        for key, (value, stripped, partition) in flushed.unsent.items():
+            self.forget(self.table, key, value, stripped, partition)
         return [self.write(self.table, f"{MARK}{p}", b"%d" % batch, p) for p, batch in flushed.batches.items()]
 
     def scan(self, outboxes: dict[int, list[Output]]) -> Iterator[EncounterState]:
@@ -139,15 +138,15 @@ class JsonStates(MutableMapping):
                 marks[int(key[len(MARK):])] = int(value)
                 continue
             doc = orjson.loads(value)
-            outbox, partition, batch = doc.pop("outbox", None), doc.pop("partition", None), doc.pop("batch", None)
+            outbox, partition, batch = (doc.pop(name, None) for name in OUTBOX_FIELDS)
             if outbox:
-                unsent.append((key, partition, float("inf") if batch is None else batch, outbox))  # unnumbered: never marked
+                unsent.append((key, partition, batch, outbox))
             yield EncounterState.from_json(doc)
         batches = {}
         for key, partition, batch, outbox in unsent:
-            if batch <= marks.get(partition, 0):
+            if batch is not None and batch <= marks.get(partition, 0):  # unnumbered (older): never marked
                 continue
-            batches[partition] = max(batches.get(partition, 0), batch if batch != float("inf") else 0)
+            batches[partition] = max(batches.get(partition, 0), batch or 0)
             outboxes.setdefault(partition, []).extend(Output(topic, key.encode(), value.encode()) for topic, value in outbox)
         self._batch = {p: max(marks.get(p, 0), batches.get(p, 0)) for p in marks.keys() | batches.keys()}
 
