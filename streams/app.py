@@ -1,5 +1,7 @@
-"""The faust app: one agent moves what faust delivers through the Pipeline; timers route clock
-ticks and wake-ups into the partitions.
+"""The faust app: one agent loop moves the records the consumer hands to the Inbox through the
+Pipeline in batches (streams/inbox.py: not faust's per-record stream path); timers route clock
+ticks and wake-ups into the partitions. faust keeps group membership, the table, its changelog
+and recovery, offsets and commits.
 
 At-least-once (faust's exactly-once has long-open bugs): a replayed input is recognised by its
 event_id in the encounter state and produces nothing new, and every output id is deterministic,
@@ -16,6 +18,7 @@ from faust.sensors.prometheus import FaustMetrics
 from streams import compat
 from streams.config import Settings
 from streams.health import Health
+from streams.inbox import Inbox, InboxTransport
 from streams.kafka import client_kwargs, faust_connection
 from streams.metrics import FaustSensors, Metrics
 from streams.pipeline import Pipeline
@@ -29,9 +32,17 @@ FETCH_BYTES = 32 * 1024  # per partition and fetch: ~100 events
 CHORES_EVERY = 0.05  # seconds between the timer's looks at held records, watermarks and lost reads
 
 
+class ValidatorApp(faust.App):
+    """A faust app whose consumer hands the agent's records to `inbox` (streams/inbox.py)."""
+    inbox: Inbox | None = None
+
+    def _new_transport(self):
+        return InboxTransport(self.conf.broker_consumer, self)
+
+
 def build_app(s: Settings, metrics: Metrics, clock=None, health: Health | None = None) -> faust.App:
     compat.apply(s.fetch_max_wait_ms)
-    app = faust.App(
+    app = ValidatorApp(
         s.app_id,
         **faust_connection(s),
         store=s.store,
@@ -67,15 +78,20 @@ def build_app(s: Settings, metrics: Metrics, clock=None, health: Health | None =
     pipeline = Pipeline(app, s, processor, metrics, processor.clock)
     pipeline.changelog = table, table.changelog_topic.get_topic_name()
     app.processor, app.pipeline = processor, pipeline
-    source = app.topic(*s.topics.inputs, s.topics.repartition, s.topics.ticks, key_type=bytes, value_type=bytes)
+    sources = (*s.topics.inputs, s.topics.repartition, s.topics.ticks)
+    app.topics.add(app.topic(*sources, key_type=bytes, value_type=bytes))  # subscribed; read through the inbox
+    app.inbox = pipeline.inbox = Inbox(sources)
+    app.flow_control.manage_queue(app.inbox)  # cleared with faust's queues at a rebalance
 
-    @app.agent(source, name="validator")
-    async def validate(stream):
-        # take_events acks a batch when the next is asked for; the pipeline holds its own reference
-        # to each record until it is processed and delivered (or held records would be committed).
-        async for events in stream.take_events(BATCH, within=BATCH_WAIT):
-            await pipeline.run(events)
-            _set_gauges(processor, metrics)
+    @app.task
+    async def validate():
+        # An exception here crashes the app (mode's task supervision): the worker exits and its
+        # records not yet acked are read again by the next start, as docs/delivery.md promises.
+        while not app.should_stop:
+            records = await app.inbox.take(BATCH, within=BATCH_WAIT)
+            if records:
+                await pipeline.run(records)
+                _set_gauges(processor, metrics)
 
     @app.timer(interval=s.tick_seconds)
     async def clock_ticks():

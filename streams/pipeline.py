@@ -1,7 +1,9 @@
-"""The agent's work on each batch faust delivers, and the timer's side of it.
+"""The agent's work on each batch of records the consumer handed to the Inbox, and the timer's
+side of it.
 
-1. Each record is checked off against the ReadLedger (streams/ledger.py): a record faust lost on
-   the way makes the partition be read again; a stale copy is dropped.
+1. Each record is tracked (faust commits nothing past it until it is acked) and checked off
+   against the ReadLedger (streams/ledger.py): a record lost on the way makes the partition be
+   read again; a stale copy is dropped.
 2. The Intake sorts it: forwarded to its owner partition, a watermark, a clock tick (processed
    now) or an input record held in the Aligner.
 3. The Aligner releases held records in timestamp order across the partition's topics.
@@ -10,8 +12,7 @@
    watermarks last) are sent once those writes are durable, then its partitions' "delivered up to"
    marks are written (docs/delivery.md). The agent reads on meanwhile.
 5. Only then is each record acked: faust commits no offset past a record that is held, lost or
-   not yet delivered. Records stay referenced (incref) from arrival to this ack, whatever faust's
-   take_events does after the batch.
+   not yet delivered.
 """
 from __future__ import annotations
 
@@ -52,31 +53,36 @@ class Pipeline:
         self.intake = Intake(s.topics, s.partitions, self.aligner, metrics)
         self.owned: set[int] = set()
         self.paused: set[TP] = set()
-        self.partition_event: dict[int, object] = {}  # partition -> its latest event processed (see write_state)
+        self.partition_event: dict[int, _At] = {}  # partition -> its latest record processed (see write_state)
         self.last_batch = self.last_wake = 0.0
         self.forwarding = 0  # batches with forwards not yet on the producer: no watermark may pass them
         self.deliveries = Deliveries(self._enqueue)
         self.changelog = None  # set by the app: the table and its changelog topic
+        self.inbox = None  # set by the app: where the consumer hands the agent's records
 
     # -- the agent -----------------------------------------------------------------------
 
-    async def run(self, events) -> None:
+    async def run(self, records) -> None:
         loop = asyncio.get_running_loop()
         now, wall = loop.time(), self.clock()
         self.last_batch = now
         self.deliveries.check()  # a delivery that failed fails the agent, as an awaited send would
-        forwards, done = await self._receive(events, now, wall)
+        forwards, done = await self._receive(records, now, wall)
         released = self.aligner.release(self.caught_up, now, wall)
         self._count(released)
         ready = released.items
         outputs = []
-        for msg, event in ready:
-            self.partition_event[msg.partition] = event
-            outputs += self.processor.process(msg)
+        for msg, m in ready:
+            at = self.partition_event[msg.partition] = _At(m)
+            token = _current_event.set(weakref.ref(at))  # a rocksdb store reads the message's partition
+            try:
+                outputs += self.processor.process(msg)
+            finally:
+                _current_event.reset(token)
         flushed = self.processor.flush()
         writes = await self._write_changelog(flushed.writes)  # states + outboxes, sent in order
         marks = self.intake.watermarks(self.owned, self.caught_up, wall, now)
-        acks = done + [e for _, e in ready]
+        acks = done + [m for _, m in ready]
         await self.deliveries.add(Delivery(writes, forwards + outputs + marks,
                                            functools.partial(self._delivered, flushed, acks),
                                            functools.partial(self._enqueued, bool(forwards))))
@@ -85,17 +91,21 @@ class Pipeline:
     async def _delivered(self, flushed, acks) -> None:
         """A batch's outputs are delivered: its partitions' marks move up, its records are acked."""
         await self._write_changelog(self.processor.delivered(flushed))
-        for event in acks:
-            self._ack(event)
+        for m in acks:
+            self._ack(m)
 
     def _enqueued(self, forwarded: bool) -> None:
         self.forwarding -= forwarded  # its forwards are on the producer: watermarks may follow them
 
-    async def _receive(self, events, now: float, wall: float):
+    async def _receive(self, records, now: float, wall: float):
         forwards, done = [], []
-        for event in events:
-            m = event.message
-            m.incref()  # ours until `_ack`: take_events' own ack after the batch is not the last
+        consumer, generation = self.app.consumer, self.app.consumer_generation_id
+        for m in records:
+            if m.generation_id != generation or not self.app.flow_control.is_active():
+                continue  # fetched before a rebalance (faust's streams skip these too): read again
+            consumer.track_message(m)  # faust waits for its ack at a rebalance, commits nothing past it
+            m.tracked = True
+            m.incref()  # ours until `_ack`
             arrival = self.ledger.arrived(m.tp, m, now)
             if arrival is not Arrival.IN_ORDER:  # never acked: read again after the restart
                 compat.untrack(self.app.consumer, m)
@@ -107,12 +117,12 @@ class Pipeline:
             if action == FORWARD:
                 self.forwarding += not forwards  # until this batch's forwards are on the producer
                 forwards.append(what)
-                done.append(event)
+                done.append(m)
             elif action == DONE:
-                done.append(event)
+                done.append(m)
             else:
-                compat.untrack(self.app.consumer, m)
-                self.intake.hold(what, (what, event))
+                compat.untrack(consumer, m)
+                self.intake.hold(what, (what, m))
         return forwards, done
 
     def _count(self, released) -> None:
@@ -121,8 +131,7 @@ class Pipeline:
             self.metrics.alignment_forced.labels(reason).inc(n)
         self.metrics.held.set(self.aligner.held)
 
-    def _ack(self, event) -> None:
-        m = event.message
+    def _ack(self, m) -> None:
         if m.ack(self.app.consumer):
             self.app.sensors.on_message_out(m.tp, m.offset, m)
 
@@ -240,6 +249,14 @@ class Pipeline:
         self.paused -= set(revoked)
         for p in partitions:
             self.partition_event.pop(p, None)
+
+
+class _At:
+    """What faust's stores take for the current event: they read its message's partition."""
+    __slots__ = ("message", "__weakref__")
+
+    def __init__(self, message) -> None:
+        self.message = message
 
 
 def _persisted(table, tp, fut) -> None:

@@ -33,9 +33,23 @@ async def run_worker(settings: Settings, create: bool = False) -> int:
              settings.bootstrap_servers, settings.partitions, settings.metrics_port)
     await app.start()
     try:
-        await stop.wait()
+        await _until_stopped_or_crashed(app, stop)
+        if app.crashed:
+            log.error("the agent failed (%s); exiting so that a new start reads its records not yet "
+                      "acked again (docs/delivery.md)", type(app.crash_reason).__name__)
+            return 1
         log.info("stopping: committing offsets, flushing the producer, leaving the group")
     finally:
         await app.stop()
         server.shutdown()
     return 0
+
+
+async def _until_stopped_or_crashed(app, stop: asyncio.Event) -> None:
+    """A signal, or the app crashed (an exception in the agent loop crashes it: streams/app.py)."""
+    waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(app.wait_until_stopped())]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()

@@ -185,17 +185,18 @@ def _diff(got, expected) -> str:
             f"(of {len(have - want)}); worker logs in {LOG_DIR}")
 
 
-@pytest.mark.parametrize("where", ["skipped by getmany", "cleared from the stream queue"])
+@pytest.mark.parametrize("where", ["skipped by getmany", "cleared from the inbox"])
 async def test_records_faust_drops_after_the_fetch_are_read_again_not_committed_past(broker, monkeypatch, where):
     """faust 0.15.3 can drop records it has taken from the fetcher around a rebalance (getmany skips
-    a partition not active at that instant; resuming flow control clears the stream queues), then
-    commit a later offset past them: events lost (streams/compat.py, fix 3). Here records are
-    dropped on purpose at both places: they must be read again and everything coded."""
+    a partition not active at that instant; resuming flow control clears its queues, the Inbox
+    among them), then commit a later offset past them: events lost (streams/compat.py, fix 3).
+    Here records are dropped on purpose at both places: they must be read again and everything
+    coded."""
     from faust.transport.drivers import aiokafka as driver
     from faust.types import TP
-    from mode.utils.queues import FlowControlQueue
 
     from streams import compat, pipeline
+    from streams.inbox import Inbox
     from tests.stream_harness import Worker
 
     compat.apply()  # patched before this test patches faust on top, or the undo would remove compat's too
@@ -225,16 +226,15 @@ async def test_records_faust_drops_after_the_fetch_are_read_again_not_committed_
             return records
         monkeypatch.setattr(driver.AIOKafkaConsumerThread, "getmany", fetch_then_deactivate)
     else:
-        put = FlowControlQueue.put_nowait_enhanced
+        put = Inbox.put
 
-        def put_or_lose(self, value, **kwargs):
-            m = value.message
+        async def put_or_lose(self, m, suspended):
             if victim(m.tp, m.offset) or (dropped and m.tp.topic == settings.topics.started and m.tp.partition == 0
                                           and m.offset <= dropped[0] + 4 and m.offset not in dropped):
-                dropped.append(m.offset)  # as if the queue were cleared under it
-                return False
-            return put(self, value, **kwargs)
-        monkeypatch.setattr(FlowControlQueue, "put_nowait_enhanced", put_or_lose)
+                dropped.append(m.offset)  # as if the inbox were cleared under it
+                return
+            await put(self, m, suspended)
+        monkeypatch.setattr(Inbox, "put", put_or_lose)
 
     next_day = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(12)).timestamp()
     async with Worker(settings, clock=lambda: next_day) as w:

@@ -194,12 +194,12 @@ async def test_ten_thousand_malformed_messages_in_live_traffic(broker):
         finally:
             await producer.stop()
         got = await w.collect(lambda r: sum(1 for x in r if x["kind"] == "dead_letter") >= len(bad), timeout=180)
-        crashed = [a for a in w.app.agents.values() if a._actors and any(x.crashed for x in a._actors)]
+        crashed = w.app.crashed
     dead = [r for r in got if r["kind"] == "dead_letter"]
     assert len(dead) == len(bad) and all(r["reason"] for r in dead)
     assert net_charges(got) == net_charges(expected)
     assert standing_alerts(got) == standing_alerts(expected)
-    assert crashed == []
+    assert not crashed
 
 
 async def test_topics_created_with_any_partition_count_and_mismatch_explained(broker):
@@ -213,3 +213,19 @@ async def test_topics_created_with_any_partition_count_and_mismatch_explained(br
     assert await create_topics(settings, log=lambda _: None) == []
     with pytest.raises(ConfigError, match="another partition count than IV_PARTITIONS=4"):
         await create_topics(dataclasses.replace(settings, partitions=4), log=lambda _: None)
+
+
+async def test_an_agent_loop_that_fails_crashes_the_app_instead_of_stalling(broker):
+    """A failed batch (e.g. a produce that never succeeds) must not leave a worker running that
+    processes nothing: the app crashes, `worker` exits 1 and a new start reads the batch again."""
+    async with Worker(unique_settings(broker.bootstrap), clock=NEXT_DAY) as w:
+        async def fail(records):
+            raise RuntimeError("delivery failed")
+
+        w.app.pipeline.run = fail
+        await w.send(_lines([start("A1", "10:00")]))
+        for _ in range(300):
+            if w.app.crashed:
+                break
+            await asyncio.sleep(0.1)
+        assert w.app.crashed and isinstance(w.app.crash_reason, RuntimeError)
