@@ -58,6 +58,10 @@ def build_app(s: Settings, metrics: Metrics, clock=None, health: Health | None =
         broker_rebalance_timeout=6.0,
         broker_commit_interval=1.0,
         producer_linger=0.005,  # batches sends: each await no longer makes its own request
+        # A batch's changelog writes (states with their outboxes, ~1-2 KB each) exceeded aiokafka's
+        # 16 KB per-partition batch, and each send past it waited for the previous request's round
+        # trip: at 1,000 events/s discharge-to-charge p50 3.4 s, p99 7.7 s; with 256 KB 133 / 454 ms.
+        producer_max_batch_size=256 * 1024,
         # Time-aligned reading needs every input partition's next records at hand. aiokafka hands out
         # what it fetched partition by partition, and faust delivers each poll whole before the next:
         # small fetches and polls keep all partitions flowing, a backlog's megabyte fetches did not.
