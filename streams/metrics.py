@@ -47,15 +47,25 @@ class Metrics:
         self.reads_again = Counter("iv_reads_again_total", "Partitions read again from a record the agent "
                                    "never received (lost between the fetch and the agent, or passed by the consumer)", ["reason"], registry=r)
 
+        self._children: dict = {}  # (metric, labels) -> child: labels() costs ~5% of a backlog's CPU
+
+    def child(self, metric, *labels):
+        """`metric.labels(*labels)`, remembered (labels are bounded: see above)."""
+        try:
+            return self._children[metric, labels]
+        except KeyError:
+            c = self._children[metric, labels] = metric.labels(*labels)
+            return c
+
     def count_output(self, rec: dict) -> None:
-        kind = rec["kind"]
+        kind, child = rec["kind"], self.child
         if kind == "charge":
-            self.charges.labels(rec["cpt"], rec["action"]).inc()
-            self.charge_units.labels(rec["cpt"], rec["action"]).inc(rec["units"])
+            child(self.charges, rec["cpt"], rec["action"]).inc()
+            child(self.charge_units, rec["cpt"], rec["action"]).inc(rec["units"])
         elif kind == "alert":
-            self.alerts.labels(rec["code"], rec["severity"], rec["state"]).inc()
+            child(self.alerts, rec["code"], rec["severity"], rec["state"]).inc()
         else:
-            self.dead_letters.labels(rec["category"]).inc()
+            child(self.dead_letters, rec["category"]).inc()
 
     def serve(self, port: int, addr: str = "127.0.0.1", health=None):
         """Expose /metrics (and /healthz, /readyz given a streams.health.Health) on `port`;

@@ -243,7 +243,7 @@ class Processor:
             event = self._parse(msg)
         except BadEvent as exc:
             return self._outputs([dead_letter(str(exc), exc.category, msg.source, msg.value)], msg.key)
-        self.metrics.events.labels(msg.topic, event.type).inc()
+        self.metrics.child(self.metrics.events, msg.topic, event.type).inc()
         duplicates = self.book.duplicates
         try:
             records = self.book.handle(event)
