@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 
@@ -32,6 +33,7 @@ async def run_worker(settings: Settings, create: bool = False) -> int:
     log.info("worker %s starting: brokers %s, %d partitions, metrics on :%d", settings.app_id,
              settings.bootstrap_servers, settings.partitions, settings.metrics_port)
     await app.start()
+    tune_gc_for_worker()
     try:
         await _until_stopped_or_crashed(app, stop)
         if app.crashed:
@@ -43,6 +45,16 @@ async def run_worker(settings: Settings, create: bool = False) -> int:
         await app.stop()
         server.shutdown()
     return 0
+
+
+def tune_gc_for_worker() -> None:
+    """Full garbage collections walked every object the worker holds (faust, aiokafka, the
+    schedules) at about 140 ms each, every few seconds on a backlog: a quarter of its CPU in an
+    in-process profile. What exists once the worker has started is never scanned again (gc.freeze),
+    and full collections come 10 times less often; young ones still free short-lived cycles."""
+    gc.freeze()
+    young, middle, _ = gc.get_threshold()
+    gc.set_threshold(young, middle, 100)
 
 
 async def _until_stopped_or_crashed(app, stop: asyncio.Event) -> None:
