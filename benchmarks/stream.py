@@ -266,6 +266,7 @@ async def bench_worker(settings, n: int) -> dict:
 async def bench_latency(bootstrap: str, settings, lines: list[bytes], rate: float) -> dict:
     from streams.app import build_app
     from streams.topics import create_topics
+    from streams.worker import tune_gc_for_worker
 
     t = settings.topics
     await create(bootstrap, t.all, settings.partitions)
@@ -273,6 +274,7 @@ async def bench_latency(bootstrap: str, settings, lines: list[bytes], rate: floa
     metrics = Metrics()
     app = build_app(settings, metrics)
     await app.start()
+    tune_gc_for_worker()  # as `worker` does once started (streams/worker.py)
     out = AIOKafkaConsumer(t.charges, t.discharged, bootstrap_servers=bootstrap, group_id=None,
                            auto_offset_reset="earliest")
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=1)
