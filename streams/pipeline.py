@@ -208,13 +208,14 @@ class Pipeline:
     # -- what the aligner and the clock ask ----------------------------------------------
 
     def caught_up(self, topic: str, partition: int) -> bool:
-        """Nothing of this input partition is waiting at the broker or on its way to the agent."""
+        """Nothing of this input partition is waiting at the broker or on its way to the agent, as
+        of the consumer's last hand-over (ReadLedger.ended)."""
         tp = TP(topic, partition)
         try:
-            highwater = self.app.consumer.highwater(tp)
+            self.app.consumer.highwater(tp)
         except Exception:  # noqa: BLE001 - not assigned (any more): nothing to wait for here
             return True
-        return self.ledger.caught_up(tp, highwater)
+        return self.ledger.caught_up(tp, self.ledger.end(tp))
 
     # -- the timer's side ----------------------------------------------------------------
 
