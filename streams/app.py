@@ -105,13 +105,17 @@ def build_app(s: Settings, metrics: Metrics, clock=None, health: Health | None =
         metrics.ticks.inc(len(ticks))
         await pipeline.send(ticks)
 
-    @app.timer(interval=CHORES_EVERY)
+    @app.task
     async def chores():
+        # A loop, not a timer: on a backlog its sends wait behind the agent's, and mode's timer
+        # logged "is overlapping" warnings every second for it.
         loop = asyncio.get_running_loop()
-        outputs, again = pipeline.chores(loop.time(), processor.clock())
-        await pipeline.send(outputs)
-        for tp, offset, why in again:
-            await pipeline.read_again(tp, offset, why)
+        while not app.should_stop:
+            await asyncio.sleep(CHORES_EVERY)
+            outputs, again = pipeline.chores(loop.time(), processor.clock())
+            await pipeline.send(outputs)
+            for tp, offset, why in again:
+                await pipeline.read_again(tp, offset, why)
 
     @app.timer(interval=1.0)
     async def heartbeat():
