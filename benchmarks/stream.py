@@ -417,6 +417,7 @@ async def bench_recovery(bootstrap: str, partitions: int, events: list[tuple[byt
     await create_topics(settings, log=lambda _: None)
     port = settings.metrics_port
     env = {k: v for k, v in os.environ.items() if not k.startswith("IV_")}
+    env["IV_GROUP_INSTANCE_ID"] = "bench-worker-0"  # as deployed: the restarted worker keeps its pod's name
     env.update(IV_BOOTSTRAP_SERVERS=bootstrap, IV_APP_ID=settings.app_id, IV_PARTITIONS=str(partitions),
                IV_POLICY_FILE=policy_file, IV_DATA_DIR=settings.data_dir, IV_METRICS_PORT=str(port),
                IV_LOG_LEVEL="warning", IV_STORE=store)  # the restarted worker keeps IV_DATA_DIR

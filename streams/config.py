@@ -6,6 +6,7 @@ says what to put there. Secrets (SASL password) come only from the environment o
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, fields, replace
 from datetime import tzinfo
 from functools import cached_property
@@ -71,6 +72,11 @@ class Settings:
     ssl_cafile: str | None = None
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
+    # Static group membership (Kafka's group.instance.id, KIP-345): a worker restarted under the same
+    # id takes its partitions back at once instead of after the old member's session timeout (6 s)
+    # and a rebalance of every worker. Unique per worker (deploy/k8s: the pod's name); unset:
+    # dynamic membership.
+    group_instance_id: str | None = None
     store: str = "memory://"
     data_dir: str = "./validator-data"
     metrics_port: int = 9108
@@ -172,6 +178,9 @@ def _check(s: Settings) -> None:
         raise ConfigError("IV_PARTITIONS: give a whole number of partitions, 1 or more")
     if s.replication_factor < 1:
         raise ConfigError("IV_REPLICATION_FACTOR: give 1 or more")
+    if s.group_instance_id is not None and not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", s.group_instance_id):
+        raise ConfigError(f"IV_GROUP_INSTANCE_ID={s.group_instance_id!r}: give up to 249 letters, digits, '.', "
+                          "'_' or '-', unique per worker (e.g. the pod's name)")
     if s.security_protocol not in SECURITY_PROTOCOLS:
         raise ConfigError(f"IV_SECURITY_PROTOCOL={s.security_protocol!r}: choose one of {', '.join(SECURITY_PROTOCOLS)}")
     if s.security_protocol.startswith("SASL"):

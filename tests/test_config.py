@@ -205,3 +205,14 @@ def test_debug_logging_keeps_kafka_records_out_of_the_logs():
         assert not logging.getLogger("aiokafka.producer").isEnabledFor(logging.DEBUG)
     finally:
         configure("warning", "text")
+
+
+def test_a_group_instance_id_is_checked_and_reaches_faust():
+    from streams.app import build_app
+    from streams.metrics import Metrics
+
+    with pytest.raises(ConfigError, match="IV_GROUP_INSTANCE_ID"):
+        from_env({"IV_GROUP_INSTANCE_ID": "two words"})
+    s = from_env({"IV_GROUP_INSTANCE_ID": "infusion-validator-7d9f-x2"})
+    assert build_app(s, Metrics()).conf.consumer_group_instance_id == "infusion-validator-7d9f-x2"
+    assert from_env({}).group_instance_id is None  # dynamic membership unless configured

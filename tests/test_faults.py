@@ -23,12 +23,15 @@ from tests.stream_harness import unique_settings, worker_env as _env
 NO_OVERDUE = "overdue_grace_minutes = 100000\noverdue_without_order_minutes = 100000\n"
 
 
-@pytest.mark.parametrize("kills,encounters,store", [
-    pytest.param(5, 150, "memory://", id="ci"),
-    pytest.param(5, 150, "rocksdb://", id="ci-rocksdb"),  # the table on disk survives the kill
-    pytest.param(12, 1500, "memory://", id="full", marks=pytest.mark.slow),
+@pytest.mark.parametrize("kills,encounters,store,instance", [
+    pytest.param(5, 150, "memory://", None, id="ci"),
+    # the table on disk survives the kill; the restarted worker keeps its group instance id (static
+    # membership, as deploy/k8s gives each pod its name) and takes its partitions back at once
+    pytest.param(5, 150, "rocksdb://", "worker-0", id="ci-rocksdb-static"),
+    pytest.param(12, 1500, "memory://", None, id="full", marks=pytest.mark.slow),
 ])
-async def test_sigkill_at_random_points_loses_and_duplicates_nothing(broker, kills, encounters, store, tmp_path):
+async def test_sigkill_at_random_points_loses_and_duplicates_nothing(broker, kills, encounters, store, instance,
+                                                                     tmp_path):
     from streams.broker import free_port
 
     policy = tmp_path / "policy.toml"
@@ -43,6 +46,8 @@ async def test_sigkill_at_random_points_loses_and_duplicates_nothing(broker, kil
     expected = [orjson.loads(l) for l in out.getvalue().splitlines()]
 
     env = _env(settings, str(policy))
+    if instance:
+        env["IV_GROUP_INSTANCE_ID"] = instance
     worker = _start_worker(env)
     rng = random.Random(5)
     producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=5)
