@@ -96,7 +96,10 @@ class InboxConsumer(driver.Consumer):
     (`app.inbox`) and hands everything else (changelogs) to faust as faust's own drain does.
 
     The ledger-checked getmany of streams/compat.py has already set each agent record's read
-    offset and the gaps before it, and checked it continues its partition."""
+    offset and the gaps before it, and checked it continues its partition. The loop is faust
+    0.15.3's `Consumer._drain_messages` with that one difference and uses its internals (read
+    offsets, gaps, commit counters): faust is pinned, and compat.check_versions (build_app)
+    refuses other versions."""
 
     async def _drain_messages(self, fetcher) -> None:  # pragma: no cover - runs in every stream test
         inbox = getattr(self.transport.app, "inbox", None)
