@@ -237,6 +237,7 @@ WORKER_HELP = """Run the stream processor. Configuration comes from IV_* environ
   IV_SSL_CAFILE, IV_SSL_CERTFILE, IV_SSL_KEYFILE
   IV_APP_ID (consumer group), IV_STORE (memory:// or rocksdb://), IV_DATA_DIR
   IV_GROUP_INSTANCE_ID   unique per worker (e.g. the pod's name): a restart takes its partitions back at once
+  IV_STANDBY_REPLICAS    warm copies of each table partition on other workers (default 1; 0 halves the CPU of 2 workers)
   IV_METRICS_PORT (default 9108), IV_TICK_SECONDS (overdue check, default 10)
   IV_ALIGN_MAX_WAIT_MS (longest wait for an input topic that is behind, default 10000)
   IV_RETENTION_DAYS (closed encounters kept, default 14), IV_POLICY_FILE (coding policy TOML)

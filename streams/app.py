@@ -54,6 +54,7 @@ def build_app(s: Settings, metrics: Metrics, clock=None, health: Health | None =
         processing_guarantee="at_least_once",
         consumer_auto_offset_reset="earliest",
         consumer_group_instance_id=s.group_instance_id,  # static membership when configured (streams/config.py)
+        table_standby_replicas=s.standby_replicas,
         broker_session_timeout=6.0,  # a restarted worker rejoins in seconds, not minutes
         broker_heartbeat_interval=1.0,
         broker_rebalance_timeout=6.0,

@@ -216,3 +216,13 @@ def test_a_group_instance_id_is_checked_and_reaches_faust():
     s = from_env({"IV_GROUP_INSTANCE_ID": "infusion-validator-7d9f-x2"})
     assert build_app(s, Metrics()).conf.consumer_group_instance_id == "infusion-validator-7d9f-x2"
     assert from_env({}).group_instance_id is None  # dynamic membership unless configured
+
+
+def test_standby_replicas_are_checked_and_reach_faust():
+    from streams.app import build_app
+    from streams.metrics import Metrics
+
+    with pytest.raises(ConfigError, match="IV_STANDBY_REPLICAS"):
+        from_env({"IV_STANDBY_REPLICAS": "-1"})
+    assert build_app(from_env({"IV_STANDBY_REPLICAS": "0"}), Metrics()).conf.table_standby_replicas == 0
+    assert from_env({}).standby_replicas == 1
