@@ -20,7 +20,8 @@ would pick instead, on the same simulated events and ONE embedded Tansu broker s
     streams.processor.Processor over a dict table, tracemalloc (benchmarks.stream.bench_memory);
     and the worker subprocess's RSS growth while (d) loads them.
 (d) kill -9 with --open open encounters: seconds from the restart to the first output of a
-    discharge sent at the restart (benchmarks.stream.bench_recovery). The target is for 100,000.
+    discharge sent at the restart (benchmarks.stream.bench_recovery; the worker keeps its
+    IV_GROUP_INSTANCE_ID across the restart, as deploy/k8s's pods do). The target is for 100,000.
 (e) `code`, whole process, on a --day-encounters day (seed 7, as `make bench`), best of 2.
 (h) `code`'s peak RSS (its VmHWM, read while it runs) on an --archive-encounters day (seed 7),
     divided by its encounters: what a held encounter costs (every one is held: the day is within
