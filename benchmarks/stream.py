@@ -275,8 +275,10 @@ async def bench_latency(bootstrap: str, settings, lines: list[bytes], rate: floa
     app = build_app(settings, metrics)
     await app.start()
     tune_gc_for_worker()  # as `worker` does once started (streams/worker.py)
+    # A downstream consumer as the worker reads: Tansu answers a waiting fetch only at its max wait
+    # (streams/compat.py, fix 4), so aiokafka's default 500 ms added up to that to "end to end".
     out = AIOKafkaConsumer(t.charges, t.discharged, bootstrap_servers=bootstrap, group_id=None,
-                           auto_offset_reset="earliest")
+                           auto_offset_reset="earliest", fetch_max_wait_ms=20)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=1)
     await out.start()
     await producer.start()
