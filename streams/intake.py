@@ -94,8 +94,15 @@ class Intake:
     def _from_repartition(self, msg: Message) -> tuple[str, Message | None]:
         headers = dict(msg.headers or ())
         if WATERMARK in headers:
-            mark = orjson.loads(msg.value)
-            self.aligner.watermark(msg.partition, mark["from"], mark["time"], mark["forwarding_until"])
+            try:
+                mark = orjson.loads(msg.value)
+                self.aligner.watermark(msg.partition, int(mark["from"]), float(mark["time"]),
+                                       float(mark["forwarding_until"]))
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                # Since the agent loop crashes the worker on an error, one such record would make it
+                # crash at every start: skipped, loudly.
+                log.error("a watermark record on %s that does not parse was skipped: only the worker writes "
+                          "there", self.topics.repartition)
             return DONE, None
         try:
             topic = headers[FORWARDED[0]].decode()
