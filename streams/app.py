@@ -86,7 +86,7 @@ def build_app(s: Settings, metrics: Metrics, clock=None, health: Health | None =
     app.processor, app.pipeline = processor, pipeline
     sources = (*s.topics.inputs, s.topics.repartition, s.topics.ticks)
     app.topics.add(app.topic(*sources, key_type=bytes, value_type=bytes))  # subscribed; read through the inbox
-    app.inbox = pipeline.inbox = Inbox(sources)
+    app.inbox = Inbox(sources)
     app.flow_control.manage_queue(app.inbox)  # cleared with faust's queues at a rebalance
 
     @app.task

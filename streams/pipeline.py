@@ -58,7 +58,6 @@ class Pipeline:
         self.forwarding = 0  # batches with forwards not yet on the producer: no watermark may pass them
         self.deliveries = Deliveries(self._enqueue)
         self.changelog = None  # set by the app: the table and its changelog topic
-        self.inbox = None  # set by the app: where the consumer hands the agent's records
 
     # -- the agent -----------------------------------------------------------------------
 
