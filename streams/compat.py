@@ -124,7 +124,6 @@ def _patch_commit_holes() -> None:
             batch_log.epochs = epochs
         if ledger is not None:
             _learn_positions(self._ensure_consumer(), ledger, active_partitions or (), records, epochs)
-            _learn_ends(self._ensure_consumer(), ledger)
         return records
 
     fetched.__wrapped__ = fetch
@@ -297,15 +296,6 @@ def _learn_positions(aiokafka_consumer, ledger, active, records, epochs) -> None
             continue
         if state is not None and state.has_valid_position:
             ledger.position(tp, state.position, epochs.get(tp))
-
-
-def _learn_ends(aiokafka_consumer, ledger) -> None:
-    """Each partition's end (high watermark) as of this fetch, handed over with its records: see
-    ReadLedger.ended."""
-    highwater = aiokafka_consumer.highwater
-    for tp in aiokafka_consumer.assignment():
-        if ledger.tracks(tp):
-            ledger.ended(tp, highwater(tp))
 
 
 def _first_fetched(consumer) -> dict:

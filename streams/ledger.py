@@ -45,7 +45,6 @@ class ReadLedger:
         self._position: dict = {}  # tp -> the consumer's position learned without a record
         self._since: dict = {}  # tp -> when its oldest pending record was handed over (monotonic)
         self._skipped: dict = {}  # tp -> offset it was last read again from because the position passed it
-        self._ends: dict = {}  # tp -> its high watermark when the consumer last handed records over
 
     # -- the consumer's side -------------------------------------------------------------
 
@@ -91,21 +90,6 @@ class ReadLedger:
         else:
             self._next[tp] = offset
 
-    def ended(self, tp, highwater: int | None) -> None:
-        """The partition's high watermark as the consumer hands a fetch's records over.
-
-        `caught_up` compares with this, not with the consumer's newest high watermark: that moves
-        with every fetch response the consumer thread reads ahead, so on a live feed an input was
-        almost always a few records short of it, and partitions waited (1,000 events/s: 17.6 s
-        of waiting over 20 s, summed over 8 partitions; discharge-to-charge p99 200-450 ms). The
-        guarantee is kept: a record that reached Kafka before one handed over was fetched with it
-        or earlier (a fetch reports every partition's end), so it is below this end."""
-        if highwater is not None:
-            self._ends[tp] = highwater
-
-    def end(self, tp) -> int | None:
-        return self._ends.get(tp)
-
     def position(self, tp, offset: int, epoch: int | None) -> None:
         """The consumer's position, learned in its own thread at `epoch` (ignored if sought since)."""
         if self.epochs.get(tp) == epoch:
@@ -115,7 +99,6 @@ class ReadLedger:
         """Partitions revoked: what was handed over of them is faust's to drop."""
         for tp in tps:
             self.restart(tp, None)
-            self._ends.pop(tp, None)
 
     # -- the agent's side ----------------------------------------------------------------
 

@@ -207,14 +207,13 @@ class Pipeline:
     # -- what the aligner and the clock ask ----------------------------------------------
 
     def caught_up(self, topic: str, partition: int) -> bool:
-        """Nothing of this input partition is waiting at the broker or on its way to the agent, as
-        of the consumer's last hand-over (ReadLedger.ended)."""
+        """Nothing of this input partition is waiting at the broker or on its way to the agent."""
         tp = TP(topic, partition)
         try:
-            self.app.consumer.highwater(tp)
+            highwater = self.app.consumer.highwater(tp)
         except Exception:  # noqa: BLE001 - not assigned (any more): nothing to wait for here
             return True
-        return self.ledger.caught_up(tp, self.ledger.end(tp))
+        return self.ledger.caught_up(tp, highwater)
 
     # -- the timer's side ----------------------------------------------------------------
 

@@ -78,21 +78,6 @@ def test_caught_up_when_everything_up_to_the_high_watermark_arrived():
     assert not ledger.caught_up(A, 9)
 
 
-def test_the_end_is_the_high_watermark_of_the_last_hand_over_not_the_newest():
-    """On a live feed the consumer thread reads ahead; an input measured against its newest high
-    watermark was nearly always a few records short, and partitions waited for nothing."""
-    ledger = ReadLedger([A.topic])
-    assert ledger.end(A) is None
-    ledger.ended(A, 6)
-    for x in _handed(ledger, 4, 5):
-        ledger.arrived(A, x, 1.0)
-    assert ledger.caught_up(A, ledger.end(A))
-    ledger.ended(A, None)  # unknown in a later fetch: the last known end stays
-    assert ledger.end(A) == 6
-    ledger.forget([A])
-    assert ledger.end(A) is None and not ledger.caught_up(A, ledger.end(A))
-
-
 def test_a_consumer_position_past_what_the_ledger_expects_is_read_again_once():
     """The takeover stall of 2026-11-29: the ledger expected offset 18, the consumer had moved to the
     end (134) without handing 18-133 over, and nothing more would ever be fetched."""
