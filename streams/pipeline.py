@@ -242,6 +242,10 @@ class Pipeline:
     def revoked(self, revoked) -> None:
         """What is held or on its way is read again by the partitions' next owner."""
         partitions = {tp.partition for tp in revoked if tp.topic in self.inputs}
+        # Not ours any more: a watermark for one would claim its unread records were forwarded
+        # (caught_up answers yes for what is not assigned), and the other partitions keep the
+        # highest watermark they get. `assigned` sets the new ones.
+        self.owned -= {tp.partition for tp in revoked if tp.topic in self.topics.inputs}
         self.aligner.drop(partitions)
         self.ledger.forget(revoked)
         self.intake.forget(partitions)
