@@ -29,7 +29,7 @@ TABLE = "encounters"
 BATCH = 500  # events per delivery round trip
 BATCH_WAIT = 0.02  # seconds to wait for a batch to fill: bounds the added latency
 FETCH_BYTES = 32 * 1024  # per partition and fetch: ~100 events
-CHORES_EVERY = 0.05  # seconds between the timer's looks at held records, watermarks and lost reads
+CHORES_EVERY = 0.05  # seconds between the chores' looks at held records, watermarks and lost reads
 
 
 class ValidatorApp(faust.App):

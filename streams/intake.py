@@ -79,7 +79,7 @@ class Intake:
     # -- forwarding ----------------------------------------------------------------------
 
     def _forward(self, msg: Message, home: int, wall: float) -> Output:
-        self.metrics.repartitioned.labels(msg.topic).inc()
+        self.metrics.child(self.metrics.repartitioned, msg.topic).inc()
         self.aligner.forwarding_until = max(self.aligner.forwarding_until, wall + FORWARDING_MEMORY)
         if msg.topic not in self._advised:
             self._advised.add(msg.topic)

@@ -107,7 +107,7 @@ class Pipeline:
             m.incref()  # ours until `_ack`
             arrival = self.ledger.arrived(m.tp, m, now)
             if arrival is not Arrival.IN_ORDER:  # never acked: read again after the restart
-                compat.untrack(self.app.consumer, m)
+                compat.untrack(consumer, m)
                 if arrival is Arrival.AFTER_LOSS:
                     await self.read_again(m.tp, self.ledger.first_pending(m.tp), "lost_in_faust")
                 continue
@@ -245,7 +245,7 @@ class Pipeline:
         # Not ours any more: a watermark for one would claim its unread records were forwarded
         # (caught_up answers yes for what is not assigned), and the other partitions keep the
         # highest watermark they get. `assigned` sets the new ones.
-        self.owned -= {tp.partition for tp in revoked if tp.topic in self.topics.inputs}
+        self.owned -= partitions
         self.aligner.drop(partitions)
         self.ledger.forget(revoked)
         self.intake.forget(partitions)
