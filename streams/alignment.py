@@ -79,7 +79,7 @@ class Aligner:
         part.held += 1
 
     def watermark(self, partition: int, source: int, time: float, forwarding_until: float) -> None:
-        """Source partition `source` has forwarded to `partition` everything up to `time`."""
+        """Source partition `source` has forwarded to `partition` everything stamped before `time`."""
         marks = self._watermarks.setdefault(partition, {})
         marks[source] = max(marks.get(source, 0.0), time)
         self.forwarding_until = max(self.forwarding_until, forwarding_until)
@@ -130,8 +130,11 @@ class Aligner:
             if not part.inputs.get(topic) and not caught_up(topic, p):
                 return "input_behind"
         if forwarding:
+            # Strictly older than every mark: a source that reports T has read a record stamped T,
+            # and more records of that millisecond may follow it (a producer sends many per
+            # millisecond), a stop among them.
             marks = self._watermarks.get(p, {})
-            if any(marks.get(q, 0.0) < head.timestamp for q in range(self.partitions) if q != p):
+            if any(marks.get(q, 0.0) <= head.timestamp for q in range(self.partitions) if q != p):
                 return "forwarders_behind"
         return None
 

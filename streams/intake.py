@@ -11,7 +11,7 @@
 
 Watermarks: while any producer mis-partitions, each partition this worker owns reports to every
 other partition, through the repartition topic and after the records it forwarded there, the time
-up to which it has read (and so forwarded) everything. Records wait for those reports
+before which it has read (and so forwarded) everything. Records wait for those reports
 (streams/alignment.py), so stops forwarded from elsewhere are applied before the encounter is
 coded or its overdue clock moves, also when the source partition belongs to another worker.
 """

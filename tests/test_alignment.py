@@ -55,12 +55,25 @@ def test_while_producers_mis_partition_records_wait_for_every_other_partitions_w
     _add(a, "stopped", 9.0, "S")
     ready = lambda t, p: True  # noqa: E731
     a.watermark(0, source=1, time=9.5, forwarding_until=1000.0)
-    a.watermark(0, source=2, time=9.0, forwarding_until=1000.0)
+    a.watermark(0, source=2, time=9.2, forwarding_until=1000.0)
     assert a.release(ready, now=0.0, wall=50.0).items == ["S"]
     a.watermark(0, source=1, time=11.0, forwarding_until=1000.0)
     assert a.release(ready, now=0.1, wall=50.0).items == []  # partition 2 has not forwarded up to 10
-    a.watermark(0, source=2, time=10.0, forwarding_until=1000.0)
+    a.watermark(0, source=2, time=10.5, forwarding_until=1000.0)
     assert a.release(ready, now=0.2, wall=50.0).items == ["D"]
+
+
+def test_a_watermark_releases_only_what_is_older_than_it():
+    """A source reporting T has read a record stamped T; others of that millisecond may follow it
+    (the mixed-producer backlog test's false overdue alert: a stop forwarded after its watermark)."""
+    a = _aligner(partitions=2)
+    a.forwarding_until = 1000.0
+    _add(a, "started", 10.0, "X", occurred=5.0)  # occurred after the stop below
+    a.watermark(0, source=1, time=10.0, forwarding_until=1000.0)
+    assert a.release(lambda t, p: True, now=0.0, wall=50.0).items == []
+    a.add(0, "stopped[1]", Held(10.0, 1.0, 1, "S"), "repartition")  # the stop of that millisecond
+    a.watermark(0, source=1, time=10.001, forwarding_until=1000.0)
+    assert a.release(lambda t, p: True, now=0.1, wall=50.0).items == ["S", "X"]
 
 
 def test_without_forwarding_no_watermark_is_awaited():
