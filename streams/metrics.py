@@ -39,6 +39,8 @@ class Metrics:
                                      "not own their key (the producer does not partition by murmur2), "
                                      "forwarded to their owner", ["topic"], registry=r)
         self.held = Gauge("iv_held_records", "Input records held for time-aligned reading", registry=r)
+        self.forwarding = Gauge("iv_forwarding_mode", "1 while a producer mis-partitions (within 10 minutes of a "
+                                "forward): records wait for every partition's watermark", registry=r)
         self.alignment_wait = Counter("iv_alignment_wait_seconds_total", "Seconds partitions waited for an "
                                       "input topic that was behind before processing", registry=r)
         self.alignment_forced = Counter("iv_alignment_forced_total", "Records processed after the longest wait "

@@ -17,6 +17,7 @@ side of it.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import functools
 import logging
 import weakref
@@ -41,6 +42,7 @@ MAX_HELD = 5000  # records held of one input partition before its fetching pause
 IDLE_WAKE = 0.1  # seconds without a batch before the timer wakes the agent for records it holds
 WAKE_EVERY = 0.5  # seconds between wake-ups (a wake-up is a tick record: held in time order too)
 LOST_AFTER = 2.0  # seconds a handed-over record may be on its way while the agent is idle
+REMEMBER_EVERY = 60.0  # seconds forwarding mode must grow by before it is written to the table again
 
 
 class Pipeline:
@@ -56,6 +58,8 @@ class Pipeline:
         self.partition_event: dict[int, _At] = {}  # partition -> its latest record processed (see write_state)
         self.last_batch = self.last_wake = 0.0
         self.forwarding = 0  # batches with forwards not yet on the producer: no watermark may pass them
+        self.remembered = 0.0  # the "forwarding until" last written to the owned partitions' changelogs
+        self.learn_forwarding = False  # partitions assigned: read their "forwarding until" once recovered
         self.deliveries = Deliveries(self._enqueue)
         self.changelog = None  # set by the app: the table and its changelog topic
 
@@ -66,6 +70,8 @@ class Pipeline:
         now, wall = loop.time(), self.clock()
         self.last_batch = now
         self.deliveries.check()  # a delivery that failed fails the agent, as an awaited send would
+        self.processor.rebuild_if_needed()  # the table is recovered once records flow
+        self._forwarding_mode(wall)
         forwards, done = await self._receive(records, now, wall)
         released = self.aligner.release(self.caught_up, now, wall)
         self._count(released)
@@ -79,7 +85,8 @@ class Pipeline:
             finally:
                 _current_event.reset(token)
         flushed = self.processor.flush()
-        writes = await self._write_changelog(flushed.writes)  # states + outboxes, sent in order
+        # states + outboxes (and forwarding mode when it grew), sent in order
+        writes = await self._write_changelog(flushed.writes + self._remember_forwarding(wall))
         marks = self.intake.watermarks(self.owned, self.caught_up, wall, now)
         acks = done + [m for _, m in ready]
         await self.deliveries.add(Delivery(writes, forwards + outputs + marks,
@@ -129,6 +136,27 @@ class Pipeline:
         for reason, n in released.forced.items():
             self.metrics.alignment_forced.labels(reason).inc(n)
         self.metrics.held.set(self.aligner.held)
+
+    def _forwarding_mode(self, wall: float) -> None:
+        """Forwarding mode must survive a restart or a rebalance. Learned only from forwards and
+        watermarks, a partition's new owner would code records without waiting for the stops other
+        partitions still forward until one of those reached it; so each owner writes the mode to
+        its partitions' changelogs (`_remember_forwarding`) and the next one reads it back here."""
+        if self.learn_forwarding and not self.processor.needs_rebuild:
+            self.learn_forwarding = False
+            until = self.processor.states.forwarding_until
+            if until > max(wall, self.aligner.forwarding_until):
+                log.info("the changelog says a producer mis-partitioned within the last 10 minutes: records wait "
+                         "for every partition's watermark until %s", _iso(until))
+                self.aligner.forwarding_until = until
+        self.metrics.forwarding.set(wall < self.aligner.forwarding_until)
+
+    def _remember_forwarding(self, wall: float) -> list:
+        until = self.aligner.forwarding_until
+        if until <= wall or until - self.remembered < REMEMBER_EVERY:
+            return []
+        self.remembered = until
+        return [self.processor.states.remember_forwarding(p, until) for p in sorted(self.owned)]
 
     def _ack(self, m) -> None:
         if m.ack(self.app.consumer):
@@ -185,7 +213,8 @@ class Pipeline:
         The store takes the partition from the current event (rocksdb keeps a database per
         partition); after a batch that is not necessarily this encounter's, so the write runs with
         an event of the right partition as the current one."""
-        token = _current_event.set(weakref.ref(self.partition_event[partition]))
+        at = self.partition_event.get(partition) or _At(_OnPartition(partition))  # none read there yet
+        token = _current_event.set(weakref.ref(at))
         try:
             if value is None:
                 table.data.pop(key, None)
@@ -221,6 +250,7 @@ class Pipeline:
         """What the timer does between batches: wake-ups for held records, watermarks while idle,
         and (tp, offset, why) of partitions to read again: records handed over that never arrived,
         or records the consumer moved past without handing them over."""
+        self._forwarding_mode(wall)
         idle = now - self.last_batch
         if idle < IDLE_WAKE:
             return [], []
@@ -238,6 +268,8 @@ class Pipeline:
 
     def assigned(self, assigned) -> None:
         self.owned = {tp.partition for tp in assigned if tp.topic in self.topics.inputs}
+        self.learn_forwarding = True
+        self.remembered = 0.0  # partitions new to this worker learn the mode from it at the next batch
 
     def revoked(self, revoked) -> None:
         """What is held or on its way is read again by the partitions' next owner."""
@@ -260,6 +292,18 @@ class _At:
 
     def __init__(self, message) -> None:
         self.message = message
+
+
+def _iso(epoch: float) -> str:
+    return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).isoformat(timespec="seconds")
+
+
+class _OnPartition:
+    """A message's partition alone: what a store asks of the current event."""
+    __slots__ = ("partition",)
+
+    def __init__(self, partition: int) -> None:
+        self.partition = partition
 
 
 def _persisted(table, tp, fut) -> None:

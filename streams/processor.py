@@ -29,9 +29,11 @@ from streams.records import MAX_EVENT_BYTES, dead_letter, oversize_reason
 log = logging.getLogger(__name__)
 
 
-# Keys of the per-partition "delivered up to" marks, kept in the state table beside the encounters.
-# An encounter id never starts with a space (ids are stripped, and a message key must equal it).
-MARK = " delivered up to, partition "
+# Keys of what the worker keeps per partition in the state table beside the encounters. An
+# encounter id never starts with a space (ids are stripped, and a message key must equal it).
+META = " "
+MARK = META + "delivered up to, partition "  # the batch whose outputs are delivered
+FORWARDING = META + "forwarding until, partition "  # while producers mis-partition: streams/pipeline.py
 OUTBOX_FIELDS = ("outbox", "partition", "batch")  # what a stored state carries beside EncounterState's JSON
 
 
@@ -64,6 +66,7 @@ class JsonStates(MutableMapping):
         self.partition = 0  # of the message being processed; the agent sets it
         self._dirty: dict[str, tuple[EncounterState | None, int]] = {}
         self._batch: dict[int, int] = {}  # partition -> number of its last batch with outboxes
+        self.forwarding_until = 0.0  # the latest "forwarding until" found by `scan`
 
     def __getitem__(self, key: str) -> EncounterState:
         state = self.get(key)
@@ -90,7 +93,7 @@ class JsonStates(MutableMapping):
         self._dirty[key] = (None, self.partition)
 
     def __iter__(self) -> Iterator[str]:
-        keys = dict.fromkeys(k for k in self.table.keys() if not k.startswith(MARK))
+        keys = dict.fromkeys(k for k in self.table.keys() if not k.startswith(META))
         keys.update(self._dirty)
         return iter([k for k in keys if k not in self._dirty or self._dirty[k][0] is not None])
 
@@ -126,6 +129,12 @@ class JsonStates(MutableMapping):
             self.forget(self.table, key, value, stripped, partition)
         return [self.write(self.table, f"{MARK}{p}", b"%d" % batch, p) for p, batch in flushed.batches.items()]
 
+    def remember_forwarding(self, partition: int, until: float):
+        """Write that producers mis-partition, until `until` (wall clock), to a partition's changelog:
+        whoever reads the partition next, after a restart or a rebalance, waits for other
+        partitions' forwards from its first record (see `scan`). Returns what `write` returned."""
+        return self.write(self.table, f"{FORWARDING}{partition}", b"%.3f" % until, partition)
+
     def scan(self, outboxes: dict[int, list[Output]]) -> Iterator[EncounterState]:
         """Every stored state, in one pass over the table (after a recovery); once it is exhausted,
         `outboxes` holds by partition the outputs written but perhaps never delivered: the outboxes
@@ -133,9 +142,13 @@ class JsonStates(MutableMapping):
         per-key reads of a rocksdb store cost more than the parsing (restart with 100,000 open
         encounters: 19 of its 28 busy seconds in two per-key passes, py-spy)."""
         marks, unsent = {}, []
+        self.forwarding_until = 0.0
         for key, value in self.table.items():
-            if key.startswith(MARK):
-                marks[int(key[len(MARK):])] = int(value)
+            if key.startswith(META):
+                if key.startswith(MARK):
+                    marks[int(key[len(MARK):])] = int(value)
+                elif key.startswith(FORWARDING):
+                    self.forwarding_until = max(self.forwarding_until, float(value))
                 continue
             doc = orjson.loads(value)
             outbox, partition, batch = (doc.pop(name, None) for name in OUTBOX_FIELDS)
@@ -194,7 +207,7 @@ class Processor:
         self._resend = {}
         self.book.rebuild(self.states.scan(self._resend))
 
-    def _rebuild_if_needed(self) -> None:
+    def rebuild_if_needed(self) -> None:
         if self.needs_rebuild:
             self.recovered()
 
@@ -221,7 +234,7 @@ class Processor:
         return self.states.delivered(flushed)
 
     def _process(self, msg: Message) -> list[Output]:
-        self._rebuild_if_needed()
+        self.rebuild_if_needed()
         self.states.partition = msg.partition
         resent = self._take_resend(msg.partition)
         if msg.topic == self.topics.ticks:

@@ -51,9 +51,11 @@ WORKER_LOG_DIR = tempfile.mkdtemp(prefix="iv-fault-workers-")
 
 def start_worker(env: dict[str, str]) -> subprocess.Popen:
     """A worker subprocess; its log goes to WORKER_LOG_DIR, named in a failing test's output."""
-    log = open(os.path.join(WORKER_LOG_DIR, f"worker-{len(os.listdir(WORKER_LOG_DIR)):02d}.log"), "wb")
-    return subprocess.Popen([sys.executable, "-m", "cli.main", "worker"], env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
+    path = os.path.join(WORKER_LOG_DIR, f"worker-{len(os.listdir(WORKER_LOG_DIR)):02d}.log")
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "worker"], env=env,
+                            stdout=open(path, "wb"), stderr=subprocess.STDOUT)
+    proc.log_path = path
+    return proc
 
 
 async def read_outputs(settings: Settings, want, timeout: float = 150.0, quiet: float = 5.0) -> list[dict]:

@@ -168,3 +168,45 @@ async def test_overdue_on_a_backlog_follows_event_time_then_the_wall_clock(broke
     false = sorted((overdue(got) - overdue(expected)) & stopped)
     assert not false, f"{len(false)} raised, e.g. {false[:3]}; how the workers read: {reading}; logs in {WORKER_LOG_DIR}"
     assert net_charges(got) == net_charges(expected)
+
+
+async def test_a_restarted_worker_reads_from_the_changelog_that_producers_mis_partition(broker, tmp_path):
+    """Forwarding mode survives a restart: the next worker waits for watermarks from its first
+    record, not only once it forwards something itself or reads a watermark (until then it would
+    code a discharge before a stop another partition is still forwarding)."""
+    settings = dataclasses.replace(unique_settings(broker.bootstrap), partitions=PARTITIONS)
+    await create_topics(settings, log=lambda _: None)
+    (tmp_path / "p.toml").write_text(NO_OVERDUE)
+    lines = [line.encode() for line in simulate(encounters=40, seed=61, day=dt.date.today() - dt.timedelta(days=2))]
+    expected = _coded(lines, tmp_path / "p.toml")
+    await asyncio.to_thread(feed_confluent, broker.bootstrap, lines, settings.topics, partitioners("mixed", settings.topics))
+
+    def run(n: int, level: str):
+        own = dataclasses.replace(settings, metrics_port=free_port(), data_dir=str(tmp_path / f"w{n}"))
+        return start_worker({**worker_env(own, str(tmp_path / "p.toml")), "IV_LOG_LEVEL": level}), own.metrics_port
+
+    first, port = run(0, "warning")
+    try:
+        got = await read_outputs(settings, lambda r: net_charges(r) == net_charges(expected), timeout=90)
+        assert net_charges(got) == net_charges(expected), f"worker logs in {WORKER_LOG_DIR}"
+        assert any(k.startswith("iv_repartitioned_total") for k in _reading([port]))
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.wait(30)
+    second, port = run(1, "info")
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 45
+        while loop.time() < deadline and "the changelog says a producer mis-partitioned" not in open(second.log_path).read():
+            await asyncio.sleep(0.5)
+        assert "the changelog says a producer mis-partitioned" in open(second.log_path).read(), f"see {second.log_path}"
+        assert _gauge(port, "iv_forwarding_mode") == 1.0
+        assert not any(k.startswith("iv_repartitioned_total") for k in _reading([port]))  # learned, not forwarded
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(30)
+
+
+def _gauge(port: int, name: str) -> float:
+    text = urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return next(s.value for f in text_string_to_metric_families(text) for s in f.samples if s.name == name)

@@ -101,6 +101,23 @@ def test_state_is_kept_as_json_in_the_table_and_rebuilt_after_assignment():
     assert fresh.book.open_count == 1
 
 
+def test_forwarding_mode_is_kept_in_the_table_beside_the_encounters():
+    """A partition's next owner reads back that producers mis-partition (streams/pipeline.py)."""
+    table = {}
+    p = Processor(table, T, Policy(), 14 * 1440, Metrics(), clock=Clock(1772463600))
+    p.process(_msg(start("A1", "10:00", ordered_duration_minutes=30)))
+    p.flush()
+    p.states.remember_forwarding(0, 1772464200.5)
+    p.states.remember_forwarding(1, 1772463900.0)
+    assert list(p.states) == ["E1"]  # not an encounter
+    fresh = Processor(table, T, Policy(), 14 * 1440, Metrics(), clock=Clock(1772463600))
+    assert fresh.states.forwarding_until == 0.0
+    fresh.needs_rebuild = True
+    fresh.recovered()
+    assert fresh.states.forwarding_until == 1772464200.5
+    assert fresh.book.open_count == 1
+
+
 def test_replay_after_a_crash_resends_the_same_outputs_or_nothing():
     """What kill -9 can leave: state not yet written (replay re-sends identical outputs, same ids)
     or written (replay finds every event seen and sends nothing). Never a different output."""
