@@ -170,11 +170,12 @@ async def test_overdue_on_a_backlog_follows_event_time_then_the_wall_clock(broke
     assert net_charges(got) == net_charges(expected)
 
 
-async def test_a_restarted_worker_reads_from_the_changelog_that_producers_mis_partition(broker, tmp_path):
+@pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
+async def test_a_restarted_worker_reads_from_the_changelog_that_producers_mis_partition(broker, tmp_path, store):
     """Forwarding mode survives a restart: the next worker waits for watermarks from its first
     record, not only once it forwards something itself or reads a watermark (until then it would
     code a discharge before a stop another partition is still forwarding)."""
-    settings = dataclasses.replace(unique_settings(broker.bootstrap), partitions=PARTITIONS)
+    settings = dataclasses.replace(unique_settings(broker.bootstrap), partitions=PARTITIONS, store=store)
     await create_topics(settings, log=lambda _: None)
     (tmp_path / "p.toml").write_text(NO_OVERDUE)
     lines = [line.encode() for line in simulate(encounters=40, seed=61, day=dt.date.today() - dt.timedelta(days=2))]
