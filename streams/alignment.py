@@ -42,6 +42,7 @@ class _Partition:
     blocked_since: float | None = None  # when the partition began waiting for a lagging input
     forcing: bool = False  # waited max_wait: records go out until the input catches up
     held: int = 0
+    released_to: float = 0.0  # the newest timestamp released: a record well older after it came late
 
 
 @dataclass(slots=True)
@@ -49,13 +50,21 @@ class Release:
     items: list[Any]
     waited: float  # seconds partitions spent waiting for lagging inputs in this call
     forced: dict[str, int]  # why a record went out before its inputs caught up -> how many
+    late: dict[str, int]  # input topic -> records released after one stamped LATE_BY seconds later
+
+
+# A record that reaches the worker after records of its partition stamped this much later went out
+# of time order: a producer whose clock is behind the others' (or that sets timestamps itself), or
+# records a forced release went ahead of. Smaller gaps are the ordinary race of producers' batching.
+LATE_BY = 1.0
 
 
 class Aligner:
-    def __init__(self, inputs: tuple[str, ...], max_wait: float, partitions: int) -> None:
+    def __init__(self, inputs: tuple[str, ...], max_wait: float, partitions: int, ticks: str | None = None) -> None:
         self.inputs = inputs  # every input topic of a partition, the repartition topic included
         self.max_wait = max_wait
         self.partitions = partitions
+        self.ticks = ticks  # the worker's own clock ticks: never counted late
         self._parts: dict[int, _Partition] = {}
         # Forwarding sources: partition -> source partition -> newest time it has forwarded up to.
         self._watermarks: dict[int, dict[int, float]] = {}
@@ -94,7 +103,7 @@ class Aligner:
     def release(self, caught_up: Callable[[str, int], bool], now: float, wall: float) -> Release:
         """Everything that may go, oldest first per partition. `caught_up(topic, partition)`: nothing
         of it is waiting at the broker; `now` monotonic seconds; `wall` the wall clock."""
-        out = Release([], 0.0, {})
+        out = Release([], 0.0, {}, {})
         forwarding = wall < self.forwarding_until
         for p, part in self._parts.items():
             while part.held:
@@ -117,6 +126,10 @@ class Aligner:
                 part.inputs[part.of_input[source]] -= 1
                 part.held -= 1
                 out.items.append(head.item)
+                if head.timestamp < part.released_to - LATE_BY and source != self.ticks:
+                    topic = source.split("[", 1)[0]  # a forwarded record's original topic
+                    out.late[topic] = out.late.get(topic, 0) + 1
+                part.released_to = max(part.released_to, head.timestamp)
         return out
 
     @staticmethod

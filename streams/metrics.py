@@ -43,6 +43,9 @@ class Metrics:
                                 "forward): records wait for every partition's watermark", registry=r)
         self.alignment_wait = Counter("iv_alignment_wait_seconds_total", "Seconds partitions waited for an "
                                       "input topic that was behind before processing", registry=r)
+        self.late = Counter("iv_late_records_total", "Input records that reached the worker more than a second "
+                            "(by broker timestamp) after records of their partition it had already processed: "
+                            "processed out of time order", ["topic"], registry=r)
         self.alignment_forced = Counter("iv_alignment_forced_total", "Records processed after the longest wait "
                                         "(IV_ALIGN_MAX_WAIT_MS) although an input was still behind",
                                         ["reason"], registry=r)

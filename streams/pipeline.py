@@ -51,7 +51,7 @@ class Pipeline:
         self.partitions = s.partitions
         self.inputs = (*s.topics.inputs, s.topics.repartition, s.topics.ticks)  # a partition's, in time order
         self.ledger = ReadLedger(self.inputs, first=(s.topics.repartition, s.topics.ticks))
-        self.aligner = Aligner(self.inputs, s.align_max_wait_ms / 1000, s.partitions)
+        self.aligner = Aligner(self.inputs, s.align_max_wait_ms / 1000, s.partitions, s.topics.ticks)
         self.intake = Intake(s.topics, s.partitions, self.aligner, metrics)
         self.owned: set[int] = set()
         self.paused: set[TP] = set()
@@ -60,6 +60,7 @@ class Pipeline:
         self.forwarding = 0  # batches with forwards not yet on the producer: no watermark may pass them
         self.remembered = 0.0  # the "forwarding until" last written to the owned partitions' changelogs
         self.learn_forwarding = False  # partitions assigned: read their "forwarding until" once recovered
+        self.late_advised: set[str] = set()  # topics whose late records were logged (once each)
         self.deliveries = Deliveries(self._enqueue)
         self.changelog = None  # set by the app: the table and its changelog topic
 
@@ -135,6 +136,15 @@ class Pipeline:
         self.metrics.alignment_wait.inc(released.waited)
         for reason, n in released.forced.items():
             self.metrics.alignment_forced.labels(reason).inc(n)
+        for topic, n in released.late.items():
+            self.metrics.child(self.metrics.late, topic).inc(n)
+            if topic not in self.late_advised:
+                self.late_advised.add(topic)
+                log.warning("records on %s reached the worker more than a second after records of the same partition "
+                            "stamped later, and were processed out of time order (a discharge may have been coded "
+                            "before them and corrected): the producer's clock is behind the broker's, or it sets "
+                            "record timestamps itself; have it keep its clock in sync and let Kafka stamp records "
+                            "when they are sent", topic)
         self.metrics.held.set(self.aligner.held)
 
     def _forwarding_mode(self, wall: float) -> None:

@@ -87,3 +87,17 @@ def test_revoked_partitions_are_dropped():
     _add(a, "stopped", 1.0, "S", partition=1)
     a.drop({1})
     assert a.held == 0 and a.waiting() == []
+
+
+def test_a_record_well_older_than_what_its_partition_released_is_counted_late():
+    """A producer whose clock is behind the others' sends records the partition has already passed."""
+    a = Aligner(INPUTS, 2.0, 2, ticks="ticks")
+    _add(a, "stopped", 10.0, "S1")
+    assert a.release(lambda t, p: True, now=0.0, wall=50.0).late == {}
+    _add(a, "discharged", 9.5, "D")  # within a second: the ordinary race of producers' batching
+    _add(a, "ticks", 8.0, "T")  # the worker's own clock: never late
+    out = a.release(lambda t, p: True, now=0.1, wall=50.0)
+    assert out.items == ["T", "D"] and out.late == {}
+    a.add(0, "stopped[1]", Held(8.5, 0.0, 1, "S0"), "repartition")  # forwarded: its original topic
+    out = a.release(lambda t, p: True, now=0.2, wall=50.0)
+    assert out.items == ["S0"] and out.late == {"stopped": 1}

@@ -11,6 +11,7 @@ import dataclasses
 import datetime as dt
 import io
 import signal
+import time
 from collections import defaultdict
 from urllib.request import urlopen
 
@@ -22,9 +23,10 @@ from rules.policy import load_policy
 from simulator import simulate
 from streams.batch import run_batch
 from streams.broker import free_port
+from streams.feed import route
 from streams.topics import create_topics
 from tests.confluent_feed import feed_confluent, partitioners
-from tests.events import net_charges, standing_alerts, start
+from tests.events import discharge, net_charges, standing_alerts, start, stop
 from tests.stream_harness import WORKER_LOG_DIR, read_outputs, start_worker, unique_settings, worker_env
 
 NO_OVERDUE = "overdue_grace_minutes = 100000\noverdue_without_order_minutes = 100000\n"
@@ -51,7 +53,7 @@ def _unique(records: list[dict], kind: str) -> int:
 
 
 READING = ("iv_repartitioned_total", "iv_alignment_forced_total", "iv_alignment_wait_seconds_total",
-           "iv_reads_again_total")
+           "iv_reads_again_total", "iv_late_records_total")
 
 
 def _reading(ports: list[int]) -> dict[str, float]:
@@ -110,6 +112,7 @@ async def test_mixed_producers_two_workers_live_code_every_encounter_as_the_batc
                                      want=lambda r: net_charges(r) == net_charges(expected))
     assert _by_encounter(got) == _by_encounter(expected), f"worker logs in {WORKER_LOG_DIR}"
     assert standing_alerts(got) == standing_alerts(expected)
+    assert not any(k.startswith("iv_late_records_total") for k in reading), reading
     # CRC32-partitioned MAR records were forwarded to their owners; murmur2 ADT records never were
     forwarded = {key.split(".", 1)[1] for key in reading if key.startswith("iv_repartitioned_total")}
     assert forwarded == {"mar.administration.started", "mar.administration.stopped", "mar.administration.voided"}
@@ -133,6 +136,7 @@ async def test_a_backlog_is_coded_once_without_churn(broker, tmp_path, mode):
           f"{_unique(expected, 'alert')}; how they read: {reading}; logs in {WORKER_LOG_DIR}"
     assert abs(charges / _unique(expected, "charge") - 1) <= 0.02, why
     assert abs(alerts / _unique(expected, "alert") - 1) <= 0.05, why
+    assert not any(k.startswith("iv_late_records_total") for k in reading), why  # all read in time order
 
 
 async def test_overdue_on_a_backlog_follows_event_time_then_the_wall_clock(broker, tmp_path):
@@ -168,6 +172,7 @@ async def test_overdue_on_a_backlog_follows_event_time_then_the_wall_clock(broke
     false = sorted((overdue(got) - overdue(expected)) & stopped)
     assert not false, f"{len(false)} raised, e.g. {false[:3]}; how the workers read: {reading}; logs in {WORKER_LOG_DIR}"
     assert net_charges(got) == net_charges(expected)
+    assert not any(k.startswith("iv_late_records_total") for k in reading), reading
 
 
 @pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
@@ -211,3 +216,53 @@ async def test_a_restarted_worker_reads_from_the_changelog_that_producers_mis_pa
 def _gauge(port: int, name: str) -> float:
     text = urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     return next(s.value for f in text_string_to_metric_families(text) for s in f.samples if s.name == name)
+
+
+async def test_a_record_stamped_well_before_what_its_partition_processed_is_counted_and_named(broker, tmp_path):
+    """A producer whose clock runs a minute behind: its stop reaches the worker after a start stamped
+    later was processed. The stop is still applied (the charge is right), and the worker counts it
+    (iv_late_records_total) and names the topic in its log, with what to ask of the producer."""
+    settings = dataclasses.replace(unique_settings(broker.bootstrap), partitions=PARTITIONS,
+                                   metrics_port=free_port(), data_dir=str(tmp_path / "w"))
+    await create_topics(settings, log=lambda _: None)
+    (tmp_path / "p.toml").write_text(NO_OVERDUE)
+    events = [start("A1", "10:00", enc="SKEW0001"), stop("A1", "10:45", enc="SKEW0001"), discharge("11:00", enc="SKEW0001")]
+    lines = [orjson.dumps(e) for e in events]
+    expected = _coded(lines, tmp_path / "p.toml")
+    worker = start_worker({**worker_env(settings, str(tmp_path / "p.toml")), "IV_LOG_LEVEL": "warning"})
+    try:
+        from confluent_kafka import Producer
+        producer = Producer({"bootstrap.servers": broker.bootstrap, "partitioner": "murmur2_random"})
+
+        def send(line: bytes, behind_s: float = 0.0) -> None:
+            topic, key = route(line, settings.topics)
+            producer.produce(topic, value=line, key=key, timestamp=int((time.time() - behind_s) * 1000))
+            producer.flush(10)
+
+        send(lines[0])
+        await _until(lambda: _counter(settings.metrics_port, "iv_events_consumed_total") >= 1)
+        send(lines[1], behind_s=60)  # the stop, from the producer whose clock is a minute behind
+        send(lines[2])
+        got = await read_outputs(settings, lambda r: net_charges(r) == net_charges(expected), timeout=60)
+        assert net_charges(got) == net_charges(expected)
+        assert _reading([settings.metrics_port]).get(f"iv_late_records_total {settings.topics.stopped}") == 1.0
+        assert f"records on {settings.topics.stopped} reached the worker more than a second after" in open(worker.log_path).read()
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(30)
+
+
+async def _until(condition, timeout: float = 60.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, "timed out"
+        await asyncio.sleep(0.3)
+
+
+def _counter(port: int, name: str) -> float:
+    try:
+        text = urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    except OSError:
+        return 0.0  # not listening yet
+    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples if s.name == name)
