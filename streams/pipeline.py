@@ -107,6 +107,7 @@ class Pipeline:
     async def _receive(self, records, now: float, wall: float):
         forwards, done = [], []
         consumer, generation = self.app.consumer, self.app.consumer_generation_id
+        self._seen_by_faust(records, now)
         for m in records:
             if m.generation_id != generation or not self.app.flow_control.is_active():
                 continue  # fetched before a rebalance (faust's streams skip these too): read again
@@ -131,6 +132,16 @@ class Pipeline:
                 compat.untrack(consumer, m)
                 self.intake.hold(what, (what, m))
         return forwards, done
+
+    def _seen_by_faust(self, records, now: float) -> None:
+        """faust's consumer thread logs "Stream has not started processing" (an ERROR with advice,
+        every few minutes) for a partition whose high watermark is past its position when no stream
+        ever took an event of it: its streams would have noted each one (Monitor.on_stream_event_in).
+        The agent takes them from the inbox instead, so it notes when, per partition and batch."""
+        monitor = self.app.monitor
+        if monitor is not None:
+            for tp in {m.tp for m in records}:
+                monitor.stream_inbound_time[tp] = now  # monotonic, as faust's
 
     def _count(self, released) -> None:
         self.metrics.alignment_wait.inc(released.waited)

@@ -229,3 +229,17 @@ async def test_an_agent_loop_that_fails_crashes_the_app_instead_of_stalling(brok
                 break
             await asyncio.sleep(0.1)
         assert w.app.crashed and isinstance(w.app.crash_reason, RuntimeError)
+
+
+async def test_faust_knows_the_agent_takes_records_so_it_does_not_report_a_stalled_stream(broker):
+    """faust's consumer thread logs an ERROR ("Stream has not started processing", after 5 minutes)
+    for partitions no faust stream took events from; the agent loop takes them from the inbox, so it
+    tells faust's monitor when (the demo logged it for every idle partition until this)."""
+    lines = _lines([start("A1", "10:00"), stop("A1", "10:45"), discharge("11:00")])
+    async with Worker(unique_settings(broker.bootstrap), NEXT_DAY) as w:
+        await w.send(lines)
+        await w.collect(lambda r: any(x["kind"] == "charge" for x in r))
+        inbound = w.app.monitor.stream_inbound_time
+        topics = w.settings.topics
+        assert {tp.topic for tp in inbound} >= {topics.started, topics.stopped, topics.discharged}
+        assert all(0 <= asyncio.get_running_loop().time() - t < 60 for t in inbound.values())
