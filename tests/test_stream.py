@@ -243,3 +243,21 @@ async def test_faust_knows_the_agent_takes_records_so_it_does_not_report_a_stall
         topics = w.settings.topics
         assert {tp.topic for tp in inbound} >= {topics.started, topics.stopped, topics.discharged}
         assert all(0 <= asyncio.get_running_loop().time() - t < 60 for t in inbound.values())
+
+
+async def test_a_timer_send_refused_while_the_worker_stops_is_dropped_not_a_crash():
+    from faust.exceptions import NotReady
+
+    from streams.app import send_unless_stopping
+
+    class Stub:
+        should_stop = True
+
+        async def send(self, outputs):
+            raise NotReady("Producer service not yet started")
+
+    stub = Stub()
+    await send_unless_stopping(stub, stub, [])  # stopping: dropped (the ticks come again after a restart)
+    stub.should_stop = False
+    with pytest.raises(NotReady):  # running: a real failure, the app must crash
+        await send_unless_stopping(stub, stub, [])
