@@ -146,7 +146,7 @@ class Pipeline:
     def _count(self, released) -> None:
         self.metrics.alignment_wait.inc(released.waited)
         for reason, n in released.forced.items():
-            self.metrics.alignment_forced.labels(reason).inc(n)
+            self.metrics.child(self.metrics.alignment_forced, reason).inc(n)
         for topic, n in released.late.items():
             self.metrics.child(self.metrics.late, topic).inc(n)
             if topic not in self.late_advised:

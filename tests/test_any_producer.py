@@ -201,21 +201,13 @@ async def test_a_restarted_worker_reads_from_the_changelog_that_producers_mis_pa
         first.wait(30)
     second, port = run(1, "info")
     try:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 45
-        while loop.time() < deadline and "the changelog says a producer mis-partitioned" not in open(second.log_path).read():
-            await asyncio.sleep(0.5)
-        assert "the changelog says a producer mis-partitioned" in open(second.log_path).read(), f"see {second.log_path}"
-        assert _gauge(port, "iv_forwarding_mode") == 1.0
+        await _until(lambda: "the changelog says a producer mis-partitioned" in open(second.log_path).read(),
+                     timeout=45, why=f"see {second.log_path}")
+        assert _metric(port, "iv_forwarding_mode") == 1.0
         assert not any(k.startswith("iv_repartitioned_total") for k in _reading([port]))  # learned, not forwarded
     finally:
         second.send_signal(signal.SIGTERM)
         second.wait(30)
-
-
-def _gauge(port: int, name: str) -> float:
-    text = urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    return next(s.value for f in text_string_to_metric_families(text) for s in f.samples if s.name == name)
 
 
 async def test_a_record_stamped_well_before_what_its_partition_processed_is_counted_and_named(broker, tmp_path):
@@ -240,7 +232,7 @@ async def test_a_record_stamped_well_before_what_its_partition_processed_is_coun
             producer.flush(10)
 
         send(lines[0])
-        await _until(lambda: _counter(settings.metrics_port, "iv_events_consumed_total") >= 1)
+        await _until(lambda: _metric(settings.metrics_port, "iv_events_consumed_total") >= 1)
         send(lines[1], behind_s=60)  # the stop, from the producer whose clock is a minute behind
         send(lines[2])
         got = await read_outputs(settings, lambda r: net_charges(r) == net_charges(expected), timeout=60)
@@ -252,15 +244,16 @@ async def test_a_record_stamped_well_before_what_its_partition_processed_is_coun
         worker.wait(30)
 
 
-async def _until(condition, timeout: float = 60.0) -> None:
+async def _until(condition, timeout: float = 60.0, why: str = "") -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while not condition():
-        assert loop.time() < deadline, "timed out"
+        assert loop.time() < deadline, f"timed out after {timeout:.0f} s; {why}"
         await asyncio.sleep(0.3)
 
 
-def _counter(port: int, name: str) -> float:
+def _metric(port: int, name: str) -> float:
+    """A worker's metric summed over its labels (a gauge's one value); 0 while it is not listening."""
     try:
         text = urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     except OSError:
