@@ -57,7 +57,7 @@ from aiokafka import AIOKafkaConsumer
 from benchmarks.stream import NO_OVERDUE, quiet_logging
 from rules.policy import load_policy
 from simulator import simulate
-from streams.batch import run_batch
+from cli.batch import run_batch
 from streams.broker import EmbeddedBroker, free_port
 from streams.topics import create_topics
 from tests.confluent_feed import MODES, describe, feed_confluent, partitioners

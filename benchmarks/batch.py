@@ -18,7 +18,7 @@ import time
 
 from models.events import parse_event
 from simulator import simulate
-from streams.batch import run_batch, tune_gc_for_batch
+from cli.batch import run_batch, tune_gc_for_batch
 
 
 def main() -> None:

@@ -60,7 +60,7 @@ from benchmarks.quix import QUIX_PYTHON, run_quix
 from benchmarks.stream import say
 from rules.policy import load_policy
 from simulator import simulate
-from streams.batch import run_batch
+from cli.batch import run_batch
 from streams.broker import EmbeddedBroker, free_port
 from streams.config import Topics
 from streams.topics import create_topics

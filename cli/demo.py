@@ -30,7 +30,7 @@ from rules.alerts import audience_of
 from simulator import simulate
 from gateways import fhir_http, mllp
 from streams.app import build_app
-from streams.batch import BatchStats
+from cli.batch import BatchStats
 from gateways.bridge import Bridge
 from streams.broker import EmbeddedBroker, free_port
 from streams.config import from_env

@@ -304,7 +304,7 @@ def _retention_days(text: str) -> float:
 
 def _code(args) -> int:
     from rules.policy import load_policy
-    from streams.batch import run_batch, tune_gc_for_batch
+    from cli.batch import run_batch, tune_gc_for_batch
     from streams.summary import summary
 
     policy = load_policy(args.policy)

@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from rules.policy import load_policy
 from simulator import simulate
-from streams.batch import run_batch
+from cli.batch import run_batch
 from streams.broker import free_port
 from streams.feed import route
 from streams.topics import create_topics

@@ -10,7 +10,7 @@ import pytest
 from models.errors import BadEvent
 from models.events import parse_event
 from simulator import simulate
-from streams.batch import run_batch
+from cli.batch import run_batch
 from streams.summary import summary
 
 

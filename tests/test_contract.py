@@ -8,7 +8,7 @@ import pytest
 from models.outputs import Alert, ChargeLine, DeadLetter
 from models.schema import schemas
 from simulator import simulate
-from streams.batch import run_batch
+from cli.batch import run_batch
 
 SCHEMAS = Path(__file__).parent.parent / "schemas"
 OUTPUT_MODELS = {"charge": ChargeLine, "alert": Alert, "dead_letter": DeadLetter}

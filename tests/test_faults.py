@@ -10,7 +10,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from simulator import simulate
-from streams.batch import run_batch
+from cli.batch import run_batch
 from streams.feed import feed
 from streams.topics import create_topics
 from tests.events import net_charges, standing_alerts

@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaConsumer
 
 from feeds import DrugClasses
 from gateways import fhir_http, mllp
-from streams.batch import run_batch
+from cli.batch import run_batch
 from gateways.bridge import Bridge
 from streams.broker import free_port
 from gateways.gateway import send_hl7

@@ -14,7 +14,7 @@ from feeds.translation import CATEGORIES, RXNORM
 from models.events import parse_event
 from models.outputs import Alert
 from rules.book import Book
-from streams.batch import run_batch
+from cli.batch import run_batch
 from tests.events import cpts, final_alerts, net_charges, run
 
 # python-hl7 0.4.5 calls the deprecated Logger.warn on values it cannot unescape (its logging is muted).

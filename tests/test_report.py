@@ -19,7 +19,7 @@ from cli.report import finding_stakes, read_records, summarize
 from cli.report_html import render
 from rules.codes import CODES
 from simulator import simulate
-from streams.batch import run_batch
+from cli.batch import run_batch
 
 CLI = [sys.executable, "-m", "cli.main"]
 FEES = Path(__file__).parent.parent / "samples" / "fee-schedule-illustrative.csv"

@@ -7,7 +7,7 @@ import orjson
 import pytest
 
 from simulator import simulate
-from streams.batch import run_batch
+from cli.batch import run_batch
 from streams.config import Topics
 from streams.feed import SimClock, occurred
 from tests.events import cancel, discharge, net_charges, standing_alerts, start, stop, void
