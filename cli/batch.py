@@ -12,6 +12,7 @@ from typing import BinaryIO
 
 import orjson
 
+from cli.held import HeldStates
 from models.errors import BadEvent
 from models.events import parse_event
 from rules.book import DEFAULT_RETENTION_MINUTES, Book, TooLate
@@ -48,12 +49,23 @@ class BatchStats:
 
 
 def run_batch(lines: Iterable[bytes], out: BinaryIO, policy: Policy = DEFAULT,
-              progress: bool = False, retention_days: float = DEFAULT_RETENTION_MINUTES / 1440) -> BatchStats:
+              progress: bool = False, retention_days: float = DEFAULT_RETENTION_MINUTES / 1440,
+              held_dir: str | None = None) -> BatchStats:
     """`retention_days`: how long, in event time, a discharged encounter is held for late documentation;
-    an event for one purged earlier is a dead letter (too_late)."""
-    # No running counts per event (the stream's gauges; progress counts when it reports), and closed
-    # encounters packed: a long archive holds every encounter discharged within the retention.
-    book = Book(policy=policy, retention_minutes=round(retention_days * 1440), gauges=False, pack_closed=True)
+    an event for one purged earlier is a dead letter (too_late). `held_dir`: where the held encounters'
+    temporary files go (default TMPDIR)."""
+    retention_minutes = round(retention_days * 1440)
+    # A long archive holds every encounter discharged within the retention: packed, on disk (cli/held.py),
+    # in about 16 files. No running counts per event (the stream's gauges; progress counts when it reports).
+    held = HeldStates(span_seconds=max(86400, retention_minutes * 60 // 16), directory=held_dir)
+    try:
+        book = Book(held, policy=policy, retention_minutes=retention_minutes, gauges=False, pack_closed=True)
+        return _run(book, lines, out, progress)
+    finally:
+        held.close()
+
+
+def _run(book: Book, lines: Iterable[bytes], out: BinaryIO, progress: bool) -> BatchStats:
     stats = BatchStats()
     write, dumps = out.write, orjson.dumps
     next_report = time.monotonic() + 2
