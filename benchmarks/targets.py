@@ -2,7 +2,7 @@
 would pick instead, on the same simulated events and ONE embedded Tansu broker started here.
 
     python -m benchmarks.targets [--sizes 48000] [--open 20000] [--rate 1000] [--latency-seconds 30]
-                                 [--day-encounters 20000] [--partitions 8] [--skip "b d"]
+                                 [--day-encounters 20000] [--partitions 8] [--stores rocksdb://,memory://] [--skip "b d"]
     full size:  --sizes 20000,48000,200000 --open 100000
 
 (a) one worker on a backlog: a simulated day (day = today - 2, seed 7) of about --sizes events
@@ -21,7 +21,8 @@ would pick instead, on the same simulated events and ONE embedded Tansu broker s
     and the worker subprocess's RSS growth while (d) loads them.
 (d) kill -9 with --open open encounters: seconds from the restart to the first output of a
     discharge sent at the restart (benchmarks.stream.bench_recovery; the worker keeps its
-    IV_GROUP_INSTANCE_ID across the restart, as deploy/k8s's pods do). The target is for 100,000.
+    IV_GROUP_INSTANCE_ID across the restart, as deploy/k8s's pods do), once per --stores store:
+    rocksdb:// (deploy/k8s's) and memory:// (a bare worker's). The target is for 100,000.
 (e) `code`, whole process, on a --day-encounters day (seed 7, as `make bench`), best of 2.
 (h) `code`'s peak RSS (its VmHWM, read while it runs) on an --archive-encounters day (seed 7),
     divided by its encounters: what a held encounter costs (every one is held: the day is within
@@ -71,6 +72,8 @@ from tests.stream_harness import WORKER_LOG_DIR, start_worker, unique_settings, 
 TARGETS = {"rate": 10_000, "x_code": 0.30, "steady_within": 0.20, "p99_ms": 100, "bytes": 1024,
            "recovery_s": 15, "recovery_open": 100_000, "code_rate": 50_000, "held_bytes": 2048}
 SETTLE_S, QUIET_S = 3.0, 20.0
+STORE_ROLE = {"rocksdb://": "deploy/k8s's store: a restart in the pod reads only the newest changelog",
+              "memory://": "a bare worker's store; any new pod (a rolling update) reads the whole changelog so"}
 
 
 def day_of(events: int, seed: int = 7) -> list[bytes]:
@@ -289,10 +292,10 @@ async def run(args) -> dict:
             if "c" not in skip:
                 say(f"(c) memory: {args.open:,} open encounters through Processor (dict table), tracemalloc ...")
                 r["c"] = sb.bench_memory(events, Topics(), policy)
-            if "d" not in skip:
-                say(f"(d) kill -9 with {args.open:,} open encounters (worker subprocess, {args.store}) ...")
-                r["d"] = await sb.bench_recovery(bootstrap, args.partitions, events, discharge_tpl, policy_file, tmp,
-                                                 args.store)
+            for store in ([] if "d" in skip else args.stores.split(",")):
+                say(f"(d) kill -9 with {args.open:,} open encounters (worker subprocess, {store}) ...")
+                r.setdefault("d", {})[store] = await sb.bench_recovery(bootstrap, args.partitions, events,
+                                                                      discharge_tpl, policy_file, tmp, store)
     finally:
         broker.stop()
     r["load_end"] = os.getloadavg()
@@ -307,8 +310,8 @@ def report(args, r: dict) -> None:
           f"one embedded Tansu broker, {args.partitions} partitions, overdue alerts off")
     print(f"   load average at start {load(r['load_start'])}, at end {load(r['load_end'])} "
           "(1, 5, 15 min; the machine is shared)")
-    row = lambda name, got, target, ok: print(f"{name:<58}{got:>22}  {target:<22}{verdict(ok)}")  # noqa: E731
-    print(f"{'measure':<58}{'measured':>22}  {'target':<22}")
+    row = lambda name, got, target, ok: print(f"{name:<68}{got:>12}  {target:<22}{verdict(ok)}")  # noqa: E731
+    print(f"{'measure':<68}{'measured':>12}  {'target':<22}")
     sizes = r["sizes"]
     for s in sizes:
         one = s["one"]
@@ -346,15 +349,16 @@ def report(args, r: dict) -> None:
         c = r["c"]
         row(f"(c) memory per open encounter ({c['open']:,} open), tracemalloc", f"{c['heap_per']:,.0f} B",
             f"<= {T['bytes']:,} B", c["heap_per"] <= T["bytes"])
-        extra = f"; worker subprocess RSS growth {r['d']['rss_per']:,.0f} B" if r.get("d", {}).get("rss_per") else ""
+        loaded = next(iter(r.get("d", {}).values()), {})
+        extra = f"; worker subprocess RSS growth {loaded['rss_per']:,.0f} B" if loaded.get("rss_per") else ""
         print(f"    (RSS {c['rss_per']:,.0f} B, stored JSON key+value {c['json_per']:,.0f} B{extra})")
-    if "d" in r:
-        d, rec = r["d"], r["d"].get("recovery")
-        row(f"(d) kill -9 with {args.open:,} open: restart -> first output", "none in 600 s" if rec is None else
-            f"{rec:.1f} s", f"<= {T['recovery_s']} s at {T['recovery_open']:,}",
+    for store, d in r.get("d", {}).items():
+        rec = d.get("recovery")
+        row(f"(d) kill -9 with {args.open:,} open, {store}: restart -> first output", "none in 600 s" if rec is None
+            else f"{rec:.1f} s", f"<= {T['recovery_s']} s at {T['recovery_open']:,}",
             None if args.open != T["recovery_open"] else (rec is not None and rec <= T["recovery_s"]))
-        print(f"    (worker loaded them at {d.get('load_rate', 0):,.0f} ev/s; /metrics up after "
-              f"{d.get('metrics_up') or 0:.1f} s; first output: {d.get('first_output')}"
+        print(f"    ({STORE_ROLE.get(store, store)}; worker loaded them at {d.get('load_rate', 0):,.0f} ev/s; "
+              f"/metrics up after {d.get('metrics_up') or 0:.1f} s; first output: {d.get('first_output')}"
               + ("; verdict only at --open 100000)" if args.open != T["recovery_open"] else ")"))
     if "e" in r:
         e = r["e"]
@@ -405,8 +409,9 @@ def main() -> None:
     p.add_argument("--timeout", type=float, default=1200, help="seconds for a backlog run (default 1,200)")
     p.add_argument("--archive-encounters", type=int, default=100_000,
                    help="(h)'s day, encounters (default 100,000: about 810,000 events, 1.5 min)")
-    p.add_argument("--store", default="memory://", choices=("memory://", "rocksdb://"),
-                   help="(d)'s worker table store (default memory://; rocksdb:// keeps the table in its data dir)")
+    p.add_argument("--stores", default="rocksdb://,memory://",
+                   help="(d)'s worker table stores, each measured (default rocksdb://,memory://: deploy/k8s's, "
+                        "which keeps the table in the worker's data dir, and a bare worker's)")
     p.add_argument("--skip", default="", help="parts to skip: any of a b c d e f g h (f, g need a)")
     args = p.parse_args()
     args.sizes = [int(x) for x in args.sizes.split(",") if x.strip()]
