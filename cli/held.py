@@ -54,7 +54,9 @@ class _File:
     def read(self, offset: int) -> bytes:
         """The bytes from a record's offset: at least the whole record."""
         if offset >= self.written:
-            return bytes(self.pending[offset - self.written:])
+            at = offset - self.written
+            _, seen, doc = _HEADER.unpack_from(self.pending, at)
+            return bytes(self.pending[at:at + _HEADER.size + seen + doc])
         data = os.pread(self.handle.fileno(), _READ, offset)
         _, seen, doc = _HEADER.unpack_from(data)
         end = _HEADER.size + seen + doc
