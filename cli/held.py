@@ -46,7 +46,10 @@ class _File:
         self.pending += record
         self.size += len(record)
         if len(self.pending) >= _WRITE:
-            os.pwrite(self.handle.fileno(), self.pending, self.written)
+            with memoryview(self.pending) as view:
+                done = 0
+                while done < len(view):  # a filling disk writes part, then raises ENOSPC
+                    done += os.pwrite(self.handle.fileno(), view[done:], self.written + done)
             self.written = self.size
             self.pending.clear()
         return offset

@@ -85,3 +85,13 @@ def test_a_full_disk_says_what_to_do(tmp_path, monkeypatch):
     assert isinstance(caught.value, OSError)  # the command prints an OSError's text and exits 1
     assert "No space left on device" in str(caught.value)
     assert "set TMPDIR to a directory with room, or lower --retention-days" in str(caught.value)
+
+
+def test_a_short_write_is_written_on(tmp_path, monkeypatch):
+    real = cli.held.os.pwrite
+    monkeypatch.setattr(cli.held.os, "pwrite", lambda fd, data, offset: real(fd, bytes(data[:1000]), offset))
+    held = HeldStates(span_seconds=60, directory=str(tmp_path))
+    packed = {f"E{i}": Packed(1_000_000, b"12345678" * 3, b"doc %d " % i * 40) for i in range(400)}  # > 64 KB
+    for key, value in packed.items():
+        held[key] = value
+    assert all(held[key] == value for key, value in packed.items())
