@@ -9,7 +9,7 @@ only an int in memory: where it is. An event for it reads it back (late document
 
 Files are cut by discharge time, `span` seconds each. A file is closed, and so freed, once none of
 its encounters is held any more (purged at the end of its retention, or written again elsewhere),
-so the disk holds about what the retention window holds: some 400 B an encounter.
+so the disk holds about what the retention window holds: some 430 B an encounter.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from collections.abc import Iterator, MutableMapping
 from rules.encounter import Packed
 
 _HEADER = struct.Struct("<qII")  # discharged_at, digests' length, document's length
-_READ = 4096  # one pread gets a whole record nearly always (a record is about 400 B)
+_READ = 4096  # one pread gets a whole record nearly always (a record is about 430 B)
 _WRITE = 1 << 16  # records are written 64 KB at a time: a write per record cost 13 us (measured)
 _OFFSET_BITS = 40  # a reference is its file's number << 40 | its offset: files up to 1 TB
 
@@ -154,5 +154,5 @@ class HeldStates(MutableMapping):
     def _advice(self, exc: OSError) -> str:
         where = self.directory or tempfile.gettempdir()
         held = sum(f.held for f in self._files.values())
-        return (f"cannot keep discharged encounters in {where} ({exc.strerror}; {held:,} held, about 400 B "
+        return (f"cannot keep discharged encounters in {where} ({exc.strerror}; {held:,} held, about 430 B "
                 "each): set TMPDIR to a directory with room, or lower --retention-days")

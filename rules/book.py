@@ -32,8 +32,8 @@ class Book:
                  gauges: bool = True, pack_closed: bool = False) -> None:
         """`gauges`: keep the open-encounter and running-administration counts current on every event
         (the stream's metrics); without, `open_count` counts when asked and `open_administrations`
-        stays 0. `pack_closed`: hold a discharged encounter packed (EncounterState.pack), a tenth of
-        its memory, until an event for it arrives; for the batch command's own mapping only (in memory, or one that
+        stays 0. `pack_closed`: hold a discharged encounter packed (EncounterState.pack), a few hundred
+        bytes, until an event for it arrives; for the batch command's own mapping only (in memory, or one that
         keeps them on disk), never a table: Packed is not JSON."""
         self.states = states if states is not None else {}
         self.gauges = gauges
