@@ -5,7 +5,8 @@ default) for late documentation. Packed (rules.encounter.Packed), one still cost
 heap for its document and event-id digests, and those long-lived small objects, allocated between
 the open encounters' ones, keep the allocator's pools from being reused (docs/benchmarks.md, (h)).
 So HeldStates writes each packed encounter to an unlinked temporary file (in TMPDIR) and keeps
-only an int in memory: where it is. An event for it reads it back (late documentation: rare).
+only an int in memory: where it is. An event for it reads it back (late documentation: rare). The
+files are this process's alone: unlinked, and the event-id digests in them are seeded per process.
 
 Files are cut by discharge time, `span` seconds each. A file is closed, and so freed, once none of
 its encounters is held any more (purged at the end of its retention, or written again elsewhere),

@@ -327,8 +327,9 @@ class Packed:
 
 class Seen:
     """The event ids of an unpacked closed encounter: digests of the ids seen before it was packed
-    (Python's 64-bit string hash; never written anywhere, so valid within this process only), and
-    the ids seen since. Two ids of one encounter with equal digests would make the second a
+    (Python's 64-bit string hash, seeded per process: only ever read back by the process that made
+    them, from memory or from the batch command's own unlinked temporary files), and the ids seen
+    since. Two ids of one encounter with equal digests would make the second a
     duplicate: with 64-bit digests, a chance of about n^2 / 2^65 for n events (1e-17 for 20)."""
     __slots__ = ("_old", "_new")
 
