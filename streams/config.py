@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import textwrap
 from dataclasses import dataclass, field, fields, replace
 from datetime import tzinfo
 from functools import cached_property
@@ -59,64 +60,92 @@ class Topics:
         return self.inputs + self.outputs + (self.chargeitems, self.ticks, self.repartition)
 
 
+def _setting(default, help: str, group: str, *, secret: bool = False):
+    """A setting: its default, the one line `--help` shows for its IV_* variable, and the group of
+    commands it concerns (GROUPS)."""
+    return field(default=default, repr=not secret, metadata={"help": help, "group": group})
+
+
+# The groups of settings, in the order help lists them; each command's help shows the ones it reads.
+GROUPS = {
+    "kafka": "Kafka connection (every command that reads or writes Kafka)",
+    "worker": "Stream processor",
+    "coding": "Coding and translation",
+    "hl7": "HL7 v2 MLLP listener (hl7 listen)",
+    "fhir": "FHIR endpoint (fhir serve)",
+    "feeds": "Both feeds' listeners",
+    "process": "Health, metrics and logs (worker, hl7 listen, fhir serve, worklist)",
+}
+
+
 @dataclass(frozen=True)
 class Settings:
-    bootstrap_servers: str = "127.0.0.1:9092"
-    app_id: str = "infusion-validator"
-    partitions: int = 8
-    replication_factor: int = 1
-    security_protocol: str = "PLAINTEXT"
-    sasl_mechanism: str = "PLAIN"
-    sasl_username: str | None = None
-    sasl_password: str | None = field(default=None, repr=False)
-    ssl_cafile: str | None = None
-    ssl_certfile: str | None = None
-    ssl_keyfile: str | None = None
+    bootstrap_servers: str = _setting("127.0.0.1:9092", "host:port[,host:port...] of the Kafka cluster", "kafka")
+    app_id: str = _setting("infusion-validator", "consumer group of the workers; prefix of the table's changelog topic",
+                           "kafka")
+    partitions: int = _setting(8, "partitions of every topic (`topics create`; co-partitioned)", "kafka")
+    replication_factor: int = _setting(1, "replicas of every topic `topics create` makes", "kafka")
+    security_protocol: str = _setting("PLAINTEXT", "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL", "kafka")
+    sasl_mechanism: str = _setting("PLAIN", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", "kafka")
+    sasl_username: str | None = _setting(None, "SASL user", "kafka")
+    sasl_password: str | None = _setting(None, "SASL password (better: IV_SASL_PASSWORD_FILE, a file holding it)",
+                                         "kafka", secret=True)
+    ssl_cafile: str | None = _setting(None, "CA certificate(s) of the brokers (PEM)", "kafka")
+    ssl_certfile: str | None = _setting(None, "client certificate for mutual TLS with the brokers (PEM)", "kafka")
+    ssl_keyfile: str | None = _setting(None, "its private key", "kafka")
     # Static group membership (Kafka's group.instance.id, KIP-345): a worker restarted under the same
     # id takes its partitions back at once instead of after the old member's session timeout (6 s)
-    # and a rebalance of every worker. Unique per worker (deploy/k8s: the pod's name); unset:
-    # dynamic membership.
-    group_instance_id: str | None = None
-    # Copies of each table partition kept warm on other workers (faust's table_standby_replicas): a
-    # worker that takes over a partition has its state at once instead of reading its changelog,
-    # but every worker also applies the others' changelog writes: with 2 workers, 2x the CPU.
-    standby_replicas: int = 1
-    store: str = "memory://"
-    data_dir: str = "./validator-data"
-    metrics_port: int = 9108
-    tick_seconds: float = 10.0
-    # Longest a fetch may wait for data. faust fixes it at 1500 ms; a broker that does not answer a
-    # waiting fetch when data arrives (Tansu) then adds up to that to every event's latency.
-    fetch_max_wait_ms: int = 20
-    # Longest a partition waits for an input topic that is behind (data at the broker not yet read,
-    # or another partition's forwards) before it processes what it has (time-aligned reading; Kafka
-    # Streams' max.task.idle.ms): bounds the delay a stalled fetch adds; a discharge processed before
-    # its stops is still coded right, with churn.
-    align_max_wait_ms: int = 10_000
-    retention_days: int = 14
-    policy_file: str | None = None
-    drug_classes_file: str | None = None  # the hospital's drug-class table (HL7/FHIR feeds); see feeds/drugs.py
-    timezone: str | None = None  # IANA name of the sending facility's zone: HL7 times sent without an offset
-    log_level: str = "info"
-    log_format: str = "json"  # or "text"
+    # and a rebalance of every worker.
+    group_instance_id: str | None = _setting(
+        None, "unique per worker (e.g. the pod's name): a restart takes its partitions back at once (unset: "
+        "dynamic membership)", "worker")
+    # faust's table_standby_replicas: a worker that takes over a partition has its state at once
+    # instead of reading its changelog, but every worker also applies the others' changelog writes.
+    standby_replicas: int = _setting(1, "warm copies of each table partition on other workers (0 halves the CPU "
+                                     "of 2 workers)", "worker")
+    store: str = _setting("memory://", "table store: memory:// (rebuilt from the changelog at start) or rocksdb:// "
+                          "(kept in IV_DATA_DIR)", "worker")
+    data_dir: str = _setting("./validator-data", "the worker's data directory (the rocksdb table store)", "worker")
+    tick_seconds: float = _setting(10.0, "seconds between overdue checks (at most 60)", "worker")
+    # faust fixes it at 1500 ms; a broker that does not answer a waiting fetch when data arrives
+    # (Tansu) then adds up to that to every event's latency.
+    fetch_max_wait_ms: int = _setting(20, "longest a fetch waits for data, 1-1500 ms", "worker")
+    # Time-aligned reading (Kafka Streams' max.task.idle.ms): bounds the delay a stalled fetch adds;
+    # a discharge processed before its stops is still coded right, with churn.
+    align_max_wait_ms: int = _setting(10_000, "longest a partition waits for an input topic that is behind, "
+                                      "0-60000 ms", "worker")
+    retention_days: int = _setting(14, "days a discharged encounter is kept for late documentation", "worker")
+    policy_file: str | None = _setting(None, "coding policy TOML (default: the specification's defaults)", "worker")
+    drug_classes_file: str | None = _setting(None, "the hospital's drug-class table TOML, extending the shipped "
+                                             "one (feeds/drugs.py)", "coding")
+    timezone: str | None = _setting(None, "IANA zone of the sending facility: HL7 times sent without a UTC offset "
+                                    "(unset: such times are rejected)", "coding")
     # -- listeners: loopback unless configured; TLS and authentication when given ------------
-    metrics_host: str = "127.0.0.1"  # the worker's /metrics, /healthz, /readyz
-    hl7_host: str = "127.0.0.1"
-    hl7_port: int = 2575
-    hl7_tls_certfile: str | None = None  # MLLP over TLS when set (with the key)
-    hl7_tls_keyfile: str | None = None
-    hl7_tls_client_cafile: str | None = None  # mutual TLS: interface engines' client certificates signed by it
-    hl7_max_bytes: int = 1_048_576  # one HL7 message (MLLP frame)
-    fhir_host: str = "127.0.0.1"
-    fhir_port: int = 8080
-    fhir_tls_certfile: str | None = None  # HTTPS when set (with the key)
-    fhir_tls_keyfile: str | None = None
-    fhir_tls_client_cafile: str | None = None  # mutual TLS
-    fhir_tokens_file: str | None = field(default=None, repr=False)  # bearer tokens accepted, one per line
-    fhir_max_bytes: int = 4_194_304  # one request body
-    fhir_max_entries: int = 1000  # entries of one Bundle
-    feed_idle_timeout_seconds: float = 30.0  # a connection silent or half-sent this long is closed
-    feed_max_connections: int = 100  # per listener
+    metrics_host: str = _setting("127.0.0.1", "address of /metrics, /healthz, /readyz (0.0.0.0 in a pod)", "process")
+    metrics_port: int = _setting(9108, "port of /metrics, /healthz, /readyz", "process")
+    kafka_unreachable_seconds: float = _setting(30.0, "/readyz answers 503 once the Kafka cluster has not answered "
+                                                "for this long", "process")
+    log_level: str = _setting("info", "debug, info, warning, error or critical", "process")
+    log_format: str = _setting("json", "json (one object per line) or text", "process")
+    hl7_host: str = _setting("127.0.0.1", "address the MLLP listener binds (loopback: this machine only)", "hl7")
+    hl7_port: int = _setting(2575, "its port", "hl7")
+    hl7_tls_certfile: str | None = _setting(None, "MLLP over TLS: the listener's certificate (with the key)", "hl7")
+    hl7_tls_keyfile: str | None = _setting(None, "its private key", "hl7")
+    hl7_tls_client_cafile: str | None = _setting(None, "mutual TLS: only senders with a certificate signed by this "
+                                                 "CA connect", "hl7")
+    hl7_max_bytes: int = _setting(1_048_576, "largest HL7 message (MLLP frame); more is answered AR", "hl7")
+    fhir_host: str = _setting("127.0.0.1", "address the FHIR endpoint binds (loopback: this machine only)", "fhir")
+    fhir_port: int = _setting(8080, "its port", "fhir")
+    fhir_tls_certfile: str | None = _setting(None, "HTTPS: the endpoint's certificate (with the key)", "fhir")
+    fhir_tls_keyfile: str | None = _setting(None, "its private key", "fhir")
+    fhir_tls_client_cafile: str | None = _setting(None, "mutual TLS: only clients with a certificate signed by this "
+                                                  "CA connect", "fhir")
+    fhir_tokens_file: str | None = _setting(None, "bearer tokens accepted, one a line (unset: no token asked)",
+                                            "fhir", secret=True)
+    fhir_max_bytes: int = _setting(4_194_304, "largest request body", "fhir")
+    fhir_max_entries: int = _setting(1000, "most entries of one Bundle", "fhir")
+    feed_idle_timeout_seconds: float = _setting(30.0, "a connection silent or half-sent this long is closed", "feeds")
+    feed_max_connections: int = _setting(100, "open connections per listener; more are refused", "feeds")
     topics: Topics = Topics()
 
     def __post_init__(self) -> None:
@@ -135,10 +164,32 @@ class Settings:
             raise ConfigError(f"IV_POLICY_FILE: {exc}") from None
 
 
+def settings_help(*groups: str) -> str:
+    """The IV_* settings of `groups`, for a command's --help: generated from Settings, so it lists
+    every one (and never one that does not exist)."""
+    lines = []
+
+    def entry(name: str, text: str) -> None:
+        lines.extend(textwrap.wrap(text, 100, initial_indent=f"  {name:<30} ", subsequent_indent=" " * 33))
+
+    for group in groups:
+        lines.append(f"{GROUPS[group]}:")
+        for f in fields(Settings):
+            if f.metadata.get("group") == group:
+                secret = not f.repr
+                default = "" if f.default is None or secret else f" (default {f.default})"
+                entry(f"IV_{f.name.upper()}", f.metadata["help"] + default)
+                if f.name == "sasl_password":
+                    entry("IV_SASL_PASSWORD_FILE", "a file holding the SASL password")
+        if group == "kafka":
+            entry("IV_TOPIC_<NAME>", "topic names: " + ", ".join(f"IV_TOPIC_{f.name.upper()} ({f.default})"
+                                                                 for f in fields(Topics)))
+    return "\n".join(lines)
+
+
 _TOPIC_ENV = {f"IV_TOPIC_{f.name.upper()}": f.name for f in fields(Topics)}
-_INTS = {"partitions", "replication_factor", "standby_replicas", "metrics_port", "retention_days", "fetch_max_wait_ms", "align_max_wait_ms",
-         "hl7_port", "hl7_max_bytes", "fhir_port", "fhir_max_bytes", "fhir_max_entries", "feed_max_connections"}
-_FLOATS = {"tick_seconds", "feed_idle_timeout_seconds"}
+_INTS = {f.name for f in fields(Settings) if f.type == "int"}
+_FLOATS = {f.name for f in fields(Settings) if f.type == "float"}
 
 
 def from_env(env: dict[str, str] | None = None, **overrides) -> Settings:
@@ -212,6 +263,8 @@ def _check(s: Settings) -> None:
             raise ConfigError(f"IV_{name.upper()}={getattr(s, name)}: give a TCP port (0: any free one)")
     if s.hl7_max_bytes < 1024 or s.fhir_max_bytes < 1024 or s.fhir_max_entries < 1:
         raise ConfigError("IV_HL7_MAX_BYTES / IV_FHIR_MAX_BYTES: give 1024 bytes or more; IV_FHIR_MAX_ENTRIES: 1 or more")
+    if s.kafka_unreachable_seconds <= 0:
+        raise ConfigError("IV_KAFKA_UNREACHABLE_SECONDS: give seconds above 0")
     if s.feed_idle_timeout_seconds <= 0 or s.feed_max_connections < 1:
         raise ConfigError("IV_FEED_IDLE_TIMEOUT_SECONDS: give seconds above 0; IV_FEED_MAX_CONNECTIONS: 1 or more")
     if s.timezone:

@@ -136,9 +136,10 @@ async def test_the_endpoint_listens_on_loopback_unless_told_otherwise():
     assert Settings().fhir_host == "127.0.0.1"
     args = build_parser().parse_args(["fhir", "serve"])
     assert args.host is None and args.port is None  # None: IV_FHIR_HOST / IV_FHIR_PORT decide
-    for flag in ("--partitions", "--policy", "--metrics-port"):  # accepted and unused before: gone
+    for flag in ("--partitions", "--policy"):  # accepted and unused before: gone
         with pytest.raises(SystemExit):
             build_parser().parse_args(["fhir", "serve", flag, "1"])
+    assert build_parser().parse_args(["fhir", "serve", "--metrics-port", "1"]).metrics_port == 1  # its /metrics
     runner = await fhir_http.serve(FakeBridge(), DrugClasses.load(), port=0)
     try:
         assert runner.addresses[0][0] == "127.0.0.1"

@@ -55,3 +55,19 @@ def test_a_missing_file_or_json_is_a_usage_error_that_says_what_to_give(tmp_path
     (tmp_path / "x.json").write_text("{not json")
     done = _run("fhir", "translate", str(tmp_path / "x.json"))
     assert done.returncode == 1 and b"give FHIR JSON files" in done.stderr
+
+
+def test_standard_input_is_read_when_the_file_is_a_dash():
+    scenario = b"".join((Path(p).read_bytes() for p in SCENARIO))
+    from_stdin = _run("hl7", "translate", "-", stdin=scenario)
+    assert from_stdin.returncode == 0 and from_stdin.stdout == _run("hl7", "translate", *SCENARIO).stdout
+    bundle = SAMPLES / "fhir" / "bundle-transaction.json"
+    from_stdin = _run("fhir", "translate", "-", stdin=bundle.read_bytes())
+    assert from_stdin.returncode == 0 and from_stdin.stdout == _run("fhir", "translate", str(bundle)).stdout
+
+
+def test_version():
+    from importlib.metadata import version
+
+    done = _run("--version")
+    assert done.returncode == 0 and done.stdout.decode() == f"infusion-validator {version('infusion-validator')}\n"
