@@ -19,9 +19,11 @@ from streams.records import dead_letter
 
 
 class Bridge:
-    def __init__(self, producer: AIOKafkaProducer, topics: Topics, on_events: Callable[[list[dict]], None] | None = None) -> None:
+    def __init__(self, producer: AIOKafkaProducer, topics: Topics, on_events: Callable[[list[dict]], None] | None = None,
+                 on_rejected: Callable[[str, str], None] | None = None) -> None:
         self.producer, self.topics = producer, topics
         self.on_events = on_events  # e.g. the demo, to show what came in through a feed
+        self.on_rejected = on_rejected  # (feed, category) of each message dead-lettered: gateways.ops's metrics
         self.accepted = self.rejected = 0
 
     async def submit(self, translation: Translation, raw: bytes | str, source: dict) -> None:
@@ -44,10 +46,12 @@ class Bridge:
                 letter = dead_letter(translation.error, translation.category, source, raw)
                 sends.append(await self.producer.send(self.topics.dead_letters, orjson.dumps(letter), key=b""))
         await asyncio.gather(*sends)
-        for translation, _, _ in items:
+        for translation, _, source in items:
             if translation.ok:
                 self.accepted += 1
                 if self.on_events and translation.events:
                     self.on_events(translation.events)
             else:
                 self.rejected += 1
+                if self.on_rejected:
+                    self.on_rejected(source.get("feed", "unknown"), translation.category or "unknown")

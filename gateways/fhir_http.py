@@ -43,6 +43,7 @@ import json
 import logging
 import re
 import ssl
+import time
 from pathlib import Path
 
 import orjson
@@ -198,7 +199,8 @@ def _duplicate(raw: bytes) -> str:
 
 
 def make_app(bridge: Bridge, drugs: DrugClasses, base: str = "/fhir", *, tokens: tuple[bytes, ...] = (),
-             max_bytes: int = MAX_BODY, max_entries: int = MAX_ENTRIES, read_timeout: float = 30.0) -> web.Application:
+             max_bytes: int = MAX_BODY, max_entries: int = MAX_ENTRIES, read_timeout: float = 30.0,
+             metrics=None) -> web.Application:
     async def receive(request: web.Request) -> web.Response:
         handler = request.protocol
         busy = isinstance(handler, _Handler)
@@ -258,7 +260,21 @@ def make_app(bridge: Bridge, drugs: DrugClasses, base: str = "/fhir", *, tokens:
     async def no_banner(request: web.Request, response: web.StreamResponse) -> None:
         response.headers.pop("Server", None)
 
-    app = web.Application(client_max_size=max_bytes)
+    @web.middleware
+    async def observed(request: web.Request, handler) -> web.StreamResponse:
+        """Every answer counted by status, with its time (gateways.ops.FeedMetrics)."""
+        began = time.perf_counter()
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            metrics.observe_answer("fhir", str(status), time.perf_counter() - began)
+
+    app = web.Application(client_max_size=max_bytes, middlewares=[observed] if metrics else [])
     app.on_response_prepare.append(no_banner)
     app.router.add_post(base, receive)
     app.router.add_post(base + "/{resource_type}", receive)
@@ -406,30 +422,34 @@ class _Server(web.Server):
     longest-idle connection is closed to make room (an idle flood cannot lock senders out); when
     every connection is in a request, the newcomer is answered 503."""
 
-    def __init__(self, *args, idle: float, max_connections: int, **kwargs) -> None:
+    def __init__(self, *args, idle: float, max_connections: int, metrics=None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.idle, self.max_connections = idle, max_connections
+        self.idle, self.max_connections, self.metrics = idle, max_connections, metrics
+        if metrics:
+            metrics.connections.labels("fhir").set_function(lambda: len(self._connections))
 
     def __call__(self):
         open_ = [h for h in self._connections if not h._force_close]
         if len(open_) >= self.max_connections:
             idle = [h for h in open_ if isinstance(h, _Handler) and not h.busy]
             if not idle:
+                if self.metrics:
+                    self.metrics.refused.labels("fhir").inc()
                 return _Busy()
             min(idle, key=lambda h: h.since).force_close()
         return _Handler(self, idle=self.idle, loop=self._loop, **self._kwargs)
 
 
 class _Runner(web.AppRunner):
-    def __init__(self, app: web.Application, *, idle: float, max_connections: int, **kwargs) -> None:
+    def __init__(self, app: web.Application, *, idle: float, max_connections: int, metrics=None, **kwargs) -> None:
         super().__init__(app, **kwargs)
-        self._idle, self._max_connections = idle, max_connections
+        self._idle, self._max_connections, self._metrics = idle, max_connections, metrics
 
     async def _make_server(self) -> web.Server:
         plain = await super()._make_server()
         return _Server(plain.request_handler, request_factory=plain.request_factory,
                        handler_cancellation=plain.handler_cancellation, loop=plain._loop,
-                       idle=self._idle, max_connections=self._max_connections, **plain._kwargs)
+                       idle=self._idle, max_connections=self._max_connections, metrics=self._metrics, **plain._kwargs)
 
 
 class _Site(web.TCPSite):
@@ -452,11 +472,12 @@ class _Site(web.TCPSite):
 async def serve(bridge: Bridge, drugs: DrugClasses, host: str = "127.0.0.1", port: int = 8080, *,
                 ssl_context: ssl.SSLContext | None = None, tokens: tuple[bytes, ...] = (),
                 max_bytes: int = MAX_BODY, max_entries: int = MAX_ENTRIES, idle_timeout: float = 30.0,
-                max_connections: int = 100) -> web.AppRunner:
-    """The endpoint on host:port (loopback by default). runner.addresses gives the bound port."""
+                max_connections: int = 100, metrics=None) -> web.AppRunner:
+    """The endpoint on host:port (loopback by default). runner.addresses gives the bound port.
+    `metrics`: a gateways.ops.FeedMetrics to count answers, connections and refusals in."""
     app = make_app(bridge, drugs, tokens=tokens, max_bytes=max_bytes, max_entries=max_entries,
-                   read_timeout=idle_timeout)
-    runner = _Runner(app, idle=idle_timeout, max_connections=max_connections,
+                   read_timeout=idle_timeout, metrics=metrics)
+    runner = _Runner(app, idle=idle_timeout, max_connections=max_connections, metrics=metrics,
                      access_log=None,  # no request lines: ids are patient data
                      keepalive_timeout=idle_timeout,
                      lingering_time=1.0)  # the unread rest of a refused body is drained 1 s, not aiohttp's 10

@@ -14,7 +14,8 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from feeds import DrugClasses, translate_fhir, translate_hl7
-from gateways import fhir_http, mllp, tls
+from gateways import fhir_http, mllp, ops, tls
+from gateways.ops import FeedMetrics
 from streams import logs
 from gateways.bridge import Bridge
 from gateways.tls import server_context
@@ -29,11 +30,11 @@ def drug_classes(s: Settings) -> DrugClasses:
 
 
 @contextlib.asynccontextmanager
-async def bridge(s: Settings):
+async def bridge(s: Settings, metrics: FeedMetrics | None = None):
     producer = AIOKafkaProducer(**client_kwargs(s), linger_ms=5, acks="all")
     await producer.start()
     try:
-        yield Bridge(producer, s.topics)
+        yield Bridge(producer, s.topics, on_rejected=metrics.observe_rejection if metrics else None)
     finally:
         await producer.stop()
 
@@ -52,9 +53,10 @@ async def listen_hl7(s: Settings) -> int:
     idle and connection limits of the settings."""
     context = tls.server_context(s.hl7_tls_certfile, s.hl7_tls_keyfile, s.hl7_tls_client_cafile)
 
-    async def start(b: Bridge, drugs: DrugClasses):
+    async def start(b: Bridge, drugs: DrugClasses, metrics: FeedMetrics):
         server = await mllp.serve(b, drugs, s.hl7_host, s.hl7_port, s.tzinfo, ssl=context, max_bytes=s.hl7_max_bytes,
-                                  idle_timeout=s.feed_idle_timeout_seconds, max_connections=s.feed_max_connections)
+                                  idle_timeout=s.feed_idle_timeout_seconds, max_connections=s.feed_max_connections,
+                                  metrics=metrics)
 
         async def stop() -> None:
             server.close()
@@ -77,25 +79,30 @@ async def serve_fhir(s: Settings, host: str | None = None, port: int | None = No
     guard = ", ".join(filter(None, ["client certificates required" if s.fhir_tls_client_cafile else "",
                                     f"{len(tokens)} bearer token(s)" if tokens else ""])) or "no authentication"
 
-    async def start(b: Bridge, drugs: DrugClasses):
+    async def start(b: Bridge, drugs: DrugClasses, metrics: FeedMetrics):
         runner = await fhir_http.serve(b, drugs, host, port, ssl_context=context, tokens=tokens,
                                        max_bytes=s.fhir_max_bytes, max_entries=s.fhir_max_entries,
                                        idle_timeout=s.feed_idle_timeout_seconds,
-                                       max_connections=s.feed_max_connections)
+                                       max_connections=s.feed_max_connections, metrics=metrics)
         return runner.cleanup
     return await _serve(s, f"FHIR endpoint on {scheme}://{host}:{port}/fhir ({guard})", start)
 
 
 async def _serve(s: Settings, what: str, start) -> int:
-    """Run a feed server (`start` returns its stop) until SIGINT/SIGTERM."""
+    """Run a feed server (`start` returns its stop) until SIGINT/SIGTERM, with /healthz, /readyz and
+    /metrics on IV_METRICS_HOST:IV_METRICS_PORT (gateways.ops)."""
     logs.configure(s.log_level, s.log_format)
     drugs = drug_classes(s)
-    async with bridge(s) as b:
-        stop = await start(b, drugs)
-        log.info("%s, writing to %s", what, s.bootstrap_servers)
+    metrics = FeedMetrics()
+    async with ops.operated(s, metrics) as health, bridge(s, metrics) as b:
+        stop = await start(b, drugs, metrics)
+        health.ready = True
+        log.info("%s, writing to %s; health and metrics on %s:%d", what, s.bootstrap_servers, s.metrics_host,
+                 s.metrics_port)
         try:
             await _until_stopped()
         finally:
+            health.ready = False
             await stop()
         log.info("stopped: %d messages accepted, %d rejected", b.accepted, b.rejected)
     return 0

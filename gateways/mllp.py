@@ -23,6 +23,7 @@ import contextlib
 import datetime as dt
 import logging
 import re
+import time
 from collections.abc import AsyncIterator
 from datetime import tzinfo
 import ssl as ssl_module
@@ -204,8 +205,8 @@ class Listener:
     `grace` seconds) and ends the rest. `refused` counts connections over the cap."""
 
     def __init__(self, bridge: Bridge, drugs: DrugClasses, tz: tzinfo | None, max_bytes: int, idle_timeout: float,
-                 max_connections: int) -> None:
-        self.bridge, self.drugs, self.tz = bridge, drugs, tz
+                 max_connections: int, metrics=None) -> None:
+        self.bridge, self.drugs, self.tz, self.metrics = bridge, drugs, tz, metrics  # metrics: gateways.ops.FeedMetrics
         self.max_bytes, self.idle_timeout, self.max_connections = max_bytes, idle_timeout, max_connections
         self.server: asyncio.AbstractServer | None = None
         self.connections: dict[asyncio.Task, bool] = {}  # task -> answering a message now
@@ -236,6 +237,8 @@ class Listener:
     async def connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.closing or len(self.connections) >= self.max_connections:
             self.refused += 1
+            if self.metrics:
+                self.metrics.refused.labels("hl7").inc()
             now = asyncio.get_running_loop().time()
             if now - self._refusal_logged >= 10:
                 self._refusal_logged = now
@@ -254,10 +257,13 @@ class Listener:
                 if frame is None:
                     return  # the sender closed the connection
                 self.connections[task] = True
+                received = time.perf_counter()
                 if frame.size > self.max_bytes:
                     ack = await too_large(frame.data, frame.size, self.max_bytes, self.bridge, source)
                 else:
                     ack = await handle(frame.data, self.bridge, self.drugs, source, self.tz)
+                if self.metrics:
+                    self.metrics.observe_answer("hl7", ack_code(ack), time.perf_counter() - received)
                 writer.write(START + ack + END)
                 async with asyncio.timeout(self.idle_timeout):
                     await writer.drain()
@@ -287,12 +293,14 @@ class Listener:
 
 async def serve(bridge: Bridge, drugs: DrugClasses, host: str, port: int, tz: tzinfo | None = None, *,
                 ssl: SSLContext | None = None, max_bytes: int = 1_048_576, idle_timeout: float = 30.0,
-                max_connections: int = 100) -> Listener:
+                max_connections: int = 100, metrics=None) -> Listener:
     """Start the MLLP listener (over TLS with `ssl`, gateways.tls.server_context); each connection's
     messages are answered in order. Limits: `max_bytes` a message, `idle_timeout` seconds to receive
     each whole message (idle or half-sent connections are closed), `max_connections` open at once
     (more are closed at once and counted)."""
-    listener = Listener(bridge, drugs, tz, max_bytes, idle_timeout, max_connections)
+    listener = Listener(bridge, drugs, tz, max_bytes, idle_timeout, max_connections, metrics)
+    if metrics:
+        metrics.connections.labels("hl7").set_function(lambda: len(listener.connections))
     listener.server = await asyncio.start_server(listener.connected, host, port, ssl=ssl,
                                                  ssl_handshake_timeout=idle_timeout if ssl else None)
     return listener
@@ -346,6 +354,12 @@ def read_ack(ack: str) -> tuple[str, str]:
         return str(msa[1]), msg.unescape(text) if text else ""
     except Exception:  # a listener that is not ours may answer anything
         return "?", ack[:200]
+
+
+def ack_code(ack: bytes) -> str:
+    """MSA-1 of an ACK this listener built (AA, AE or AR)."""
+    found = re.search(rb"\rMSA\|(A[AER])", ack)
+    return found.group(1).decode() if found else "?"
 
 
 def control_id(raw: bytes) -> str:

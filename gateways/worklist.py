@@ -6,7 +6,8 @@ the open documentation problems in a `Board` and serves:
   GET /               the page (gateways/worklist.html: plain HTML, CSS and JavaScript, no network);
   GET /events?unit=U  server-sent events: a snapshot, then each alert added or removed as it is read
                       (a resolved alert leaves the page within a second; no reload);
-  GET /api/alerts?unit=U  the open items as JSON;  GET /healthz.
+  GET /api/alerts?unit=U  the open items as JSON.
+`infusion-validator worklist` (run) serves /healthz, /readyz and /metrics on IV_METRICS_PORT, apart.
 Safe by default: loopback unless a host is given, at most `max_clients` event streams (each with a
 bounded queue: a page too slow to keep up is sent a fresh snapshot instead), GET only, no server
 banner. It shows what the alerts carry and nothing more: no patient names exist
@@ -26,6 +27,7 @@ from gateways.board import Board
 
 log = logging.getLogger(__name__)
 QUEUE = 1000  # changes buffered per page before the page is dropped (it reconnects)
+STOP_SECONDS = 10
 
 
 class Worklist:
@@ -54,7 +56,7 @@ class Worklist:
         return {"units": self.board.units(), "items": self.board.snapshot(unit), "caught_up": self.caught_up}
 
 
-def make_app(worklist: Worklist) -> web.Application:
+def make_app(worklist: Worklist, metrics=None) -> web.Application:
     page = files("gateways").joinpath("worklist.html").read_bytes()
 
     async def index(request: web.Request) -> web.Response:
@@ -92,9 +94,6 @@ def make_app(worklist: Worklist) -> web.Application:
             worklist.clients.discard(client)
         return response
 
-    async def health(request: web.Request) -> web.Response:
-        return web.Response(text="ok" if worklist.caught_up else "catching up")
-
     async def no_banner(request: web.Request, response: web.StreamResponse) -> None:
         response.headers.pop("Server", None)
 
@@ -102,13 +101,24 @@ def make_app(worklist: Worklist) -> web.Application:
         for queue, _ in list(worklist.clients):
             _instead(queue, "close")
 
-    app = web.Application(client_max_size=1024)
+    @web.middleware
+    async def observed(request: web.Request, handler) -> web.StreamResponse:
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            metrics.requests.labels(str(status)).inc()
+
+    app = web.Application(client_max_size=1024, middlewares=[observed] if metrics else [])
     app.on_response_prepare.append(no_banner)
     app.on_shutdown.append(close_streams)
     app.router.add_get("/", index)
     app.router.add_get("/events", events)
     app.router.add_get("/api/alerts", alerts)
-    app.router.add_get("/healthz", health)
     return app
 
 
@@ -158,8 +168,8 @@ async def _reached(consumer, ends: dict) -> bool:
     return True
 
 
-async def serve(worklist: Worklist, host: str, port: int) -> web.AppRunner:
-    runner = web.AppRunner(make_app(worklist), access_log=None,  # request lines carry units: keep logs clean
+async def serve(worklist: Worklist, host: str, port: int, metrics=None) -> web.AppRunner:
+    runner = web.AppRunner(make_app(worklist, metrics), access_log=None,  # request lines carry units: keep logs clean
                            shutdown_timeout=5)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
@@ -189,21 +199,37 @@ async def consume(s, worklist: Worklist, stop: asyncio.Event) -> None:
             consumer.assign([TopicPartition(s.topics.alerts, p) for p in sorted(partitions)])
             await follow(consumer, worklist, stop)
     finally:
-        await consumer.stop()
+        try:  # its last offset commit retries for as long as the cluster is away: a stop must not wait on it
+            await asyncio.wait_for(consumer.stop(), STOP_SECONDS)
+        except asyncio.TimeoutError:
+            log.warning("Kafka did not answer within %d s while stopping: the worklist's offsets (kept for lag "
+                        "monitoring only) were not committed", STOP_SECONDS)
 
 
 async def run(s, host: str, port: int, announce=print) -> int:
-    """`infusion-validator worklist`: serve the page until SIGTERM or Ctrl-C."""
+    """`infusion-validator worklist`: serve the page until SIGTERM or Ctrl-C, with /healthz, /readyz
+    (caught up with the alerts topic, Kafka reachable) and /metrics on IV_METRICS_PORT."""
     import signal
 
-    worklist, stop = Worklist(), asyncio.Event()
+    from gateways.ops import WorklistMetrics, operated
+    from streams import logs
+
+    logs.configure(s.log_level, s.log_format)
+    worklist, stop, metrics = Worklist(), asyncio.Event(), WorklistMetrics()
+    metrics.items.set_function(lambda: len(worklist.board.items))
+    metrics.pages.set_function(lambda: len(worklist.clients))
+    metrics.caught_up.set_function(lambda: int(worklist.caught_up))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    runner = await serve(worklist, host, port)
-    announce(f"nursing worklist on http://{host}:{port}/ (alerts from {s.topics.alerts}); Ctrl-C stops it")
-    try:
-        await consume(s, worklist, stop)
-    finally:
-        await runner.cleanup()
+    async with operated(s, metrics) as health:
+        health.checks.append(lambda: None if worklist.caught_up else "catching up with the alerts topic")
+        runner = await serve(worklist, host, port, metrics)
+        health.ready = True
+        announce(f"nursing worklist on http://{host}:{port}/ (alerts from {s.topics.alerts}); health and metrics "
+                 f"on {s.metrics_host}:{s.metrics_port}; Ctrl-C stops it")
+        try:
+            await consume(s, worklist, stop)
+        finally:
+            await runner.cleanup()
     return 0

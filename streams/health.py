@@ -2,13 +2,15 @@
 
 /healthz: 200 while the event loop is turning (a timer beats every second); 503 once it has been
 stuck for `stale_after` seconds, so an orchestrator restarts a wedged worker.
-/readyz: 200 only once partitions are assigned and their tables recovered; 503 during a rebalance
-or recovery, so a rolling upgrade waits for the new worker to really process.
+/readyz: 200 only once the process is ready (a worker: partitions assigned and tables recovered, so a
+rolling upgrade waits for the new worker to really process; a feed: listening) and every check
+passes (the Kafka cluster reachable: streams/reachability.py); else 503 with the reason.
 """
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from socketserver import ThreadingMixIn
 
@@ -16,9 +18,14 @@ from prometheus_client import CollectorRegistry, make_wsgi_app
 
 
 class Health:
+    """`ready` is the process's own state (the worker: partitions assigned and tables recovered; a
+    feed: listening); `checks` are further conditions, each returning None when fine or a short
+    reason (e.g. the broker unreachable), which /readyz answers with."""
+
     def __init__(self, stale_after: float = 30.0, clock=time.monotonic) -> None:
         self.stale_after, self.clock = stale_after, clock
         self.ready = False
+        self.checks: list[Callable[[], str | None]] = []
         self._beat = clock()
 
     def beat(self) -> None:
@@ -27,6 +34,17 @@ class Health:
     @property
     def live(self) -> bool:
         return self.clock() - self._beat < self.stale_after
+
+    def not_ready(self) -> str | None:
+        """Why /readyz answers 503, or None."""
+        if not self.live:
+            return "event loop stuck"
+        if not self.ready:
+            return "not ready"
+        for check in self.checks:
+            if (reason := check()) is not None:
+                return reason
+        return None
 
 
 MAX_CONNECTIONS = 32  # scrapes and probes: a handful at a time; more is a flood, closed at once
@@ -71,9 +89,9 @@ def serve(registry: CollectorRegistry, health: Health | None, port: int, addr: s
     def app(environ, start_response):
         path = environ.get("PATH_INFO", "")
         if health is not None and path in ("/healthz", "/readyz"):
-            ok = health.live and (path == "/healthz" or health.ready)
-            start_response("200 OK" if ok else "503 Service Unavailable", [("Content-Type", "text/plain")])
-            return [b"ok\n" if ok else (b"not ready\n" if health.live else b"event loop stuck\n")]
+            reason = (None if health.live else "event loop stuck") if path == "/healthz" else health.not_ready()
+            start_response("200 OK" if reason is None else "503 Service Unavailable", [("Content-Type", "text/plain")])
+            return [b"ok\n" if reason is None else reason.encode() + b"\n"]
         return metrics(environ, start_response)
 
     server = make_server(addr, port, app, server_class=_Server, handler_class=_Quiet)

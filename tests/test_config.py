@@ -226,3 +226,91 @@ def test_standby_replicas_are_checked_and_reach_faust():
         from_env({"IV_STANDBY_REPLICAS": "-1"})
     assert build_app(from_env({"IV_STANDBY_REPLICAS": "0"}), Metrics()).conf.table_standby_replicas == 0
     assert from_env({}).standby_replicas == 1
+
+
+def test_readyz_names_the_first_failing_check():
+    from streams.broker import free_port
+
+    health, reason = Health(), [None]
+    health.ready = True
+    health.checks.append(lambda: reason[0])
+    port = free_port()
+    server = Metrics().serve(port, "127.0.0.1", health=health)
+    try:
+        assert _get(f"http://127.0.0.1:{port}/readyz") == (200, "ok\n")
+        reason[0] = "Kafka unreachable for 31 s"
+        assert _get(f"http://127.0.0.1:{port}/readyz") == (503, "Kafka unreachable for 31 s\n")
+        assert _get(f"http://127.0.0.1:{port}/healthz") == (200, "ok\n")  # alive: not a restart
+    finally:
+        server.shutdown()
+
+
+class _Client:
+    """An aiokafka client's two calls BrokerWatch makes: answered or not, as the test says."""
+
+    def __init__(self) -> None:
+        self.up = True
+
+    async def bootstrap(self):
+        if not self.up:
+            raise ConnectionError("unreachable")
+
+    async def force_metadata_update(self):
+        if not self.up:
+            await asyncio.sleep(10)  # a request the cluster never answers
+        return True
+
+
+async def test_the_broker_watch_counts_unreachable_from_the_first_unanswered_request():
+    from prometheus_client import Gauge, CollectorRegistry
+
+    from streams.reachability import BrokerWatch
+
+    now, client = [100.0], _Client()
+    gauge = Gauge("reachable", "", registry=CollectorRegistry())
+    watch = BrokerWatch(client, unreachable_after=30, timeout=0.05, gauge=gauge, clock=lambda: now[0],
+                        bootstrapped=False)
+    client.up = False
+    assert await watch.probe() is False and gauge._value.get() == 0  # not even bootstrapped: unreachable
+    now[0] += 29
+    assert watch.check() is None  # within IV_KAFKA_UNREACHABLE_SECONDS
+    now[0] += 2
+    assert await watch.probe() is False and watch.check() == "Kafka unreachable for 31 s"
+    client.up = True
+    assert await watch.probe() is True and watch.check() is None and gauge._value.get() == 1
+    client.up = False
+    assert await watch.probe() is False and watch.unreachable_for == 0  # the clock starts again now
+
+
+def test_every_command_s_help_lists_the_settings_it_reads_generated_from_them():
+    from dataclasses import fields
+
+    from cli.main import build_parser
+    from streams.config import Settings
+
+    def help_of(*argv) -> str:
+        parser = build_parser()
+        for word in argv:
+            parser = next(a for a in parser._actions if a.dest.endswith("command")).choices[word]
+        return parser.format_help()
+
+    worker = help_of("worker")
+    for f in fields(Settings):
+        if f.metadata.get("group") in ("kafka", "worker", "process"):
+            assert f"IV_{f.name.upper()}" in worker, f.name
+    for name in ("IV_REPLICATION_FACTOR", "IV_FETCH_MAX_WAIT_MS", "IV_METRICS_HOST", "IV_LOG_LEVEL", "IV_LOG_FORMAT",
+                 "IV_SASL_PASSWORD_FILE", "IV_TOPIC_ALERTS"):
+        assert name in worker
+    listen = help_of("hl7", "listen")
+    assert "IV_HL7_TLS_CLIENT_CAFILE" in listen and "IV_TIMEZONE" in listen and "IV_POLICY_FILE" not in listen
+    assert "IV_FHIR_TOKENS_FILE" in help_of("fhir", "serve")
+
+
+@pytest.mark.parametrize("argv", [["topics", "create", "--policy", "p.toml"], ["topics", "create", "--metrics-port", "1"],
+                                  ["hl7", "replay", "--policy", "p.toml", "f"], ["hl7", "replay", "--metrics-port", "1", "f"],
+                                  ["fhir", "load", "--policy", "p.toml", "f"], ["fhir", "load", "--partitions", "2", "f"]])
+def test_flags_that_mean_nothing_to_a_command_are_refused(argv):
+    from cli.main import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(argv)

@@ -32,10 +32,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from prometheus_client import generate_latest
 
 from feeds import DrugClasses
 from gateways import mllp, tls
 from gateways.bridge import Bridge
+from gateways.ops import FeedMetrics
 from gateways.gateway import send_hl7
 from streams.broker import free_port
 from streams.topics import create_topics
@@ -160,9 +162,9 @@ def test_hl7_listen_takes_host_and_no_unused_flags():
     parser = build_parser()
     assert parser.parse_args(["hl7", "listen"]).host is None  # IV_HL7_HOST, 127.0.0.1 by default
     assert parser.parse_args(["hl7", "listen", "--host", "0.0.0.0"]).host == "0.0.0.0"
-    for flag in (["--metrics-port", "9"], ["--policy", "x.toml"]):
-        with pytest.raises(SystemExit):
-            parser.parse_args(["hl7", "listen", *flag])
+    assert parser.parse_args(["hl7", "listen", "--metrics-port", "9"]).metrics_port == 9  # its /healthz, /metrics
+    with pytest.raises(SystemExit):
+        parser.parse_args(["hl7", "listen", "--policy", "x.toml"])  # coding is the worker's
 
 
 # -- TLS and mutual TLS --------------------------------------------------------------------------
@@ -437,7 +439,9 @@ async def test_canary_patient_data_never_reaches_acks_reasons_logs_or_output(kaf
         (tmp_path / f"m{n}.hl7").write_bytes(raw)
         files.append(str(tmp_path / f"m{n}.hl7"))
     oversize = _canary() + b"NTE|2||" + (f"{NAME} {MRN} {BIRTH} " * 60_000).encode() + b"\r"
-    async with listening(bridge, max_bytes=1_048_576) as (_, port):
+    metrics = FeedMetrics()
+    bridge.on_rejected = metrics.observe_rejection
+    async with listening(bridge, max_bytes=1_048_576, metrics=metrics) as (_, port):
         # the sender's output (what an analyst sees) ...
         assert await send_hl7("127.0.0.1", port, files) == 2
         # ... and every ACK on the wire, including the over-size one and bytes outside a block
@@ -456,3 +460,8 @@ async def test_canary_patient_data_never_reaches_acks_reasons_logs_or_output(kaf
         assert len(letter["raw"]) < 2100
     assert any(NAME in letter["raw"] for letter in letters)  # the input is kept where it belongs
     _assert_clean("the logs", caplog.text + " ".join(str(r.args) for r in caplog.records))
+    exposed = generate_latest(metrics.registry).decode()  # what /metrics serves: counted, never quoted
+    _assert_clean("the metrics", exposed)
+    assert sum(s.value for s in metrics.answers.collect()[0].samples if s.name.endswith("_total")) == 2 * len(messages) + 1
+    assert 'iv_feed_answers_total{code="AA",feed="hl7"} 2.0' in exposed  # the one taken message, sent twice
+    assert 'iv_feed_rejections_total{feed="hl7-mllp",reason="unknown_drug"}' in exposed

@@ -1,0 +1,98 @@
+"""What every process at the edge serves for its operators, as the worker does: `/healthz` (the
+event loop turns), `/readyz` (ready to take traffic: listening, and the Kafka cluster answering;
+streams/reachability.py), `/metrics`, on IV_METRICS_HOST:IV_METRICS_PORT, and JSON logs.
+
+Metrics of the feeds and the worklist, on the process's own registry. Labels are bounded: the feed
+(`hl7`, `fhir`, or a dead letter's source feed), an ACK code or HTTP status, a rejection category.
+Never a visit, a patient, a peer address or anything a sender wrote.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from aiokafka.client import AIOKafkaClient
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from streams import health as health_server
+from streams.config import Settings
+from streams.health import Health
+from streams.kafka import client_kwargs
+from streams.metrics import LATENCY_BUCKETS
+from streams.reachability import BrokerWatch
+
+
+class ProcessMetrics:
+    """A process's own registry, with the Kafka cluster's reachability."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.kafka_reachable = Gauge("iv_kafka_reachable", "1 while the Kafka cluster answers metadata requests, "
+                                     "0 from the first one it did not answer", registry=self.registry)
+
+
+class FeedMetrics(ProcessMetrics):
+    """`hl7 listen` and `fhir serve`: what the listeners and the bridge count."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        super().__init__(registry)
+        r = self.registry
+        self.answers = Counter("iv_feed_answers_total", "Messages (HL7) or requests (FHIR) answered, by ACK code "
+                               "(AA, AE, AR) or HTTP status", ["feed", "code"], registry=r)
+        self.answer_seconds = Histogram("iv_feed_answer_seconds", "From a message or request received whole to its "
+                                        "answer (its events stored in Kafka first)", ["feed"],
+                                        buckets=LATENCY_BUCKETS, registry=r)
+        self.rejections = Counter("iv_feed_rejections_total", "Messages or resources rejected and dead-lettered, by "
+                                  "the feed they came through and the reason's category", ["feed", "reason"],
+                                  registry=r)
+        self.connections = Gauge("iv_feed_connections", "Open connections to the listener", ["feed"], registry=r)
+        self.refused = Counter("iv_feed_connections_refused_total", "Connections refused over "
+                               "IV_FEED_MAX_CONNECTIONS", ["feed"], registry=r)
+
+    def observe_answer(self, feed: str, code: str, seconds: float) -> None:
+        self.answers.labels(feed, code).inc()
+        self.answer_seconds.labels(feed).observe(seconds)
+
+    def observe_rejection(self, feed: str, reason: str) -> None:
+        self.rejections.labels(feed, reason).inc()
+
+
+class WorklistMetrics(ProcessMetrics):
+    """`worklist`: the page's answers and what it shows."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        super().__init__(registry)
+        r = self.registry
+        self.requests = Counter("iv_worklist_requests_total", "Worklist answers by HTTP status", ["code"], registry=r)
+        self.items = Gauge("iv_worklist_open_items", "Open documentation problems on the worklist", registry=r)
+        self.pages = Gauge("iv_worklist_pages", "Worklist pages open (live event streams)", registry=r)
+        self.caught_up = Gauge("iv_worklist_caught_up", "1 once the alerts topic was read to its end since start",
+                               registry=r)
+
+
+async def _heartbeat(health: Health) -> None:
+    while True:
+        health.beat()
+        await asyncio.sleep(1.0)
+
+
+@contextlib.asynccontextmanager
+async def operated(s: Settings, metrics: ProcessMetrics) -> AsyncIterator[Health]:
+    """Serve /healthz, /readyz and /metrics for the block's duration, with the Kafka cluster's
+    reachability among the readiness checks (through a client of its own: the data clients'
+    connections are theirs to manage). The caller sets `health.ready` once it takes traffic."""
+    health = Health()
+    client = AIOKafkaClient(**client_kwargs(s), request_timeout_ms=5000)
+    watch = BrokerWatch(client, s.kafka_unreachable_seconds, gauge=metrics.kafka_reachable, bootstrapped=False)
+    health.checks.append(watch.check)
+    server = health_server.serve(metrics.registry, health, s.metrics_port, s.metrics_host)
+    tasks = [asyncio.create_task(_heartbeat(health)), asyncio.create_task(watch.run())]
+    try:
+        yield health
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await client.close()
+        server.shutdown()
