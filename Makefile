@@ -26,7 +26,7 @@ browser:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; } || \
 	  echo "chromium not installed: the worklist browser test will skip (CI requires it)"
 
-.PHONY: install demo test test-full bench promtool browser
+.PHONY: install demo test test-full bench promtool browser image
 install: $(STAMP)
 
 demo: $(STAMP)
@@ -40,3 +40,8 @@ test-full: $(STAMP) promtool browser
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.batch
+
+# The container image, built for real with podman on a base made from Debian packages (no registry
+# needed), and checked to start: deploy/image/build-and-check.sh (installs podman with apt when missing).
+image:
+	bash deploy/image/build-and-check.sh

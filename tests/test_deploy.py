@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 
 from cli.main import build_parser
 from streams.config import Settings, Topics
+from gateways.ops import FeedMetrics, WorklistMetrics
 from streams.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,7 +28,8 @@ RULES = DEPLOY / "prometheus" / "rules.yaml"
 RULES_TEST = DEPLOY / "prometheus" / "rules.test.yaml"
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "infusion-validator.json"
 OPERATIONS = ROOT / "docs" / "operations.md"
-JOB = "infusion-validator"  # the scrape job every rule and panel selects
+JOB = "infusion-validator"  # the workers' scrape job
+EDGE_JOB = "infusion-validator-edge"  # the feeds' and the worklist's
 DEFAULT_PORT = Settings().metrics_port
 
 
@@ -35,13 +37,25 @@ def load(path: Path):
     return yaml.safe_load(path.read_text())
 
 
-def k8s_docs() -> dict[str, dict]:
-    """The kustomization's resources by kind (one of each)."""
+def k8s_all() -> list[dict]:
+    """Every resource the kustomization lists."""
+    return [doc for name in load(K8S / "kustomization.yaml")["resources"]
+            for doc in yaml.safe_load_all((K8S / name).read_text())]
+
+
+def k8s_docs(component: str = "worker") -> dict[str, dict]:
+    """One component's resources by kind (the worker's by default; app.kubernetes.io/component), with
+    the shared ones (no component label: the ConfigMap, the Secrets, first the Kafka one) and the
+    topics Job."""
     docs = {}
-    for name in load(K8S / "kustomization.yaml")["resources"]:
-        for doc in yaml.safe_load_all((K8S / name).read_text()):
-            docs[doc["kind"]] = doc
+    for doc in k8s_all():
+        label = doc["metadata"].get("labels", {}).get("app.kubernetes.io/component")
+        if label in (component, None, "topics"):
+            docs.setdefault(doc["kind"], doc)
     return docs
+
+
+EDGE = {"hl7-listener": ["hl7", "listen"], "fhir-endpoint": ["fhir", "serve"], "worklist": ["worklist"]}
 
 
 def compose() -> dict:
@@ -82,8 +96,9 @@ def test_every_iv_variable_in_deploy_files_and_runbook_is_a_real_setting():
     assert not unknown, f"not settings of streams.config: {unknown}"
 
 
-def test_configmap_and_deployment_env_are_settings():
-    docs, known = k8s_docs(), _settings_env()
+@pytest.mark.parametrize("component", ["worker", *EDGE])
+def test_configmap_and_deployment_env_are_settings(component):
+    docs, known = k8s_docs(component), _settings_env()
     container = docs["Deployment"]["spec"]["template"]["spec"]["containers"][0]
     names = set(docs["ConfigMap"]["data"]) | {e["name"] for e in container["env"]}
     assert names <= known, sorted(names - known)
@@ -112,10 +127,7 @@ def test_dockerfile_pinned_non_root_console_script_and_healthcheck():
     cmd = json.loads(d["CMD"][0])
     assert parse_cli(cmd).command == "worker"
     assert "/healthz" in d["HEALTHCHECK"][0]
-    assert any(r.startswith("pip install .") for r in d["RUN"])
-    for copy in d["COPY"]:
-        for src in copy.split()[:-1]:
-            assert (ROOT / src).exists(), src
+    assert any(r.startswith("pip install .") for r in d["RUN"])  # what it installs runs: tests/test_image.py
 
 
 # -- compose ---------------------------------------------------------------------------------------
@@ -146,9 +158,13 @@ def test_compose_commands_are_real_cli_commands_in_the_right_order():
     topics = [n for n, a in ours.items() if a.command == "topics" and a.topics_command == "create"]
     workers = [n for n, a in ours.items() if a.command == "worker"]
     assert len(topics) == 1 and len(workers) == 2
-    for worker in workers:
-        assert services[worker]["depends_on"][topics[0]] == {"condition": "service_completed_successfully"}
+    edge = {n: svc["command"][:2] for n, svc in services.items() if "build" in svc and n not in topics + workers}
+    assert sorted(c[:len(e)] for c in edge.values() for e in EDGE.values() if c[:len(e)] == e) == sorted(EDGE.values())
+    for name in workers + list(edge):
+        assert services[name]["depends_on"][topics[0]] == {"condition": "service_completed_successfully"}
     assert services[topics[0]]["depends_on"]["kafka"] == {"condition": "service_healthy"}
+    for name in edge:  # published on the host's loopback only: a developer's stack without TLS or sign-on
+        assert all(p.startswith("127.0.0.1:") for p in services[name]["ports"]), name
 
 
 def test_compose_prometheus_scrapes_the_workers_and_loads_the_rules():
@@ -157,12 +173,13 @@ def test_compose_prometheus_scrapes_the_workers_and_loads_the_rules():
     mounts = dict(v.split(":")[:2] for v in services["prometheus"]["volumes"] if v.startswith("."))
     assert mounts["./prometheus/rules.yaml"] in config["rule_files"]
     assert mounts["./prometheus/prometheus.yaml"] in " ".join(services["prometheus"]["command"])
-    (job,) = config["scrape_configs"]
-    assert job["job_name"] == JOB
-    workers = {n for n, s in services.items() if s.get("command") == ["worker"]}
-    targets = job["static_configs"][0]["targets"]
-    assert {t.split(":")[0] for t in targets} == workers
-    assert {int(t.split(":")[1]) for t in targets} == {DEFAULT_PORT}
+    jobs = {j["job_name"]: j["static_configs"][0]["targets"] for j in config["scrape_configs"]}
+    assert set(jobs) == {JOB, EDGE_JOB}
+    ours = {n: s["command"] for n, s in services.items() if "build" in s and s["command"][0] != "topics"}
+    workers = {n for n, c in ours.items() if c == ["worker"]}
+    assert {t.split(":")[0] for t in jobs[JOB]} == workers
+    assert {t.split(":")[0] for t in jobs[EDGE_JOB]} == set(ours) - workers
+    assert {int(t.split(":")[1]) for t in jobs[JOB] + jobs[EDGE_JOB]} == {DEFAULT_PORT}
 
 
 def test_compose_grafana_is_provisioned_with_the_dashboard():
@@ -211,11 +228,19 @@ def test_deployment_probes_security_and_volumes():
     assert Path(env["IV_SASL_PASSWORD_FILE"]).name in docs["Secret"]["stringData"]
 
 
-def test_secret_holds_placeholders_only():
-    secret = k8s_docs()["Secret"]
-    assert "data" not in secret  # no base64 that could hide a real value
-    assert all("PLACEHOLDER" in v for v in secret["stringData"].values())
+def test_secrets_hold_placeholders_only():
+    secrets = [d for d in k8s_all() if d["kind"] == "Secret"]
+    assert len(secrets) == 3
+    for secret in secrets:
+        assert "data" not in secret  # no base64 that could hide a real value
+        assert all("PLACEHOLDER" in v for v in secret["stringData"].values())
     assert "PLACEHOLDER VALUES ONLY" in (K8S / "secret.yaml").read_text()
+    mounted = {v["secret"]["secretName"] for d in k8s_all() if d["kind"] == "Deployment"
+               for v in d["spec"]["template"]["spec"]["volumes"] if "secret" in v}
+    referenced = {e["valueFrom"]["secretKeyRef"]["name"] for d in k8s_all() if d["kind"] == "Deployment"
+                  for c in d["spec"]["template"]["spec"]["containers"] for e in c.get("env", []) if "valueFrom" in e
+                  and "secretKeyRef" in e["valueFrom"]}
+    assert mounted | referenced == {s["metadata"]["name"] for s in secrets}
 
 
 def test_topics_job_pdb_and_service_match_the_workers():
@@ -245,13 +270,15 @@ def test_strimzi_topics_match_the_product_topics():
 # -- metrics used by rules and dashboard -----------------------------------------------------------
 
 def exported_names() -> set[str]:
-    """Names as Prometheus stores them: a Counter family 'x' is exposed as x_total, a Histogram as
+    """Names as Prometheus stores them, of every process's registry (the worker's with faust's, the
+    feeds', the worklist's): a Counter family 'x' is exposed as x_total, a Histogram as
     x_bucket/x_count/x_sum (prometheus_client's collect() names families without those suffixes)."""
-    registry = Metrics(CollectorRegistry()).registry
-    FaustMetrics.create(registry, "faust")
+    worker = Metrics(CollectorRegistry()).registry
+    FaustMetrics.create(worker, "faust")
     suffixes = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_count", "_sum", "_created"),
                 "summary": ("", "_count", "_sum", "_created"), "gauge": ("",)}
-    return {fam.name + s for fam in registry.collect() for s in suffixes.get(fam.type, ("",))} | {"up"}
+    return {fam.name + s for registry in (worker, FeedMetrics().registry, WorklistMetrics().registry)
+            for fam in registry.collect() for s in suffixes.get(fam.type, ("",))} | {"up"}
 
 
 _KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "offset", "bool"}
@@ -271,7 +298,7 @@ def rule_exprs() -> dict[str, str]:
 
 
 def dashboard_exprs() -> list[str]:
-    return [t["expr"] for p in json.loads(DASHBOARD.read_text())["panels"] for t in p["targets"]]
+    return [t["expr"] for p in json.loads(DASHBOARD.read_text())["panels"] for t in p.get("targets", [])]
 
 
 def test_metric_name_extraction():
@@ -288,8 +315,9 @@ def test_rules_and_dashboard_query_only_exported_metrics_of_the_worker_job(sourc
         names = metric_names(expr)
         assert names, expr
         used |= names
-        assert set(re.findall(r'job="([^"]*)"', expr)) == {JOB}, f"select job={JOB!r}: {expr}"
-    assert not used - exported, f"not exported by the worker: {sorted(used - exported)}"
+        jobs = set(re.findall(r'job="([^"]*)"', expr))
+        assert len(jobs) == 1 and jobs <= {JOB, EDGE_JOB}, f"select job={JOB!r} or {EDGE_JOB!r}: {expr}"
+    assert not used - exported, f"not exported by any process: {sorted(used - exported)}"
 
 
 # -- alert rules: annotations, runbook, tests ------------------------------------------------------
@@ -330,9 +358,10 @@ def test_dashboard_has_the_panels_of_the_runbook():
     assert len({p["id"] for p in panels}) == len(panels)
     titles = " | ".join(p["title"].lower() for p in panels)
     for needed in ("throughput", "lag", "latency", "open encounters", "open administrations", "alerts",
-                   "charges", "dead letters", "rebalances"):
+                   "charges", "dead letters", "rebalances", "feed answers", "feed rejections",
+                   "feed answer latency", "feed connections", "worklist"):
         assert needed in titles, needed
-    assert all(p["datasource"]["uid"] == "${datasource}" for p in panels)
+    assert all(p["datasource"]["uid"] == "${datasource}" for p in panels if p["type"] != "row")
     assert any("iv_discharge_to_charge_seconds_bucket" in e for e in dashboard_exprs())
 
 
@@ -349,14 +378,53 @@ def test_promtool_checks_and_unit_tests_pass():
         assert done.returncode == 0, f"promtool {' '.join(args)}:\n{done.stdout}{done.stderr}"
 
 
-def test_network_policy_admits_only_prometheus_and_the_interface_engine():
-    policy = k8s_docs()["NetworkPolicy"]["spec"]
-    assert policy["policyTypes"] == ["Ingress"]
-    assert policy["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "infusion-validator"}
-    allowed = {(tuple(sorted(r["from"][0]["namespaceSelector"]["matchLabels"].items())), p["port"])
-               for r in policy["ingress"] for p in r["ports"]}
-    assert allowed == {((("infusion-validator/scrape", "allowed"),), DEFAULT_PORT),
-                       ((("infusion-validator/feeds", "allowed"),), 2575),
-                       ((("infusion-validator/feeds", "allowed"),), 8080)}
+def _admitted(policy: dict) -> set[tuple[str, int]]:
+    """(namespace label, port) pairs a NetworkPolicy admits."""
+    return {(k, p["port"]) for r in policy["spec"]["ingress"] for p in r["ports"]
+            for k, v in r["from"][0]["namespaceSelector"]["matchLabels"].items() if v == "allowed"}
+
+
+def test_network_policies_admit_only_prometheus_and_each_process_s_own_clients():
+    expected = {"worker": {("infusion-validator/scrape", DEFAULT_PORT)},
+                "hl7-listener": {("infusion-validator/scrape", DEFAULT_PORT), ("infusion-validator/feeds", 2575)},
+                "fhir-endpoint": {("infusion-validator/scrape", DEFAULT_PORT), ("infusion-validator/feeds", 8080)},
+                "worklist": {("infusion-validator/scrape", DEFAULT_PORT), ("infusion-validator/worklist", 4180)}}
+    policies = [d for d in k8s_all() if d["kind"] == "NetworkPolicy"]
+    assert len(policies) == len(expected)
+    for policy in policies:
+        component = policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
+        assert policy["spec"]["policyTypes"] == ["Ingress"]
+        assert _admitted(policy) == expected[component], component
     env = {e["name"]: e.get("value") for e in k8s_docs()["Deployment"]["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["IV_METRICS_HOST"] == "0.0.0.0"  # in a pod; the product's own default is loopback
+
+
+@pytest.mark.parametrize("component", list(EDGE))
+def test_feed_and_worklist_deployments_run_their_command_with_probes_limits_and_a_service(component):
+    docs = k8s_docs(component)
+    pod = docs["Deployment"]["spec"]["template"]["spec"]
+    ours = [c for c in pod["containers"] if c["image"].startswith("infusion-validator:")]
+    (c,) = ours
+    assert parse_cli(c["args"]) and c["args"][:len(EDGE[component])] == EDGE[component]
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert int(env["IV_METRICS_PORT"]) == ports["metrics"] == DEFAULT_PORT and env["IV_METRICS_HOST"] == "0.0.0.0"
+    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        assert c[probe]["httpGet"] == {"path": path, "port": "metrics"}, (component, probe)
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["automountServiceAccountToken"] is False
+    for container in pod["containers"]:
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+        assert {"cpu", "memory"} <= set(container["resources"]["requests"]) and "memory" in container["resources"]["limits"]
+    service = docs["Service"]
+    assert service["spec"]["selector"] == docs["Deployment"]["spec"]["selector"]["matchLabels"]
+    targets = {p["targetPort"] for p in service["spec"]["ports"]}
+    assert "metrics" in targets and service["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
+    if component == "worklist":  # the page only on the pod's loopback; the Service reaches the sign-on proxy
+        assert parse_cli(c["args"]).host == "127.0.0.1"
+        (proxy,) = [p for p in pod["containers"] if p is not c]
+        assert any(a.startswith("--upstream=http://127.0.0.1:") for a in proxy["args"])
+        assert targets == {"metrics", "https"} and "https" in {p["name"] for p in proxy["ports"]}
+    else:
+        host = {"hl7-listener": "IV_HL7", "fhir-endpoint": "IV_FHIR"}[component]
+        assert env[f"{host}_HOST"] == "0.0.0.0" and env[f"{host}_TLS_CLIENT_CAFILE"]  # mutual TLS in the base
