@@ -201,12 +201,16 @@ def test_every_deployed_process_starts_from_the_installed_image_and_gets_ready(i
     created = subprocess.run([exe, "topics", "create"], cwd=tmp_path, env=env, capture_output=True, text=True,
                              timeout=60)
     assert created.returncode == 0, created.stderr[-2000:]
-    listen = {"hl7": ["--port", "0"], "fhir": ["--port", "0"], "worklist": ["--port", str(free_port())]}
-    procs = {}
+    listen = {"hl7": ["--port", "0"], "fhir": ["--port", "0"], "worklist": ["--port", "0"]}  # any free port
+    procs, taken = {}, set()
     for command in deployed_commands():
         if verb(command) == ("topics", "create"):
             continue
-        name, port = " ".join(verb(command)), free_port()
+        port = free_port()
+        while port in taken:  # the OS may hand a just-released port out twice
+            port = free_port()
+        taken.add(port)
+        name = " ".join(verb(command))
         log = tmp_path / f"{name.replace(' ', '-')}.log"
         proc = subprocess.Popen([exe, *command, *listen.get(command[0], [])], cwd=tmp_path, stdout=log.open("wb"),
                                 stderr=subprocess.STDOUT, env=dict(env, IV_METRICS_PORT=str(port)))
