@@ -77,6 +77,12 @@ class _Event(BaseModel):
     occurred_at: AwareDatetime
     schema_version: int | str | None = None
     location: Location | None = None  # v1.1: the latest one seen is the encounter's
+    # v1.2: when the source system recorded it (HL7 EVN-2, else MSH-7; FHIR meta.lastUpdated). It
+    # orders a discharge and its cancellation (a re-discharge keyed after a cancel is clinically earlier).
+    recorded_at: AwareDatetime | None = None
+    # v1.2: the facility's patient identifier, for the billing interface only: carried into charge
+    # records, never into logs, metric labels, alert messages, ACKs or rejection reasons.
+    patient_id: Id | None = None
 
     @_cached
     def epoch(self) -> int:
@@ -87,6 +93,12 @@ class _Event(BaseModel):
         at = self.occurred_at
         return ((at.toordinal() - _EPOCH_ORDINAL) * 86400 + at.hour * 3600 + at.minute * 60 + at.second
                 - _offset_seconds(at))
+
+    @_cached
+    def recorded_epoch(self) -> int | None:
+        """recorded_at in whole epoch seconds, None when not sent."""
+        at = self.recorded_at
+        return None if at is None else int(at.timestamp() // 1)
 
     @property
     def minute(self) -> int:
@@ -121,6 +133,7 @@ class AdministrationStarted(_Event):
     ordered_duration_minutes: Annotated[int, Field(gt=0, le=10080)] | None = None
     device: Device | None = None
     primary_reason: bool | None = None
+    order_id: Id | None = None  # v1.2: the placer order number (HL7 ORC-2, FHIR request): links pump events
 
 
 class AdministrationStopped(_Event):

@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from models.events import Location
+from models.events import Drug, Location
 
 
 class ChargeLine(BaseModel):
@@ -23,6 +23,7 @@ class ChargeLine(BaseModel):
     administration_ids: list[str]
     incomplete_documentation: bool
     explanation: str
+    patient_id: str | None = None  # v1.2: when the encounter's events carried one (for the billing interface)
 
 
 class Alert(BaseModel):
@@ -38,8 +39,9 @@ class Alert(BaseModel):
     message: str
     # v1.1, optional for readers: who can act on it (a nurse at the bedside, or coding / revenue
     # integrity), and the encounter's location when known.
-    audience: Literal["nursing", "coding"] | None = None
+    audience: Literal["nursing", "coding", "integration"] | None = None  # v1.2: integration (pharmacy, interfaces)
     location: Location | None = None
+    drug: Drug | None = None  # v1.2, DRUG_CLASS_UNKNOWN: the drug to add to the drug-class table
 
 
 class DeadLetter(BaseModel):

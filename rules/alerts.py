@@ -21,17 +21,20 @@ SEVERITY = {
     # Raised by the feeds, not the engine: a FHIR IV/IA administration whose method (push or
     # infusion) cannot be told is rejected, and this says what nursing must document.
     "METHOD_MISSING": "hard",
+    "DRUG_CLASS_UNKNOWN": "hard",
 }
 
 
-# Who acts on an alert (contract v1.1): a nurse fixes documentation at the bedside; coding and revenue
-# integrity handle pre-bill findings and coding notes. Unknown codes default to coding.
+# Who acts on an alert (contract v1.1, v1.2): a nurse fixes documentation at the bedside; coding and
+# revenue integrity handle pre-bill findings and coding notes; integration (pharmacy, the interface
+# team) what only the drug table or a feed's configuration can fix. Unknown codes default to coding.
 NURSING = frozenset({"STOP_TIME_MISSING", "START_TIME_MISSING", "STOP_BEFORE_START", "STOP_TIME_OVERDUE",
-                     "METHOD_TIME_CONFLICT", "DRUG_CLASS_UNKNOWN", "METHOD_MISSING"})
+                     "METHOD_TIME_CONFLICT", "METHOD_MISSING"})
+INTEGRATION = frozenset({"DRUG_CLASS_UNKNOWN"})
 
 
 def audience(code: str) -> str:
-    return "nursing" if code in NURSING else "coding"
+    return "nursing" if code in NURSING else "integration" if code in INTEGRATION else "coding"
 
 
 def audience_of(alert: dict) -> str:

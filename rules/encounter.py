@@ -34,7 +34,7 @@ class EncounterState:
     encounter_id: str
     seen: set[str] = field(default_factory=set)  # event ids: a repeat is a duplicate
     admins: dict[str, AdminFacts] = field(default_factory=dict)
-    discharged_at: int | None = None  # epoch seconds of the newest discharge
+    discharged_at: int | None = None  # epoch seconds (clinical time) of the newest discharge
     cancelled_at: int | None = None  # epoch seconds of the newest discharge cancel
     patient_class: str = "outpatient"
     billing: str = "facility"
@@ -45,10 +45,23 @@ class EncounterState:
     overdue: list[str] = field(default_factory=list)  # admins whose overdue alert was raised
     generations: dict[str, int] = field(default_factory=dict)  # times an id seed was used
     location: dict | None = None  # the latest location an event carried (contract v1.1)
+    # v1.2: when the source recorded the newest discharge and cancel (None: not sent). They decide
+    # which of the two stands when both carry it: a re-discharge keyed after a cancel stands even
+    # when its clinical time is earlier than the cancel's.
+    discharge_recorded: int | None = None
+    cancel_recorded: int | None = None
+    patient_id: str | None = None  # v1.2: the latest one an event carried; for charge records only
 
     @property
     def discharged(self) -> bool:
-        return self.discharged_at is not None and (self.cancelled_at is None or self.discharged_at > self.cancelled_at)
+        if self.discharged_at is None:
+            return False
+        if self.cancelled_at is None:
+            return True
+        if self.discharge_recorded is not None and self.cancel_recorded is not None \
+                and self.discharge_recorded != self.cancel_recorded:
+            return self.discharge_recorded > self.cancel_recorded
+        return self.discharged_at > self.cancelled_at
 
     # -- events --------------------------------------------------------------------------
 
@@ -60,6 +73,8 @@ class EncounterState:
         self.seen.add(event_id)
         if event.location is not None:
             self.location = event.location.model_dump()
+        if event.patient_id is not None:
+            self.patient_id = event.patient_id
         _APPLY[event.type](self, event)
         if not (self.discharged or self.alerts or self.overdue or self._stop_before_start(event)):
             return []  # the common case while an encounter is open: nothing to say
@@ -85,13 +100,15 @@ class EncounterState:
         return facts
 
     def _discharged(self, e) -> None:
-        at = e.epoch
-        if self.discharged_at is None or at >= self.discharged_at:
-            self.discharged_at, self.patient_class, self.billing = at, e.patient_class, e.billing
+        at, recorded = e.epoch, e.recorded_epoch
+        if self.discharged_at is None or _newer(at, recorded, self.discharged_at, self.discharge_recorded):
+            self.discharged_at, self.discharge_recorded = at, recorded
+            self.patient_class, self.billing = e.patient_class, e.billing
 
     def _cancelled(self, e) -> None:
-        at = e.epoch
-        self.cancelled_at = max(at, self.cancelled_at or at)
+        at, recorded = e.epoch, e.recorded_epoch
+        if self.cancelled_at is None or _newer(at, recorded, self.cancelled_at, self.cancel_recorded):
+            self.cancelled_at, self.cancel_recorded = at, recorded
 
     def _submitted(self, e) -> None:
         at = e.epoch
@@ -179,6 +196,8 @@ class EncounterState:
                "modifiers": list(line.modifiers), "service_date": line.service_date.isoformat(),
                "administration_ids": list(line.administration_ids),
                "incomplete_documentation": line.incomplete, "explanation": line.explanation}
+        if self.patient_id is not None:
+            rec["patient_id"] = self.patient_id
         self.posted[charge_id] = {**rec, "key": key}
         return rec
 
@@ -225,7 +244,8 @@ class EncounterState:
                 "patient_class": self.patient_class, "billing": self.billing,
                 "submitted": self.submitted, "submitted_at": self.submitted_at, "posted": self.posted,
                 "alerts": self.alerts, "overdue": self.overdue, "generations": self.generations,
-                "location": self.location}
+                "location": self.location, "discharge_recorded": self.discharge_recorded,
+                "cancel_recorded": self.cancel_recorded, "patient_id": self.patient_id}
 
     @classmethod
     def from_json(cls, data: dict) -> EncounterState:
@@ -250,7 +270,7 @@ class EncounterState:
             if generations.get(seed := "ch" + r["key"]) == 1:
                 del generations[seed]
             posted.append([cid, r["cpt"], r["units"], r["modifiers"], r["service_date"], r["administration_ids"],
-                           r["incomplete_documentation"], r["explanation"]])
+                           r["incomplete_documentation"], r["explanation"], r.get("patient_id")])
         for identity in self.alerts:
             if generations.get(seed := "al" + identity) == 1:
                 del generations[seed]
@@ -258,27 +278,32 @@ class EncounterState:
         seen = self.seen
         digests = seen.digests() if type(seen) is Seen else array("q", map(hash, seen)).tobytes()
         doc = orjson.dumps([admins, self.cancelled_at, self.patient_class, self.billing, self.submitted,
-                            self.submitted_at, posted, self.alerts, self.overdue, generations, self.location])
+                            self.submitted_at, posted, self.alerts, self.overdue, generations, self.location,
+                            self.discharge_recorded, self.cancel_recorded, self.patient_id])
         return Packed(self.discharged_at, digests, _SQUEEZE.compress(doc))
 
     @classmethod
     def unpack(cls, encounter_id: str, packed: Packed) -> EncounterState:
         (admins, cancelled_at, patient_class, billing, submitted, submitted_at, posted, alerts, overdue,
-         generations, location) = orjson.loads(_SQUEEZE.decompress(packed.doc))
+         generations, location, discharge_recorded, cancel_recorded, patient_id) = orjson.loads(
+            _SQUEEZE.decompress(packed.doc))
         facts = {k: AdminFacts(start, tuple(stop) if stop else None, voided) for k, start, stop, voided in admins}
         lines = {}
-        for cid, cpt, units, modifiers, service_date, ids, incomplete, explanation in posted:
+        for cid, cpt, units, modifiers, service_date, ids, incomplete, explanation, line_patient in posted:
             key = "|".join((cpt, str(units), "+".join(modifiers), service_date, "+".join(ids), "i" if incomplete else "c"))
             lines[cid] = {"kind": "charge", "charge_id": cid, "action": "post", "reverses": None,
                           "encounter_id": encounter_id, "cpt": cpt, "units": units, "modifiers": modifiers,
                           "service_date": service_date, "administration_ids": ids,
                           "incomplete_documentation": incomplete,
                           "explanation": explanation, "key": key}
+            if line_patient is not None:
+                lines[cid]["patient_id"] = line_patient
             generations.setdefault("ch" + key, 1)
         for identity in alerts:
             generations.setdefault("al" + identity, 1)
         return cls(encounter_id, Seen(packed.seen), facts, packed.discharged_at, cancelled_at, patient_class,
-                   billing, submitted, submitted_at, lines, alerts, overdue, generations, location)
+                   billing, submitted, submitted_at, lines, alerts, overdue, generations, location,
+                   discharge_recorded, cancel_recorded, patient_id)
 
 
 class _Squeeze:
@@ -355,6 +380,15 @@ _APPLY = {
     "encounter.discharge_cancelled": EncounterState._cancelled,
     "charges.submitted": EncounterState._submitted,
 }
+
+
+def _newer(at: int, recorded: int | None, than_at: int, than_recorded: int | None) -> bool:
+    """Whether a discharge (or cancel) at `at`, recorded at `recorded`, is as new as the one it would
+    replace: by the time it was recorded when both carry one (contract v1.2), else by clinical time.
+    Ties go to the later arrival, as before."""
+    if recorded is not None and than_recorded is not None and recorded != than_recorded:
+        return recorded > than_recorded
+    return at >= than_at
 
 
 def _line_key(line: Line) -> str:
