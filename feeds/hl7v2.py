@@ -22,7 +22,16 @@ code of the field's HL7 table (route 'PO', patient class 'P', message type ORU^R
 NDC drug code; MSH-10 goes back in MSA-2 as HL7 requires. The dead letter's `raw` keeps the message.
 
 Fields read:
-- PV1-19.1: `encounter_id` (required).
+- The visit number, `encounter_id` (required): the first filled of IV_HL7_VISIT_FIELDS, default
+  PV1-19.1 then PID-18.1 (a MEDITECH RAS^O17 keeps the account in PID-18); the event says which in
+  `encounter_id_field`.
+- PID-3's first repetition: `patient_id` as `ID^^^AUTHORITY` (contract v1.2, for the billing
+  interface only; not in the event ids, never in a rejection).
+- EVN-2, else MSH-7: `recorded_at` (contract v1.2): when the sender recorded the event. It orders a
+  discharge and its cancellation (Epic's re-discharge: A03 12:30, A13 keyed 13:45, A03 13:00 keyed
+  14:00), and is part of a discharge's event id (a re-discharge at the same clinical time after a
+  cancel is a new fact; a replayed A03 keeps its EVN-2 and stays a duplicate). Unreadable: left out.
+- ORC-2: `order_id` (contract v1.2, the placer order: links pump events).
 - PV1-3: `location` on every event (contract v1.1): point of care as `unit`, room, bed. Not part of
   the event ids: a transfer does not turn documented facts into new ones.
 - ORC-3.1 (else ORC-2.1) + RXA-2 + RXA-5's code: `administration_id` =
@@ -90,18 +99,22 @@ Times: a DTM's own UTC offset; else MSH-7's offset or the facility zone (feeds/h
 which, and rejects a local time the zone skips or repeats); with neither, rejected (`hl7_bad_value`)
 naming --timezone / IV_TIMEZONE. Seconds are kept, fractions dropped.
 
-Character set: MSH-18 (table 0211) is honoured: ASCII, 8859/n, UNICODE UTF-8, GB 18030-2000, BIG-5,
-KS X 1001, ISO IR87 (ISO 2022-JP, SS-MIX2; as Shift-JIS when the bytes carry no ISO 2022 escapes, as
-Japanese senders do) and SHIFT-JIS; another set, or bytes not in the named one, is refused (AR)
-naming MSH-18. Without MSH-18: ISO 2022-JP when its escapes are there, else UTF-8, else ISO 8859-1.
+Character set: decided by the bytes where the label cannot change the meaning (`_decode`): 7-bit
+bytes are read as ASCII whatever MSH-18 says (`UNICODE`, a country code such as `CAN` one field
+late); bytes that are not valid in the named set (or a set not read) but are valid UTF-8 are read as
+UTF-8; both are noted (Translation.notes, `iv_feed_notes_total`). Otherwise MSH-18 (table 0211) is
+honoured: ASCII, 8859/n, UNICODE UTF-8, GB 18030-2000, BIG-5, KS X 1001, ISO IR87 (ISO 2022-JP,
+SS-MIX2; without the ISO 2022 escapes, UTF-8 when the bytes are, else Shift-JIS as Japanese senders
+send) and SHIFT-JIS. Only bytes no reading fits are refused (AR) naming MSH-18, with MSH-10 read
+from the bytes. Without MSH-18: ISO 2022-JP when its escapes are there, else UTF-8, else ISO 8859-1.
 
-ADT^A03: PV1-19 `encounter_id`, PV1-45 discharge time (else EVN-6 event occurred), PV1-2 patient
+ADT^A03: the visit number `encounter_id`, PV1-45 discharge time (else EVN-6 event occurred), PV1-2 patient
 class (table 0004): O outpatient, R recurring -> outpatient; E emergency; I inpatient; observation
 has no code in table 0004: PV1-2 `OBS` (local) or PV1-2 `O` with PV1-18 patient type `OBS` or
 `OBSERVATION` -> observation. Other classes (B obstetrics, P preadmit, U unknown, ...) are
 rejected: the interface engine must map them, since inpatient vs outpatient decides whether any
 code is billed. `billing` is always `facility` (HL7 has no field for it).
-ADT^A13: PV1-19, time EVN-2 (recorded) else MSH-7 -> `encounter.discharge_cancelled`.
+ADT^A13: the visit number, time EVN-2 (recorded) else MSH-7 -> `encounter.discharge_cancelled`.
 """
 from __future__ import annotations
 
@@ -117,7 +130,7 @@ import hl7.util
 
 from feeds.drugs import DrugClasses, canonical_system
 from feeds.hl7time import Clock
-from feeds.translation import (NDC, RXNORM, Problems, Reject, Translation, checked, digest, rejected, rfc3339,
+from feeds.translation import (NDC, RXNORM, Note, Problems, Reject, Translation, checked, digest, rejected, rfc3339,
                                settle_method, unknown_drug_alert)
 
 # python-hl7 logs the raw value of a field it cannot unescape (patient data, into the hospital's logs)
@@ -126,6 +139,12 @@ for _module in (hl7.containers, hl7.util):
     logging.getLogger(_module.__file__).setLevel(logging.CRITICAL)
 
 SUPPORTED = ("RAS^O17", "ADT^A03", "ADT^A13")
+VISIT_FIELDS = ("PV1-19", "PID-18")  # where the visit number is read, in order (IV_HL7_VISIT_FIELDS)
+_VISIT_FIELD_NAMES = {"PV1-19": "visit number", "PID-18": "patient account number", "PV1-50": "alternate visit id",
+                      "PV1-5": "preadmit number"}
+VISIT_FIELD = re.compile(r"^(PV1|PID)-([1-9]\d?)$")
+
+
 _SEGMENT_ID = re.compile(r"^[A-Z][A-Z0-9]{2}$")
 _STANDARD_SEGMENTS = frozenset("PID PD1 PV1 PV2 EVN NK1 AL1 DG1 IN1 GT1 ORC RXA RXR RXE RXO RXC TQ1 TQ2 NTE OBR OBX "
                                "MSA ERR QRD QPD RCP SFT UAC".split())  # named when a message starts with one
@@ -197,14 +216,18 @@ def _drug_shown(drug: dict) -> str:
     return "a local code" if code else "text only, no code"
 
 
-def translate_hl7(raw: bytes | str, drugs: DrugClasses, tz: tzinfo | None = None) -> Translation:
+def translate_hl7(raw: bytes | str, drugs: DrugClasses, tz: tzinfo | None = None,
+                  visit_fields: tuple[str, ...] = VISIT_FIELDS) -> Translation:
     """One HL7 v2 message -> contract-v1 events, or a rejection listing every problem found.
-    `tz`: the sending facility's zone, for times sent without a UTC offset."""
-    message_id = None
+    `tz`: the sending facility's zone, for times sent without a UTC offset; `visit_fields`: where
+    the visit number (the encounter id) is read, in order (IV_HL7_VISIT_FIELDS)."""
+    notes: list[Note] = []
+    # Known before anything else is checked, even in a character set we cannot read: the NAK refers to it.
+    message_id = _msh_field(raw, 10) or None
     try:
-        lines = _lines(raw)
+        lines = _lines(raw, notes)
         msh = _parse(lines[:1])[0]
-        message_id = _get(msh, 10) or None  # known before the rest is checked: the NAK refers to it
+        message_id = _get(msh, 10) or None
         _check_segments(lines)
         msg = _parse(lines)
         kind = f"{_get(msh, 9, 1).upper()}^{_get(msh, 9, 2).upper()}"
@@ -217,23 +240,26 @@ def translate_hl7(raw: bytes | str, drugs: DrugClasses, tz: tzinfo | None = None
             problems.add(Reject("hl7_missing_field", "MSH-10 (message control id) is empty: the sender must fill "
                                 "it, the acknowledgement refers to it"))
         clock = Clock(_get(msh, 7), tz)
+        visit = problems.check(_visit, msg, visit_fields)
         read = {"RAS^O17": _ras, "ADT^A03": _discharge, "ADT^A13": _cancel}[kind]
-        events = read(msg, drugs, clock, problems)
+        events = read(msg, visit[0] if visit else None, drugs, clock, problems)
         problems.raise_any()
-        location = _location(msg)
-        for event in events:  # after the ids: a transfer does not make the same facts new events
-            if location:
-                event["location"] = location
-        return Translation(events=checked(events, "hl7_bad_value"), message_id=message_id)
+        # After the ids: where the patient lies, when the message was written and who the patient is
+        # are not facts of the administration: a transfer or a re-send does not make the same facts new events.
+        extra = {"location": _location(msg), "recorded_at": _recorded(msg, clock), "patient_id": _patient(msg),
+                 "encounter_id_field": visit[1]}
+        for event in events:
+            event.update((k, v) for k, v in extra.items() if v)
+        return Translation(events=checked(events, "hl7_bad_value"), message_id=message_id, notes=notes)
     except Reject as exc:
-        return rejected(exc, message_id)
+        return rejected(exc, message_id, notes)
 
 
 # -- reading the message ---------------------------------------------------------------------
 
-def _lines(raw: bytes | str) -> list[str]:
+def _lines(raw: bytes | str, notes: list[Note] | None = None) -> list[str]:
     if isinstance(raw, (bytes, bytearray, memoryview)):
-        text = _decode(bytes(raw))
+        text = _decode(bytes(raw), notes)
     else:
         text = raw
     text = text.strip("\x0b\x1c\r\n\t \ufeff")
@@ -261,50 +287,94 @@ _CHARSETS = {"ASCII": "ascii", "ISOIR6": "ascii", "8859/1": "latin-1", "ISOIR100
 _JAPANESE = ("ISOIR87", "ISOIR159", "ISO20221994", "SHIFTJIS", "SJIS")
 
 
-def _decode(raw: bytes) -> str:
-    """The message's text in the character set MSH-18 names (its repetitions: the default set, then
-    the sets switched to by ISO 2022 escapes). Without MSH-18: UTF-8, else ISO 8859-1, as older
-    systems send. A set we cannot read, or bytes that are not in the named set, are refused (AR)
-    naming MSH-18: guessing gives drug names in mojibake."""
+def _decode(raw: bytes, notes: list[Note] | None = None) -> str:
+    """The message's text. MSH-18 (table 0211; its repetitions: the default set, then the sets switched
+    to by ISO 2022 escapes) is honoured where it matters, and the bytes decide where it cannot:
+    - 7-bit bytes read the same in every set: whatever MSH-18 says (`UNICODE`, a country code such
+      as `CAN` sent in the wrong field), they are read as ASCII, noted when the label is not a set
+      this validator reads;
+    - bytes not valid in the set MSH-18 names (or in a set we do not know) that are valid UTF-8 are
+      read as UTF-8, noted;
+    - only when no reading works is the message refused (AR), naming MSH-18.
+    ISO 2022-JP escapes are read as such (SS-MIX2); a Japanese label without them is Shift-JIS (as
+    Japanese senders send). Without MSH-18: UTF-8, else ISO 8859-1, as older systems send."""
+    notes = notes if notes is not None else []
     sets = _msh18(raw)
+    unknown = [n for n, name in enumerate(sets, 1) if name and name not in _CHARSETS]
+    japanese = any(name in _JAPANESE for name in sets)
+    if b"\x1b$" in raw and (japanese or not sets or unknown):  # ISO 2022 escapes to JIS X 0208
+        try:
+            return raw.decode("iso2022_jp")
+        except UnicodeDecodeError:
+            pass
+    if raw.isascii():
+        if unknown:
+            notes.append(Note("charset_7bit", f"MSH-18 repetition {unknown[0]} is not a character set of table 0211 "
+                              "this validator reads; the message is 7-bit, which reads the same in every set: "
+                              "read as ASCII"))
+        return raw.decode("ascii")
     if not sets:
-        if b"\x1b$B" in raw:  # ISO 2022 escape to JIS X 0208 without MSH-18
-            try:
-                return raw.decode("iso2022_jp")
-            except UnicodeDecodeError:
-                pass
         try:
             return raw.decode("utf-8")
         except UnicodeDecodeError:
             return raw.decode("latin-1")  # ISO 8859-1, the usual MSH-18 of older systems
-    unknown = [n for n, name in enumerate(sets, 1) if name and name not in _CHARSETS]
-    if unknown:
-        raise Reject("hl7_unsupported", f"MSH-18 repetition {unknown[0]} is not a character set this validator "
-                     "reads; send ASCII, 8859/1 (or another 8859 part), UNICODE UTF-8, ISO IR87 (ISO 2022-JP), "
-                     "SHIFT-JIS, GB 18030-2000, BIG-5 or KS X 1001 (table 0211)")
-    if any(name in _JAPANESE for name in sets):
-        codec = "iso2022_jp" if b"\x1b" in raw else "cp932"
-        said = "ISO IR87 / ISO 2022-JP" if codec == "iso2022_jp" else "Shift-JIS"
+    if not unknown:
+        if japanese:  # a Japanese label without ISO 2022 escapes: Shift-JIS, unless the bytes are UTF-8
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                codec, said = "cp932", "Shift-JIS"
+            else:
+                notes.append(Note("charset_utf8", "MSH-18 names a Japanese set but the message has no ISO 2022 "
+                                  "escapes and its bytes are valid UTF-8: read as UTF-8"))
+                return text
+        else:
+            codec = _CHARSETS[next(name for name in sets if name)]
+            said = codec
+        try:
+            return raw.decode(codec)
+        except UnicodeDecodeError as exc:
+            failed = f"the message has bytes that are not {said} (byte {exc.start + 1}), the character set MSH-18 names"
     else:
-        codec = _CHARSETS[next((name for name in sets if name), "ASCII")]
-        said = codec
+        failed = (f"MSH-18 repetition {unknown[0]} is not a character set this validator reads (send ASCII, 8859/1 "
+                  "or another 8859 part, UNICODE UTF-8, ISO IR87, SHIFT-JIS, GB 18030-2000, BIG-5 or KS X 1001, "
+                  "table 0211)")
     try:
-        return raw.decode(codec)
-    except UnicodeDecodeError as exc:
-        raise Reject("hl7_parse", f"the message has bytes that are not {said} (byte {exc.start + 1}), the character "
-                     "set MSH-18 names: send MSH-18 with the set the message is written in") from None
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Reject("hl7_unsupported" if unknown else "hl7_parse",
+                     f"{failed}, and they are not UTF-8 either: send MSH-18 with the set the message is written "
+                     "in") from None
+    notes.append(Note("charset_utf8", f"{failed}; they are valid UTF-8: read as UTF-8"))
+    return text
 
 
 decode = _decode  # for the listener's ACK, read in the sender's character set
 
 
+def _msh_raw(raw: bytes | str) -> tuple[bytes, list[bytes]]:
+    """The MSH segment's bytes and its fields (index n: MSH-n for n >= 2), read before decoding."""
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8", "replace")
+    first = bytes(raw).lstrip(b"\x0b\r\n\t \xef\xbb\xbf").split(b"\r", 1)[0].split(b"\n", 1)[0]
+    if not first.startswith(b"MSH") or len(first) < 8:
+        return b"", []
+    return first, first.split(first[3:4])
+
+
+def _msh_field(raw: bytes | str, n: int) -> str:
+    """MSH-n's first component as text, read from the bytes ("" when absent): MSH-10 for a NAK even
+    when the message's character set cannot be read."""
+    first, fields = _msh_raw(raw)
+    if len(fields) <= n - 1:
+        return ""
+    return fields[n - 1].split(first[4:5] or b"^")[0].decode("latin-1").strip()[:199]
+
+
 def _msh18(raw: bytes) -> list[str]:
     """MSH-18's repetitions, upper case without spaces, hyphens, underscores ([] when absent), read from
     the bytes before decoding."""
-    first = raw.lstrip(b"\x0b\r\n\t \xef\xbb\xbf").split(b"\r", 1)[0].split(b"\n", 1)[0]
-    if not first.startswith(b"MSH") or len(first) < 8:
-        return []
-    fields = first.split(first[3:4])
+    first, fields = _msh_raw(raw)
     if len(fields) < 18:
         return []
     value = fields[17].decode("ascii", "replace").upper()
@@ -350,14 +420,42 @@ def _segments(msg, name: str) -> list:
     return [seg for seg in msg if _name(seg) == name]
 
 
-def _encounter(msg) -> str:
-    pv1 = _segments(msg, "PV1")
-    if not pv1:
-        raise Reject("hl7_missing_field", "no PV1 segment: PV1-19 (visit number) is the encounter id")
-    encounter_id = _get(pv1[0], 19)
-    if not encounter_id:
-        raise Reject("hl7_missing_field", "PV1-19 (visit number) is empty: it is the encounter id")
-    return encounter_id
+def _visit(msg, fields: tuple[str, ...]) -> tuple[str, str]:
+    """(encounter id, the field it was read from): the first of `fields` that is filled."""
+    for spec in fields:
+        name, n = spec.split("-")
+        segs = _segments(msg, name)
+        value = _get(segs[0], int(n)) if segs else ""
+        if value:
+            return value, spec
+    said = " and ".join(f"{f} ({_VISIT_FIELD_NAMES.get(f, 'visit field')})" for f in fields)
+    raise Reject("hl7_missing_field", f"{said} {'is' if len(fields) == 1 else 'are'} empty: the visit number is the "
+                 "encounter id (the fields read, in order, are set by IV_HL7_VISIT_FIELDS)")
+
+
+def _recorded(msg, clock: Clock) -> str | None:
+    """When the sender recorded the event (contract v1.2 recorded_at): EVN-2, else MSH-7. It only
+    orders a discharge and its cancellation, so an unreadable one is left out, not a rejection."""
+    evn = _segments(msg, "EVN")
+    for raw, where in ((_get(evn[0], 2) if evn else "", "EVN-2"), (clock.msh7, "MSH-7")):
+        if raw:
+            try:
+                return rfc3339(clock.at(raw, where))
+            except Reject:
+                continue
+    return None
+
+
+def _patient(msg) -> str | None:
+    """PID-3's first identifier as ID^^^AUTHORITY (contract v1.2 patient_id), for the billing
+    interface only; left out when absent or longer than the contract's 128 characters."""
+    pid = _segments(msg, "PID")
+    ident = _get(pid[0], 3, 1) if pid else ""
+    if not ident:
+        return None
+    authority = _get(pid[0], 3, 4)
+    value = f"{ident}^^^{authority}" if authority else ident
+    return value if len(value) <= 128 else None
 
 
 def _location(msg) -> dict | None:
@@ -379,8 +477,8 @@ def _event_id(readable: str) -> str:
 
 # -- RAS^O17 ---------------------------------------------------------------------------------
 
-def _ras(msg, drugs: DrugClasses, clock: Clock, problems: Problems) -> list[dict]:
-    encounter_id = problems.check(_encounter, msg) or "?"  # "?": the other fields are still checked
+def _ras(msg, encounter_id: str | None, drugs: DrugClasses, clock: Clock, problems: Problems) -> list[dict]:
+    encounter_id = encounter_id or "?"  # "?": the other fields are still checked
     orders = problems.check(_orders, msg) or []
     if not problems.found and not any(group.rxas for order in orders for group in order.groups):
         raise Reject("hl7_missing_field", "RAS^O17 without any RXA segment: nothing was administered")
@@ -539,6 +637,9 @@ def _started(encounter_id: str, admin_id: str, order: _Order, rxa, rxr, start: d
     if device:
         started["device"] = device
     started["event_id"] = _event_id(f"hl7:{admin_id}:start:{started['occurred_at']}:{_content(started)}")
+    placer = _get(order.orc, 2)
+    if placer and len(placer) <= 128:  # after the id: the events sent before v1.2 keep theirs
+        started["order_id"] = placer
     return started
 
 
@@ -644,8 +745,7 @@ def _ordered_minutes(tq1s: list, where: str) -> int | None:
 
 # -- ADT -------------------------------------------------------------------------------------
 
-def _discharge(msg, drugs: DrugClasses, clock: Clock, problems: Problems) -> list[dict]:
-    encounter_id = problems.check(_encounter, msg)
+def _discharge(msg, encounter_id: str | None, drugs: DrugClasses, clock: Clock, problems: Problems) -> list[dict]:
     pv1 = _segments(msg, "PV1")
     occurred_at = problems.check(_discharge_time, msg, clock)
     patient_class = problems.check(_patient_class, pv1[0]) if pv1 else None
@@ -653,7 +753,10 @@ def _discharge(msg, drugs: DrugClasses, clock: Clock, problems: Problems) -> lis
         return []
     event = {"event_id": "", "type": "encounter.discharged", "encounter_id": encounter_id,
              "occurred_at": occurred_at, "patient_class": patient_class, "billing": "facility"}
-    event["event_id"] = _event_id(f"hl7:{encounter_id}:discharged:{occurred_at}:{_content(event)}")
+    # When it was recorded is part of a discharge's identity: a re-discharge at the same clinical time
+    # after a cancel is a new fact (a replayed message keeps its EVN-2 and stays a duplicate).
+    recorded = _recorded(msg, clock) or ""
+    event["event_id"] = _event_id(f"hl7:{encounter_id}:discharged:{occurred_at}:{recorded}:{_content(event)}")
     return [event]
 
 
@@ -682,8 +785,7 @@ def _patient_class(pv1) -> str:
     return patient_class
 
 
-def _cancel(msg, drugs: DrugClasses, clock: Clock, problems: Problems) -> list[dict]:
-    encounter_id = problems.check(_encounter, msg)
+def _cancel(msg, encounter_id: str | None, drugs: DrugClasses, clock: Clock, problems: Problems) -> list[dict]:
     occurred_at = problems.check(_cancel_time, msg, clock)
     if None in (encounter_id, occurred_at):
         return []

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from hashlib import blake2b
+from typing import NamedTuple
 
 import orjson
 
@@ -31,6 +32,11 @@ CATEGORIES = ("hl7_parse", "hl7_unsupported", "hl7_missing_field", "hl7_bad_valu
 NOT_TAKEN = ("hl7_parse", "hl7_unsupported", "fhir_unsupported")  # AR: the message as such is not taken
 
 
+class Note(NamedTuple):
+    kind: str  # bounded: charset_7bit, charset_utf8, ... (iv_feed_notes_total's label)
+    text: str
+
+
 @dataclass(frozen=True)
 class Translation:
     events: list[dict]  # contract-v1 event dicts, each valid for models.events.parse_event
@@ -38,6 +44,11 @@ class Translation:
     problems: list[str] = field(default_factory=list)  # rejected: every problem found, each saying what to fix
     category: str | None = None  # bounded dead-letter category when rejected (that of the first problem)
     message_id: str | None = None  # HL7 MSH-10 / FHIR "ResourceType/id"
+    # What was read leniently, never silently: (kind, what was done). `kind` is a bounded label (a
+    # metric's); the text names fields, never values. E.g. a character-set label that did not fit
+    # the bytes, a resource type not read and skipped.
+    notes: list[Note] = field(default_factory=list)
+    skipped: bool = False  # a resource of a type the product does not read: nothing to take, nothing wrong
 
     @property
     def ok(self) -> bool:
@@ -94,9 +105,9 @@ class Problems:
                          [a for exc in self.found for a in exc.alerts])
 
 
-def rejected(exc: Reject, message_id: str | None) -> Translation:
+def rejected(exc: Reject, message_id: str | None, notes: list[Note] | None = None) -> Translation:
     return Translation(events=[], alerts=list(exc.alerts), problems=exc.problems, category=exc.category,
-                       message_id=message_id)
+                       message_id=message_id, notes=notes or [])
 
 
 def rfc3339(value: dt.datetime) -> str:
@@ -120,7 +131,9 @@ def checked(events: list[dict], fail_category: str) -> list[dict]:
 
 
 def unknown_drug_alert(encounter_id: str, administration_id: str, drug: dict, where: str) -> dict:
-    """DRUG_CLASS_UNKNOWN (hard): the drug is not in the drug-class table, so nothing can be coded."""
+    """DRUG_CLASS_UNKNOWN (hard, to `integration`: only pharmacy or IT can add a drug to the table,
+    not the nurse at the bedside): the drug is not in the drug-class table, so nothing can be coded.
+    The feeds add how many administrations wait on the code (feeds.drugs.Waiting)."""
     code = f"code {drug.get('code')}" + (f" ({drug.get('system')})" if drug.get("system") else "") \
         if drug.get("code") else "no code"
     message = (f"Drug '{drug.get('name')}' ({code}, {where}) of administration {administration_id} is not in the "
@@ -131,7 +144,8 @@ def unknown_drug_alert(encounter_id: str, administration_id: str, drug: dict, wh
                          str(drug.get("name"))))
     return {"kind": "alert", "alert_id": stable_id("al", encounter_id, identity), "encounter_id": encounter_id,
             "administration_id": administration_id, "code": "DRUG_CLASS_UNKNOWN", "severity": "hard",
-            "state": "raised", "message": message, "audience": "nursing"}
+            "state": "raised", "message": message, "audience": "integration",
+            "drug": {"name": drug.get("name"), "code": drug.get("code"), "system": drug.get("system")}}
 
 
 def settle_method(route: str, method: str | None, instant: bool) -> str:

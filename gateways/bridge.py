@@ -14,17 +14,21 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from feeds import Translation
+from feeds.drugs import Waiting
 from streams.config import Topics
 from streams.records import dead_letter
 
 
 class Bridge:
     def __init__(self, producer: AIOKafkaProducer, topics: Topics, on_events: Callable[[list[dict]], None] | None = None,
-                 on_rejected: Callable[[str, str], None] | None = None) -> None:
+                 on_rejected: Callable[[str, str], None] | None = None,
+                 on_noted: Callable[[str, str], None] | None = None) -> None:
         self.producer, self.topics = producer, topics
         self.on_events = on_events  # e.g. the demo, to show what came in through a feed
         self.on_rejected = on_rejected  # (feed, category) of each message dead-lettered: gateways.ops's metrics
+        self.on_noted = on_noted  # (feed, kind) of each note: what was read leniently, or skipped
         self.accepted = self.rejected = 0
+        self.waiting = Waiting()  # administrations held back per unknown drug, said in DRUG_CLASS_UNKNOWN
 
     async def submit(self, translation: Translation, raw: bytes | str, source: dict) -> None:
         """Write one message's events (or its dead letter) and alerts; wait for Kafka's acks."""
@@ -39,7 +43,7 @@ class Bridge:
             for event in translation.events:
                 sends.append(await self.producer.send(self.topics.by_type[event["type"]], orjson.dumps(event),
                                                       key=event["encounter_id"].encode()))
-            for alert in translation.alerts:
+            for alert in self.waiting.annotate(translation.alerts):
                 sends.append(await self.producer.send(self.topics.alerts, orjson.dumps(alert),
                                                       key=alert["encounter_id"].encode()))
             if not translation.ok:
@@ -47,6 +51,9 @@ class Bridge:
                 sends.append(await self.producer.send(self.topics.dead_letters, orjson.dumps(letter), key=b""))
         await asyncio.gather(*sends)
         for translation, _, source in items:
+            if self.on_noted:
+                for note in translation.notes:
+                    self.on_noted(source.get("feed", "unknown"), note.kind)
             if translation.ok:
                 self.accepted += 1
                 if self.on_events and translation.events:

@@ -14,6 +14,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from feeds import DrugClasses, translate_fhir, translate_hl7
+from feeds.fhir_link import Encounters
 from gateways import fhir_http, mllp, ops, tls
 from gateways.ops import FeedMetrics
 from streams import logs
@@ -34,7 +35,8 @@ async def bridge(s: Settings, metrics: FeedMetrics | None = None):
     producer = AIOKafkaProducer(**client_kwargs(s), linger_ms=5, acks="all")
     await producer.start()
     try:
-        yield Bridge(producer, s.topics, on_rejected=metrics.observe_rejection if metrics else None)
+        yield Bridge(producer, s.topics, on_rejected=metrics.observe_rejection if metrics else None,
+                     on_noted=metrics.observe_note if metrics else None)
     finally:
         await producer.stop()
 
@@ -56,7 +58,7 @@ async def listen_hl7(s: Settings) -> int:
     async def start(b: Bridge, drugs: DrugClasses, metrics: FeedMetrics):
         server = await mllp.serve(b, drugs, s.hl7_host, s.hl7_port, s.tzinfo, ssl=context, max_bytes=s.hl7_max_bytes,
                                   idle_timeout=s.feed_idle_timeout_seconds, max_connections=s.feed_max_connections,
-                                  metrics=metrics)
+                                  metrics=metrics, visit_fields=s.visit_fields)
 
         async def stop() -> None:
             server.close()
@@ -114,7 +116,7 @@ async def replay_hl7(s: Settings, files: list[str], out=print) -> int:
     async with bridge(s) as b:
         for path in files:
             for n, raw in enumerate(mllp.split_messages(read_file(path)), 1):
-                t = translate_hl7(raw, drugs, s.tzinfo)
+                t = translate_hl7(raw, drugs, s.tzinfo, s.visit_fields)
                 await b.submit(t, raw, {"feed": "hl7-file", "file": Path(path).name, "message": n})
                 if not t.ok:
                     out(f"{path} message {n}: {t.ack} {t.error}")
@@ -123,14 +125,14 @@ async def replay_hl7(s: Settings, files: list[str], out=print) -> int:
 
 
 async def load_fhir(s: Settings, files: list[str], out=print) -> int:
-    drugs = drug_classes(s)
+    drugs, encounters = drug_classes(s), Encounters()
     async with bridge(s) as b:
         for path in files:
             try:
                 resource = orjson.loads(read_file(path))
             except orjson.JSONDecodeError as exc:
                 raise ValueError(f"{path} is not JSON ({exc}): give FHIR JSON files") from None
-            translations = translate_fhir(resource, drugs)
+            translations = translate_fhir(resource, drugs, encounters)
             raws = fhir_http._entry_raws(resource, len(translations)) if isinstance(resource, dict) else None
             for n, t in enumerate(translations):
                 where = {"entry": n} if raws is not None else {}

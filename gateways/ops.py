@@ -46,6 +46,9 @@ class FeedMetrics(ProcessMetrics):
         self.rejections = Counter("iv_feed_rejections_total", "Messages or resources rejected and dead-lettered, by "
                                   "the feed they came through and the reason's category", ["feed", "reason"],
                                   registry=r)
+        self.notes = Counter("iv_feed_notes_total", "Messages or resources read leniently (a character-set label "
+                             "that did not fit its bytes) or skipped (a FHIR resource type not read), by kind",
+                             ["feed", "kind"], registry=r)
         self.connections = Gauge("iv_feed_connections", "Open connections to the listener", ["feed"], registry=r)
         self.refused = Counter("iv_feed_connections_refused_total", "Connections refused over "
                                "IV_FEED_MAX_CONNECTIONS", ["feed"], registry=r)
@@ -56,6 +59,9 @@ class FeedMetrics(ProcessMetrics):
 
     def observe_rejection(self, feed: str, reason: str) -> None:
         self.rejections.labels(feed, reason).inc()
+
+    def observe_note(self, feed: str, kind: str) -> None:
+        self.notes.labels(feed, kind).inc()
 
 
 class WorklistMetrics(ProcessMetrics):

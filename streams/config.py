@@ -14,6 +14,7 @@ from functools import cached_property
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from feeds.hl7v2 import VISIT_FIELD
 from models.events import EVENT_TYPES
 from rules.policy import Policy, PolicyError, load_policy
 
@@ -134,6 +135,8 @@ class Settings:
     hl7_tls_client_cafile: str | None = _setting(None, "mutual TLS: only senders with a certificate signed by this "
                                                  "CA connect", "hl7")
     hl7_max_bytes: int = _setting(1_048_576, "largest HL7 message (MLLP frame); more is answered AR", "hl7")
+    hl7_visit_fields: str = _setting("PV1-19,PID-18", "where the visit number (the encounter id) is read, in order: "
+                                     "PV1-n or PID-n fields, comma-separated", "coding")
     fhir_host: str = _setting("127.0.0.1", "address the FHIR endpoint binds (loopback: this machine only)", "fhir")
     fhir_port: int = _setting(8080, "its port", "fhir")
     fhir_tls_certfile: str | None = _setting(None, "HTTPS: the endpoint's certificate (with the key)", "fhir")
@@ -155,6 +158,11 @@ class Settings:
     def tzinfo(self) -> tzinfo | None:
         """The facility's time zone for HL7 times without a UTC offset (None: such times are rejected)."""
         return ZoneInfo(self.timezone) if self.timezone else None
+
+    @property
+    def visit_fields(self) -> tuple[str, ...]:
+        """IV_HL7_VISIT_FIELDS as the translator takes it."""
+        return tuple(f.strip().upper() for f in self.hl7_visit_fields.split(",") if f.strip())
 
     @property
     def policy(self) -> Policy:
@@ -267,6 +275,9 @@ def _check(s: Settings) -> None:
         raise ConfigError("IV_KAFKA_UNREACHABLE_SECONDS: give seconds above 0")
     if s.feed_idle_timeout_seconds <= 0 or s.feed_max_connections < 1:
         raise ConfigError("IV_FEED_IDLE_TIMEOUT_SECONDS: give seconds above 0; IV_FEED_MAX_CONNECTIONS: 1 or more")
+    if not s.visit_fields or any(not VISIT_FIELD.match(f) for f in s.visit_fields):
+        raise ConfigError(f"IV_HL7_VISIT_FIELDS={s.hl7_visit_fields!r}: give PV1-n or PID-n fields, comma-separated, "
+                          "in the order they are read (default PV1-19,PID-18)")
     if s.timezone:
         check_timezone(s.timezone, "IV_TIMEZONE")
     if s.drug_classes_file and not Path(s.drug_classes_file).is_file():

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:The 'warn' method is deprecated:
 
 DATA = Path(__file__).parent / "data"
 SITE_DRUGS = DrugClasses.load(str(DATA / "site-drug-classes.toml"))
-ZONES = {"ssmix2": "Asia/Tokyo", "nhapi": "Europe/Rome"}  # by source (the file name's second part)
+ZONES = {"ssmix2": "Asia/Tokyo", "nhapi": "Europe/Rome", "uclh": "Europe/London"}  # by source (the file name's second part)
 
 NOT_ADMINISTRATION = "is not translated; supported: RAS^O17, ADT^A03, ADT^A13"
 HL7 = {
@@ -46,12 +46,17 @@ HL7 = {
     "hl7-msfhirconv-ADT-A13-02.hl7": ("AE", ["EVN-2 is before 2000 or in the future"]),
     # Local times (no offset) placed in Europe/Rome.
     "hl7-nhapi-adt_a03.txt": ["encounter.discharged"],
+    # UCLH's Epic flow: discharge, its cancellation, the re-discharge (local times, Europe/London).
+    # Ordered by EVN-2 (recorded_at) it ends discharged: tests/test_real_flows.py.
+    "hl7-uclh-emap-CancelDischarge-03-A03.txt": ["encounter.discharged"],
+    "hl7-uclh-emap-CancelDischarge-04-A13.txt": ["encounter.discharge_cancelled"],
+    "hl7-uclh-emap-CancelDischarge-05-A03.txt": ["encounter.discharged"],
     # SS-MIX2 keeps the visit elsewhere than PV1-19; without an encounter id nothing can be paired.
-    "hl7-ssmix2-ADT-52-adt-a03.hl7": ("AE", ["PV1-19 (visit number) is empty"]),
-    "hl7-ssmix2-OMP-11-ras-o17-oral.hl7": ("AE", ["PV1-19 (visit number) is empty",
+    "hl7-ssmix2-ADT-52-adt-a03.hl7": ("AE", ["PV1-19 (visit number) and PID-18 (patient account number) are empty"]),
+    "hl7-ssmix2-OMP-11-ras-o17-oral.hl7": ("AE", ["PV1-19 (visit number) and PID-18 (patient account number) are empty",
                                                   "RXA #1: RXR-1 route 'PO'",
                                                   "RXA #2: RXR-1 route 'PO'"]),
-    "hl7-ssmix2-OMP-12-ras-o17.hl7": ("AE", ["PV1-19 (visit number) is empty"]),
+    "hl7-ssmix2-OMP-12-ras-o17.hl7": ("AE", ["PV1-19 (visit number) and PID-18 (patient account number) are empty"]),
 }
 
 

@@ -99,6 +99,16 @@ def test_sample(name):
 
 # -- administrations ---------------------------------------------------------------------------
 
+# What every event of the sample visit carries beside its facts (contract v1.2): where it was read
+# from, the patient for the billing interface (PID-3 with its authority) and when it was recorded.
+VISIT = {"encounter_id_field": "PV1-19", "patient_id": "MRN4481207^^^GENHOSP"}
+
+
+def facts(e: dict) -> dict:
+    """An event without recorded_at: a re-sent message restates the same facts at another MSH-7."""
+    return {k: v for k, v in e.items() if k != "recorded_at"}
+
+
 def test_start_in_progress():
     [e] = ok(sample("ras-start.hl7"))
     assert e["type"] == "administration.started"
@@ -107,16 +117,19 @@ def test_start_in_progress():
         "type": "administration.started", "encounter_id": "V5510001", "occurred_at": "2026-11-24T08:30:00-05:00",
         "administration_id": "RX5101-1-11124", "drug": {"name": "vancomycin", "code": "11124", "system": RXNORM},
         "category": "therapeutic", "route": "IV", "method": "infusion", "access_site": "LMFA",
-        "ordered_duration_minutes": 90, "device": "pump", "location": CHAIR}
+        "ordered_duration_minutes": 90, "device": "pump", "location": CHAIR, "order_id": "PL5101",
+        "recorded_at": "2026-11-24T08:31:12-05:00", **VISIT}  # recorded_at: MSH-7 (a RAS has no EVN)
 
 
 def test_stop_pairs_with_the_start_of_an_earlier_message():
     [start] = ok(sample("ras-start.hl7"))
     again, stop = ok(sample("ras-stop.hl7"))
-    assert again == start  # the same start re-stated: a duplicate for the state machine
+    assert facts(again) == facts(start)  # the same start re-stated: a duplicate for the state machine
+    assert again["event_id"] == start["event_id"]
     assert stop == {"event_id": "hl7:RX5101-1-11124:stop:2026-11-24T10:01:00-05:00", "type": "administration.stopped",
                     "encounter_id": "V5510001", "occurred_at": "2026-11-24T10:01:00-05:00",
-                    "administration_id": "RX5101-1-11124", "location": CHAIR}
+                    "administration_id": "RX5101-1-11124", "location": CHAIR,
+                    "recorded_at": "2026-11-24T10:02:15-05:00", **VISIT}
 
 
 def test_push_documented_as_one_instant_gives_the_start_only():
@@ -131,7 +144,7 @@ def test_update_with_corrected_start_replaces_the_start():
     update = ok(sample("ras-update.hl7"))
     assert update[0]["occurred_at"] == "2026-11-24T08:25:00-05:00"
     assert update[0]["event_id"] != first[0]["event_id"]
-    assert update[1] == first[1]  # the unchanged stop is a duplicate
+    assert facts(update[1]) == facts(first[1])  # the unchanged stop is a duplicate
     book = Book()
     run(first, book)
     run(update, book)
@@ -153,8 +166,9 @@ def test_no_change_action_x_restates_the_same_events():
 
 def test_delete_voids_and_nothing_is_coded():
     [void] = ok(sample("ras-delete.hl7"))
-    assert void == {"event_id": "hl7:RX5101-1-11124:void", "type": "administration.voided", "encounter_id": "V5510001",
-                    "occurred_at": "2026-11-24T08:25:00-05:00", "administration_id": "RX5101-1-11124", "location": CHAIR}
+    assert facts(void) == {"event_id": "hl7:RX5101-1-11124:void", "type": "administration.voided",
+                           "encounter_id": "V5510001", "occurred_at": "2026-11-24T08:25:00-05:00",
+                           "administration_id": "RX5101-1-11124", "location": CHAIR, **VISIT}
     records = run(ok(sample("ras-stop.hl7")) + [void] + ok(sample("adt-a03.hl7")))
     assert cpts(records) == []
 
@@ -325,7 +339,8 @@ def test_discharge():
     assert e["event_id"].startswith("hl7:V5510001:discharged:2026-11-24T13:00:00-05:00:")
     assert {k: v for k, v in e.items() if k != "event_id"} == {
         "type": "encounter.discharged", "encounter_id": "V5510001", "occurred_at": "2026-11-24T13:00:00-05:00",
-        "patient_class": "outpatient", "billing": "facility", "location": CHAIR}
+        "patient_class": "outpatient", "billing": "facility", "location": CHAIR,
+        "recorded_at": "2026-11-24T13:05:00-05:00", **VISIT}  # EVN-2
 
 
 def test_observation_discharge():
@@ -358,18 +373,35 @@ def test_cancel_discharge():
     [e] = ok(sample("adt-a13.hl7"))
     assert e == {"event_id": "hl7:V5510001:discharge_cancelled:2026-11-24T13:30:00-05:00",
                  "type": "encounter.discharge_cancelled", "encounter_id": "V5510001",
-                 "occurred_at": "2026-11-24T13:30:00-05:00", "location": CHAIR}
+                 "occurred_at": "2026-11-24T13:30:00-05:00", "location": CHAIR,
+                 "recorded_at": "2026-11-24T13:30:00-05:00", **VISIT}
     no_evn = "\r".join(line for line in segments("adt-a13.hl7") if not line.startswith("EVN"))
     [e] = ok(no_evn)
     assert e["occurred_at"] == "2026-11-24T13:30:02-05:00"  # MSH-7
 
 
 def test_discharge_cancel_and_late_stop_recode():
+    again = edit(edit("adt-a03.hl7", "PV1", 45, "20261124140000-0500"), "EVN", 2, "20261124140500-0500")
     events = (ok(sample("ras-start.hl7")) + ok(sample("adt-a03.hl7")) + ok(sample("adt-a13.hl7"))
-              + ok(sample("ras-stop.hl7")) + ok(edit("adt-a03.hl7", "PV1", 45, "20261124140000-0500")))
+              + ok(sample("ras-stop.hl7")) + ok(again))
     records = run(events)
     assert cpts(records) == ["96365", "96366"]
     assert final_alerts(records)[("STOP_TIME_MISSING", "RX5101-1-11124")] == "resolved"
+
+
+def test_a_replayed_discharge_does_not_undo_its_cancellation():
+    """The interface engine replays the first A03 (same EVN-2) after the A13: a duplicate. A
+    re-discharge at the same clinical time but recorded after the cancel is a new fact and stands."""
+    first, cancel = ok(sample("adt-a03.hl7")), ok(sample("adt-a13.hl7"))
+    replayed = ok(edit("adt-a03.hl7", "MSH", 10, "ADT0002099"))
+    assert replayed[0]["event_id"] == first[0]["event_id"]
+    book = Book()
+    run(ok(sample("ras-stop.hl7")) + first + cancel + replayed, book)
+    assert not book.states["V5510001"].discharged
+    again = ok(edit("adt-a03.hl7", "EVN", 2, "20261124134500-0500"))  # same PV1-45, keyed 13:45
+    assert again[0]["event_id"] != first[0]["event_id"]
+    run(again, book)
+    assert book.states["V5510001"].discharged
 
 
 # -- rejected messages -------------------------------------------------------------------------
@@ -472,7 +504,7 @@ def test_translation_is_deterministic_and_resent_messages_are_duplicates():
         assert tr(sample(name)) == t
     first = ok(sample("scenario/04-ceftriaxone-complete.hl7"))
     resent = ok(sample("scenario/05-ceftriaxone-complete-resent.hl7"))
-    assert first == resent
+    assert [facts(e) for e in first] == [facts(e) for e in resent]  # the same events: duplicates
     assert tr(sample("scenario/04-ceftriaxone-complete.hl7")).message_id == "MAR7730004"
     assert tr(sample("scenario/05-ceftriaxone-complete-resent.hl7")).message_id == "MAR7730005"
 
@@ -481,7 +513,7 @@ def test_event_ids_are_unique_per_fact():
     events = [e for n in EXPECTED for e in tr(sample(n)).events]
     by_id: dict[str, dict] = {}
     for e in events:
-        assert by_id.setdefault(e["event_id"], e) == e  # one id, one content
+        assert facts(by_id.setdefault(e["event_id"], e)) == facts(e)  # one id, one content
 
 
 def test_long_ids_stay_within_the_contract():
@@ -796,7 +828,32 @@ def test_msh_18_character_sets_are_honoured(msh18, drug, codec):
 
 
 @pytest.mark.parametrize("msh18,codec", [("ASCII", "shift_jis"), ("UNICODE UTF-8", "shift_jis"),
-                                         ("EBCDIC", "utf-8"), ("ZZCANARY", "utf-8")])
-def test_a_character_set_not_read_or_not_matching_is_refused_naming_msh_18(msh18, codec):
+                                         ("EBCDIC", "shift_jis"), ("ZZCANARY", "cp932")])
+def test_bytes_no_reading_fits_are_refused_naming_msh_18_and_the_nak_carries_msh_10(msh18, codec):
     t = tr(_charset(msh18, "\u30d0\u30f3\u30b3\u30de\u30a4\u30b7\u30f3", codec))
     assert (t.ack, t.events) == ("AR", []) and "MSH-18" in t.error and "ZZCANARY" not in t.error
+    assert t.message_id == "MAR0001001"  # read from the bytes: the sender can match the NAK
+
+
+# The labels real senders put in MSH-18 that cannot change what 7-bit (or UTF-8) bytes say: table
+# 0211's v2.3-2.4 `UNICODE` (a national integration spec requires it), a country code sent one field
+# late (`CAN`), the SS-MIX2 spelling without its space, a Japanese label on UTF-8 bytes.
+@pytest.mark.parametrize("msh18,drug,codec,kind", [
+    ("UNICODE", "vancomycin", "ascii", "charset_7bit"),
+    ("CAN", "vancomycin", "ascii", "charset_7bit"),
+    ("ZZCANARY", "vancomycin", "ascii", "charset_7bit"),
+    ("~ISO IR87", "\u30d0\u30f3\u30b3\u30de\u30a4\u30b7\u30f3", "utf-8", "charset_utf8"),
+    ("EBCDIC", "\u30d0\u30f3\u30b3\u30de\u30a4\u30b7\u30f3", "utf-8", "charset_utf8"),
+    ("8859/1", "\u30d0\u30f3\u30b3\u30de\u30a4\u30b7\u30f3", "utf-8", None),  # latin-1 reads any byte
+    ("ASCII", "Vancomycine \u00e9", "utf-8", "charset_utf8"),
+])
+def test_a_label_that_cannot_change_the_meaning_is_read_by_the_bytes_and_noted(msh18, drug, codec, kind):
+    t = tr(_charset(msh18, drug, codec))
+    assert t.ok, t.error
+    if kind is None:
+        assert not t.notes
+        return
+    [e] = t.events
+    assert e["drug"]["name"] == drug
+    [note] = t.notes
+    assert note.kind == kind and "ZZCANARY" not in note.text
