@@ -23,7 +23,11 @@ sender must use one or the other consistently, the id pairs starts with stops):
 
 - `context` (R4) or `encounter` (R5 senders) -> encounter_id: the id of the Encounter reference
   (relative, absolute URL, with or without _history; a urn:uuid resolved in the Bundle; or a logical
-  reference's identifier value).
+  reference's identifier value). Without it, the one Encounter of the same `subject` whose period
+  covers the administration, from the Bundle or received earlier (feeds/fhir_link.py); none or two:
+  rejected, naming `context`.
+- contract v1.2, after the event ids: `recorded_at` from meta.lastUpdated, `patient_id` from
+  `subject` (`Patient/{id}`), `order_id` from `request`.
 - effectivePeriod.start/end -> start/stop; effectiveDateTime is an instant: start only. A
   push/injection whose period has end == start also gives the start only (a stop at the start
   minute would be flagged STOP_BEFORE_START). An infusion given as an instant gives its start only:
@@ -44,7 +48,14 @@ sender must use one or the other consistently, the id pairs starts with stops):
   wins over dosage.site), separate-access-reason, container-id (valueString), purpose (valueCode
   treatment|kvo|flush|carrier), primary-reason (valueBoolean).
 
-Encounter: status finished with period.end -> encounter.discharged; class (R4 Coding, or R5 list of
+Other resource types are not read: in a Bundle, Patient, Medication, MedicationRequest, Device and
+the like are read through the references to them; any other R4 type (Observation, Condition,
+Claim...) is skipped and counted (Translation.skipped), never a reason to refuse what sits beside it.
+A mistyped element is one problem of the list and the rest of the resource is still read; numbers
+sent for strings (a numeric coding.code) are read as their text.
+
+Encounter: status finished with period.end -> encounter.discharged (meta.lastUpdated is part of its
+event id, as EVN-2 is of HL7's: finished again after a reopening at the same period.end is a new fact); class (R4 Coding, or R5 list of
 CodeableConcept) from v3 ActCode: AMB outpatient, EMER emergency, IMP/ACUTE/NONAC inpatient, OBSENC
 observation; other classes are rejected (`fhir_unsupported`). A not-finished Encounter whose
 statusHistory shows it was finished before was reopened -> encounter.discharge_cancelled at
@@ -69,9 +80,10 @@ from pydantic import ValidationError
 from feeds.drugs import DrugClasses
 from feeds.fhir_dosage import dosing, route_in_scope
 from feeds.fhir_medication import resolve_drug
+from feeds.fhir_link import Encounters, subject_key
 from feeds.fhir_model import (Coding, Device, Dosage, Encounter, MedicationAdministration, MedicationRequest,
                               Reference, words)
-from feeds.translation import Problems, Reject, Translation, checked, digest, rejected, rfc3339
+from feeds.translation import Note, Problems, Reject, Translation, checked, digest, rejected, rfc3339
 from models.errors import describe
 
 EXT = "urn:infusion-validator:fhir:"
@@ -115,7 +127,8 @@ FHIR_RESOURCE_TYPES = frozenset("""
     RiskEvidenceSynthesis Schedule SearchParameter ServiceRequest Slot Specimen SpecimenDefinition
     StructureDefinition StructureMap Subscription SubscriptionStatus Substance SupplyDelivery SupplyRequest Task
     TerminologyCapabilities TestReport TestScript ValueSet VerificationResult VisionPrescription""".split())
-# Resources that travel with administrations in a Bundle and carry no event of their own.
+# Resources that travel with administrations in a Bundle, read through the references to them; any
+# other type the translator does not read is skipped and counted (Translation.skipped).
 SUPPORTING = frozenset({"Patient", "Medication", "MedicationRequest", "Device", "Practitioner", "PractitionerRole",
                         "Location", "Organization", "Provenance", "Parameters", "SubscriptionStatus",
                         "OperationOutcome", "RelatedPerson"})
@@ -128,13 +141,17 @@ _UCUM_MINUTES = {"s": 1 / 60, "min": 1, "h": 60, "d": 1440}
 
 # -- entry points ------------------------------------------------------------------------------
 
-def translate_fhir(resource: dict, drugs: DrugClasses) -> list[Translation]:
-    """A resource or a Bundle -> one Translation per resource (entry order)."""
+def translate_fhir(resource: dict, drugs: DrugClasses, encounters: Encounters | None = None) -> list[Translation]:
+    """A resource or a Bundle -> one Translation per resource (entry order). `encounters`: the visits
+    received before (feeds/fhir_link.py), which a MedicationAdministration without `context` may
+    belong to; this call's Encounters are added to it."""
     if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
         return [Translation([], problems=["not a FHIR resource: a JSON object with resourceType is expected"],
                             category="fhir_invalid")]
+    encounters = encounters if encounters is not None else Encounters()
     if resource["resourceType"] != "Bundle":
-        return [_one(resource, drugs, _Index(resource), in_bundle=False)]
+        index = _Index(resource, encounters)
+        return [_one(resource, drugs, index, in_bundle=False)]
     kind = resource.get("type")
     bundle_id = f"Bundle/{resource['id']}" if isinstance(resource.get("id"), str) else "Bundle"
     if kind not in BUNDLE_TYPES:
@@ -144,7 +161,7 @@ def translate_fhir(resource: dict, drugs: DrugClasses) -> list[Translation]:
     entries = resource.get("entry", [])
     if not isinstance(entries, list):
         return [Translation([], problems=["Bundle.entry must be a list"], category="fhir_invalid", message_id=bundle_id)]
-    index = _Index(resource)
+    index = _Index(resource, encounters)
     out = []
     for entry in entries:
         res = entry.get("resource") if isinstance(entry, dict) else None
@@ -169,20 +186,36 @@ def _one(resource: dict, drugs: DrugClasses, index: _Index, in_bundle: bool) -> 
         return Translation([], problems=["not a FHIR resource: resourceType must be a string"], category="fhir_invalid")
     rid = resource.get("id")
     message_id = f"{rtype}/{rid}" if isinstance(rid, str) and rid else rtype
+    read = {"MedicationAdministration": (MedicationAdministration, _medication_administration),
+            "Encounter": (Encounter, _encounter)}.get(rtype)
+    if read is None:
+        if in_bundle and rtype in SUPPORTING:  # read through the references to it
+            return Translation([], message_id=message_id)
+        if rtype in FHIR_RESOURCE_TYPES:  # not ours to read: skipped and counted, never a reason to refuse its neighbours
+            return Translation([], message_id=message_id, skipped=True,
+                               notes=[Note("resource_skipped", f"{rtype}: not read by this validator, skipped")])
+        return rejected(Reject("fhir_unsupported", f"{type_name(rtype)} is not translated; send "
+                               "MedicationAdministration or Encounter resources (or a Bundle of them)"), message_id)
+    model, translate = read
     try:
-        if rtype == "MedicationAdministration":
-            events = _medication_administration(_validate(MedicationAdministration, resource), resource, drugs,
-                                                index)
-        elif rtype == "Encounter":
-            events = _encounter(_validate(Encounter, resource))
-        elif in_bundle and rtype in SUPPORTING:
-            events = []
-        else:
-            raise Reject("fhir_unsupported", f"{type_name(rtype)} is not translated; send MedicationAdministration or "
-                         "Encounter resources (or a Bundle of them)")
+        parsed, shape = _validate(model, resource)
+        try:
+            events = translate(parsed, resource, drugs, index)
+        except Reject as exc:
+            raise _merged(shape, exc) from None
+        if shape is not None:
+            raise shape
         return Translation(events=_contract(events), message_id=message_id)
     except Reject as exc:
         return rejected(exc, message_id)
+
+
+def _merged(first: Reject | None, then: Reject) -> Reject:
+    """Every problem of a resource in one rejection: an element that did not fit first (the category of
+    the first problem decides the answer), then what reading the rest found."""
+    if first is None:
+        return then
+    return Reject(first.category, first.problems + then.problems, first.alerts + then.alerts)
 
 
 _EVENT_TIME = re.compile(r"occurred_at: \S+ is before")
@@ -198,18 +231,36 @@ def _contract(events: list[dict]) -> list[dict]:
 
 
 def _validate(model, resource: dict):
+    """(the resource as `model`, None), or, when elements do not fit the model, (the resource read
+    without them, the Reject naming them): a mistyped element is one problem in the list, and the
+    rest of the resource is still read for the others. Raises when even that cannot be read."""
     try:
-        return model.model_validate(resource)
+        return model.model_validate(resource), None
     except ValidationError as exc:
-        raise Reject("fhir_invalid", f"{resource.get('resourceType')}: {describe(exc)}") from None
+        problem = Reject("fhir_invalid", f"{resource.get('resourceType')}: {describe(exc)}")
+        bad = {e["loc"][0] for e in exc.errors() if e["loc"]}
+    try:
+        return model.model_validate({k: v for k, v in resource.items() if k not in bad}), problem
+    except ValidationError:
+        raise problem from None
+
+
+def _validated(model, resource: dict):
+    """The resource as `model`, or a Reject naming what does not fit (a resource referred to)."""
+    parsed, problem = _validate(model, resource)
+    if problem is not None:
+        raise problem
+    return parsed
 
 
 class _Index:
     """Resources a reference may point to: the Bundle's entries (by fullUrl and Type/id) and, per
-    resource, its contained resources (#id)."""
+    resource, its contained resources (#id); and the visits (Encounters) known, for an
+    administration sent without `context` (feeds/fhir_link.py): this call's, added to those before."""
 
-    def __init__(self, root: dict) -> None:
+    def __init__(self, root: dict, encounters: Encounters) -> None:
         self.by_ref: dict[str, dict] = {}
+        self.encounters = encounters
         entries = root.get("entry", []) if root.get("resourceType") == "Bundle" else []
         for entry in entries if isinstance(entries, list) else []:
             res = entry.get("resource") if isinstance(entry, dict) else None
@@ -219,6 +270,34 @@ class _Index:
                 self.by_ref[entry["fullUrl"]] = res
             if isinstance(res.get("resourceType"), str) and isinstance(res.get("id"), str):
                 self.by_ref[f"{res['resourceType']}/{res['id']}"] = res
+        for res in [root] + [e.get("resource") for e in entries if isinstance(e, dict)]:
+            if isinstance(res, dict) and res.get("resourceType") == "Encounter":
+                self.remember(res)
+
+    def remember(self, res: dict) -> None:
+        """An Encounter's id, patient and period, if it has them readably (else it cannot be linked to)."""
+        try:
+            enc = Encounter.model_validate(res)
+        except ValidationError:
+            return
+        subject = self.subject(enc.subject, res)
+        if not (enc.id and subject and enc.period):
+            return
+        try:
+            start = _instant(enc.period.start, "period.start")
+            end = _instant(enc.period.end, "period.end")
+        except Reject:
+            return
+        self.encounters.add(subject, enc.id.strip(), start, end)
+
+    def subject(self, ref: Reference | None, owner: dict) -> str | None:
+        """The patient a resource is about, as one string (feeds/fhir_link.py); a urn:uuid of the
+        Bundle's Patient entry becomes that Patient's id."""
+        if ref is not None and ref.reference and ref.reference.startswith("urn:uuid:"):
+            found = self.resolve(ref, owner)
+            if found is not None and found.get("resourceType") == "Patient" and isinstance(found.get("id"), str):
+                return f"Patient/{found['id']}"[:128]
+        return subject_key(ref)
 
     def resolve(self, ref: Reference | None, owner: dict) -> dict | None:
         if ref is None or not ref.reference:
@@ -301,18 +380,18 @@ def _medication_administration(ma: MedicationAdministration, raw: dict, drugs: D
         route_in_scope(ma)  # an oral or topical drug is not ours: that alone is said (AR), not its other faults
     problems = Problems()
     admin_id = problems.check(_admin_id, ma)
-    encounter_id = problems.check(_encounter_id, ma, raw, index)
-    ids = (encounter_id, admin_id) if encounter_id and admin_id else None
     times = problems.check(_times, ma)
+    encounter_id = problems.check(_encounter_id, ma, raw, index, times)
+    ids = (encounter_id, admin_id) if encounter_id and admin_id else None
     if ma.status == "unknown":
         problems.add(Reject("fhir_unsupported", "status unknown: whether the drug was given is not known; send the "
                             "resource again once it is in-progress, completed, stopped, not-done or entered-in-error"))
     if ma.status in ("entered-in-error", "not-done"):
         when = problems.check(_void_time, ma, times)
         problems.raise_any()
-        return [{"event_id": _event_id(f"fhir:MedicationAdministration/{admin_id}:void"),
-                 "type": "administration.voided", "encounter_id": encounter_id, "occurred_at": rfc3339(when),
-                 "administration_id": admin_id}]
+        return _stamped([{"event_id": _event_id(f"fhir:MedicationAdministration/{admin_id}:void"),
+                          "type": "administration.voided", "encounter_id": encounter_id, "occurred_at": rfc3339(when),
+                          "administration_id": admin_id}], ma.meta, index.subject(ma.subject, raw))
     start, end = times or (None, None)
     if times is not None and start is None and end is None:
         problems.add(Reject("fhir_invalid", "effectivePeriod.start/end or effectiveDateTime is required"))
@@ -333,7 +412,39 @@ def _medication_administration(ma: MedicationAdministration, raw: dict, drugs: D
     if end is not None and not (instant and started and started["method"] in ("push", "injection")):
         events.append({"event_id": _event_id(f"{tag}:stop:{rfc3339(end)}"), "type": "administration.stopped",
                        "encounter_id": encounter_id, "occurred_at": rfc3339(end), "administration_id": admin_id})
+    order = _ref_id_or_none(ma.request, "MedicationRequest", index, raw)
+    if order and started is not None and events and events[0]["type"] == "administration.started":
+        events[0]["order_id"] = order[:128]
+    return _stamped(events, ma.meta, index.subject(ma.subject, raw))
+
+
+def _stamped(events: list[dict], meta, subject: str | None) -> list[dict]:
+    """Contract v1.2, after the ids (a new version restating the same facts is a duplicate):
+    recorded_at from meta.lastUpdated, patient_id from subject."""
+    recorded = _recorded(meta)
+    for event in events:
+        if recorded:
+            event["recorded_at"] = recorded
+        if subject:
+            event["patient_id"] = subject
     return events
+
+
+def _recorded(meta) -> str | None:
+    """meta.lastUpdated as recorded_at; it only orders a discharge and a cancel, so an unreadable
+    one is left out, not a rejection."""
+    try:
+        when = _instant(meta.lastUpdated if meta else None, "meta.lastUpdated")
+    except Reject:
+        return None
+    return rfc3339(when) if when else None
+
+
+def _ref_id_or_none(ref, want: str, index: _Index, owner: dict) -> str | None:
+    try:
+        return _ref_id(ref, want, index, owner, "request")
+    except Reject:
+        return None
 
 
 def _admin_id(ma: MedicationAdministration) -> str:
@@ -345,12 +456,26 @@ def _admin_id(ma: MedicationAdministration) -> str:
     return admin_id
 
 
-def _encounter_id(ma: MedicationAdministration, raw: dict, index: _Index) -> str:
+def _encounter_id(ma: MedicationAdministration, raw: dict, index: _Index, times) -> str:
+    """The visit: `context` (R4; `encounter` in R5), else the one Encounter of the same patient whose
+    period covers the administration (feeds/fhir_link.py)."""
     encounter_id = _ref_id(ma.context or ma.encounter, "Encounter", index, raw, "context")
-    if not encounter_id:
-        raise Reject("fhir_invalid", "MedicationAdministration.context (R4; encounter in R5) must reference the "
-                     "Encounter: its id is the encounter id")
-    return encounter_id
+    if encounter_id:
+        return encounter_id
+    subject = index.subject(ma.subject, raw)
+    at = next((t for t in (times or ()) if t is not None), None)
+    if subject and at is not None:
+        covering = index.encounters.covering(subject, at)
+        if len(covering) == 1:
+            return covering[0]
+        why = (f"{len(covering)} Encounters of the subject cover its time" if covering else
+               "no Encounter of the subject received so far (in the Bundle or before) covers its time")
+    elif subject:
+        why = "its time cannot be read"
+    else:
+        why = "it has no subject to find the visit by"
+    raise Reject("fhir_invalid", f"MedicationAdministration.context (R4; encounter in R5) is missing and {why}: "
+                 "send context with the Encounter (its id is the encounter id), or the Encounter in the same Bundle")
 
 
 def _times(ma: MedicationAdministration) -> tuple[dt.datetime | None, dt.datetime | None]:
@@ -448,7 +573,7 @@ def _ordered_minutes(resource: dict | None) -> int | None:
     """dosageInstruction[0].timing.repeat.duration/durationUnit of the MedicationRequest, if given."""
     if resource is None or resource.get("resourceType") != "MedicationRequest":
         return None
-    request = _validate(MedicationRequest, resource)
+    request = _validated(MedicationRequest, resource)
     if not request.dosageInstruction:
         return None
     timing = request.dosageInstruction[0].timing
@@ -466,21 +591,28 @@ def _ordered_minutes(resource: dict | None) -> int | None:
 
 # -- Encounter ---------------------------------------------------------------------------------
 
-def _encounter(enc: Encounter) -> list[dict]:
+def _encounter(enc: Encounter, raw: dict, drugs: DrugClasses, index: _Index) -> list[dict]:
+    """Every problem at once: the discharge time and the class are both checked."""
     encounter_id = (enc.id or "").strip()
     if not encounter_id:
         raise Reject("fhir_invalid", "Encounter has no id: its id is the encounter id MedicationAdministration."
                      "context refers to")
     tag = f"fhir:Encounter/{encounter_id}"
+    subject = index.subject(enc.subject, raw)
     if enc.status == "finished":
-        end = _instant(enc.period.end if enc.period else None, "period.end")
-        if end is None:
-            raise Reject("fhir_invalid", "Encounter finished without period.end: the discharge time is required")
-        patient_class = _patient_class(enc)
+        problems = Problems()
+        end = problems.check(_instant, enc.period.end if enc.period else None, "period.end")
+        if end is None and not problems.found:
+            problems.add(Reject("fhir_invalid", "Encounter finished without period.end: the discharge time is required"))
+        patient_class = problems.check(_patient_class, enc)
+        problems.raise_any()
         event = {"event_id": "", "type": "encounter.discharged", "encounter_id": encounter_id,
                  "occurred_at": rfc3339(end), "patient_class": patient_class, "billing": "facility"}
-        event["event_id"] = _event_id(f"{tag}:discharged:{event['occurred_at']}:{_content(event)}")
-        return _located([event], enc)
+        # When it was recorded is part of a discharge's identity (as HL7's): finished again after a
+        # reopening, at the same period.end, is a new fact; a redelivered old version stays a duplicate.
+        recorded = _recorded(enc.meta) or ""
+        event["event_id"] = _event_id(f"{tag}:discharged:{event['occurred_at']}:{recorded}:{_content(event)}")
+        return _stamped(_located([event], enc), enc.meta, subject)
     reopened = enc.status in ("planned", "arrived", "triaged", "in-progress", "onleave") and any(
         h.status == "finished" for h in enc.statusHistory)
     if not reopened:
@@ -490,9 +622,9 @@ def _encounter(enc: Encounter) -> list[dict]:
         raise Reject("fhir_invalid", "Encounter reopened after finished (statusHistory) without meta.lastUpdated: "
                      "the time of the reopening is needed")
     occurred_at = rfc3339(when)
-    return _located([{"event_id": _event_id(f"{tag}:discharge_cancelled:{occurred_at}"),
-                      "type": "encounter.discharge_cancelled", "encounter_id": encounter_id,
-                      "occurred_at": occurred_at}], enc)
+    return _stamped(_located([{"event_id": _event_id(f"{tag}:discharge_cancelled:{occurred_at}"),
+                               "type": "encounter.discharge_cancelled", "encounter_id": encounter_id,
+                               "occurred_at": occurred_at}], enc), enc.meta, subject)
 
 
 # Encounter.location[].physicalType (location-physical-type) -> the contract's location parts.

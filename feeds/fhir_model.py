@@ -11,7 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class _M(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    # coerce_numbers_to_str: a code or id sent as a JSON number (2193 for "2193") means the same; being
+    # lenient about that form costs no meaning (a string where an object is expected is still a problem).
+    model_config = ConfigDict(extra="ignore", frozen=True, coerce_numbers_to_str=True)
 
 
 class Coding(_M):
@@ -88,6 +90,7 @@ class MedicationAdministration(_M):
     status: Literal["in-progress", "not-done", "on-hold", "completed", "entered-in-error", "stopped", "unknown"]
     medicationCodeableConcept: CodeableConcept | None = None
     medicationReference: Reference | None = None
+    subject: Reference | None = None
     context: Reference | None = None
     encounter: Reference | None = None
     effectiveDateTime: str | None = None
@@ -111,7 +114,7 @@ class Medication(_M):
 
 
 class Repeat(_M):
-    model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=True, coerce_numbers_to_str=False)
     duration: float | None = None
     durationUnit: str | None = None
 
@@ -158,6 +161,7 @@ class Encounter(_M):
     status: str
     statusHistory: list[StatusHistory] = []
     class_: Coding | list[CodeableConcept] | None = Field(None, alias="class")  # R4 Coding, R5 list
+    subject: Reference | None = None
     period: Period | None = None
     location: list[EncounterLocation] = []
 

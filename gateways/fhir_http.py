@@ -53,6 +53,7 @@ from aiokafka.errors import KafkaError
 
 from feeds import DrugClasses, Translation, translate_fhir
 from feeds.fhir import type_name
+from feeds.fhir_link import Encounters
 from feeds.translation import NOT_TAKEN
 from gateways.bridge import Bridge
 
@@ -201,6 +202,10 @@ def _duplicate(raw: bytes) -> str:
 def make_app(bridge: Bridge, drugs: DrugClasses, base: str = "/fhir", *, tokens: tuple[bytes, ...] = (),
              max_bytes: int = MAX_BODY, max_entries: int = MAX_ENTRIES, read_timeout: float = 30.0,
              metrics=None) -> web.Application:
+    # The visits received so far, by patient: an administration sent without `context` is linked to the
+    # one covering it (feeds/fhir_link.py: bounded, memory only).
+    encounters = Encounters()
+
     async def receive(request: web.Request) -> web.Response:
         handler = request.protocol
         busy = isinstance(handler, _Handler)
@@ -241,7 +246,7 @@ def make_app(bridge: Bridge, drugs: DrugClasses, base: str = "/fhir", *, tokens:
         if isinstance(entries, list) and len(entries) > max_entries:
             return await _too_many(bridge, raw, len(entries), max_entries, source)
         try:
-            translations = translate_fhir(resource, drugs)
+            translations = translate_fhir(resource, drugs, encounters)
         except Exception as exc:  # a translator bug must not be a 500 that senders retry forever
             log.error("FHIR post not translated, answered 422: %s", type(exc).__name__)
             return outcome([("error", "exception", "the resource could not be translated; it was not stored")], 422)
@@ -350,10 +355,16 @@ def _answer(kind: str | None, translations: list[Translation], types: list[str])
             return outcome([i for n, t in rejected for i in _problems(t, f"entry {n} ({types[n]}): ",
                                                                       f"Bundle.entry[{n}]")], 422)
         return outcome([i for _, t in rejected for i in _problems(t, f"{types[0]}: ", None)], 422)
-    return outcome([("information", "informational", f"{len(translations)} resource(s) accepted")], 200)
+    skipped = sum(t.skipped for t in translations)
+    said = f"{len(translations) - skipped} resource(s) accepted" + (
+        f", {skipped} of types not read skipped" if skipped else "")
+    return outcome([("information", "informational", said)], 200)
 
 
 def _entry_response(t: Translation, rtype: str) -> dict:
+    if t.skipped:
+        return {"response": {"status": "200 OK", "outcome": _issues([("information", "informational",
+                                                                      f"{rtype}: not read by this validator, skipped")])}}
     if t.ok:
         return {"response": {"status": "200 OK"}}
     status = "400 Bad Request" if t.category in NOT_TAKEN else "422 Unprocessable Entity"

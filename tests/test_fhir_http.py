@@ -122,7 +122,7 @@ async def test_other_posts_keep_their_outcome_answers_and_bounds(post):
     status, body = await post(sample("medication-administration-push.json"))
     assert status == 200 and body["issue"][0]["severity"] == "information"
     many = {"resourceType": "Bundle", "type": "collection",
-            "entry": [{"resource": {"resourceType": "Observation", "id": f"o{n}"}} for n in range(150)]}
+            "entry": [{"resource": {"resourceType": "MedicationAdministration", "id": f"o{n}"}} for n in range(150)]}
     status, body = await post(many)
     assert status == 422 and len(body["issue"]) == fhir_http.MAX_ISSUES + 1
     assert body["issue"][-1]["diagnostics"] == "and 50 more issue(s) not listed"

@@ -266,7 +266,8 @@ async def test_a_bundle_over_the_entry_limit_is_one_rejection_and_at_most_one_bo
 
 async def test_the_dead_letters_of_one_request_are_one_batch_each_holding_its_own_entry():
     runner, port, bridge = await start()
-    entries = [{"resource": {"resourceType": "Observation", **({"id": f"o{n}"} if n % 2 else {})}} for n in range(50)]
+    entries = [{"resource": {"resourceType": "MedicationAdministration", "status": "completed",
+                             **({"id": f"o{n}"} if n % 2 else {})}} for n in range(50)]
     try:
         status, body, _ = await post(port, {"resourceType": "Bundle", "type": "batch", "entry": entries})
         assert status == 200 and len(body["entry"]) == 50
@@ -331,7 +332,7 @@ async def test_duplicate_keys_are_named_by_path_not_value_and_cheap_to_detect(ca
         # keys that look alike in strings are not duplicates
         status, answer, _ = await post(port, json.dumps({"resourceType": "Basic", "note": ['"id":', 'a": "b",  "c":'],
                                                          "id": "x"}).encode())
-        assert status == 422 and "duplicate" not in json.dumps(answer)
+        assert status == 200 and "duplicate" not in json.dumps(answer)  # a Basic is not read: skipped
         # backslashes and escaped quotes before colons (counted by walking the objects)
         tricky = {"resourceType": "Basic", "a\\": 1, "note": ['\\":', '\\\\":x', '\\'], "b": {"c\\\"": 2}}
         assert fhir_http.parse(json.dumps(tricky).encode()) == tricky
@@ -514,7 +515,7 @@ async def test_no_canary_in_answers_dead_letter_reasons_or_logs(caplog):
         for res in resources:
             status, outcome, _ = await post(port, res)
             answers.append(json.dumps(outcome))
-            assert status >= 400, (status, outcome)
+            assert status >= 400 or res["resourceType"] == "Patient", (status, outcome)  # a Patient: skipped, 200
         for kind in ("batch", "transaction", "collection"):
             bundle = {"resourceType": "Bundle", "type": kind, "id": CANARY_MRN,
                       "entry": [{"fullUrl": f"urn:uuid:{CANARY_MRN}", "resource": r} for r in resources]
