@@ -163,6 +163,15 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--keyfile", help="the client certificate's private key (if not in --certfile)")
     send.add_argument("files", nargs="+", help="files of HL7 messages (one or more per file), - for standard input")
 
+    drugs = sub.add_parser("drugs", help="the drug-class table: import a pharmacy formulary extract")
+    drugs_sub = drugs.add_subparsers(dest="drugs_command", required=True, parser_class=_Parser)
+    imp = drugs_sub.add_parser("import", help="merge a formulary extract (CSV) into the hospital's drug-class file",
+                               description=DRUGS_IMPORT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    imp.add_argument("file", help="CSV with the header system,code,name,category[,ingredient], or - for standard input")
+    imp.add_argument("--into", required=True, metavar="SITE.toml",
+                     help="the hospital's drug-class file (IV_DRUG_CLASSES_FILE); created when missing")
+    imp.add_argument("--dry-run", action="store_true", help="report only; write nothing")
+
     fhir = sub.add_parser("fhir", help="FHIR R4 feeds in: HTTP endpoint, bundle files")
     fhir_sub = fhir.add_subparsers(dest="fhir_command", required=True, parser_class=_Parser)
     serve = fhir_sub.add_parser("serve", help="HTTP endpoint for FHIR JSON (POST /fhir), e.g. a subscription target",
@@ -237,6 +246,24 @@ def _drug_classes_flag(p: argparse.ArgumentParser) -> None:
 def _timezone_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timezone", help="IANA zone of the sending facility, e.g. America/New_York: HL7 times sent "
                    "without a UTC offset are read in it (IV_TIMEZONE; default: such times are rejected)")
+
+
+DRUGS_IMPORT_HELP = """Merge a pharmacy system's formulary extract into the hospital's drug-class file.
+
+The feeds find a drug's category (chemotherapy, therapeutic, hydration) by its code; the shipped table
+lists ingredients, while MARs and pumps send products (RxNorm SCD/SBD, NDC, the pharmacy's item
+code). This adds the extract's codes to SITE.toml as [[drug]] entries (its text and comments kept),
+and reports every code already known, and every conflict: a code the table already gives another
+category is never merged; pharmacy decides. The feeds read SITE.toml as IV_DRUG_CLASSES_FILE.
+
+CSV columns: system (RXNORM, NDC, LOCAL, or a URI/OID), code, name, category, and optionally
+ingredient (the substance: an RxNorm ingredient CUI or name; two products of one substance are the
+same drug). Exit status: 0 all merged, 2 some conflicts or unreadable rows (the rest merged), 1 a
+usage or I/O error.
+
+example:
+  infusion-validator drugs import formulary-2026-12.csv --into /etc/infusion-validator/drug-classes.toml
+"""
 
 
 WORKER_HELP = """Run the stream processor. Configuration comes from IV_* environment variables (flags override
@@ -434,7 +461,8 @@ def _hl7(args) -> int:
         from cli.translate import hl7_files
 
         s = _settings(args)
-        return hl7_files(args.files, gateway.drug_classes(s), s.tzinfo, sys.stdout.buffer, sys.stderr.buffer)
+        return hl7_files(args.files, gateway.drug_classes(s), s.tzinfo, sys.stdout.buffer, sys.stderr.buffer,
+                         s.visit_fields)
     if args.hl7_command == "send":
         context = None
         if args.tls or args.cafile or args.certfile:
@@ -467,6 +495,29 @@ def _fhir(args) -> int:
     return asyncio.run(gateway.load_fhir(_settings(args), args.files))
 
 
+def _drugs(args) -> int:
+    from feeds import DrugClasses
+    from feeds.formulary import merge
+    from gateways.gateway import read_file
+
+    site = Path(args.into)
+    text = read_file(args.file).decode("utf-8-sig")
+    table = DrugClasses.load(str(site) if site.exists() else None)
+    report, block = merge(text, table, "standard input" if args.file == "-" else Path(args.file).name)
+    if block and not args.dry_run:
+        before = site.read_text(encoding="utf-8") if site.exists() else (
+            "# The hospital's drug-class table (format: feeds/drugs.py), read after the shipped defaults.\n")
+        site.write_text(before + block, encoding="utf-8")
+        DrugClasses.load(str(site))  # what was written loads: a broken file must not reach a feed
+    for line in report.lines():
+        print(line)
+    if args.dry_run:
+        print("dry run: nothing written")
+    elif block:
+        print(f"{site}: {len(report.added)} code(s) appended; restart the feeds to read it")
+    return 2 if report.conflicts or report.unreadable else 0
+
+
 def _worklist(args) -> int:
     import asyncio
 
@@ -476,6 +527,7 @@ def _worklist(args) -> int:
 
 
 _COMMANDS = {"code": _code, "report": _report, "worklist": _worklist, "simulate": _simulate, "schema": _schema,
+             "drugs": _drugs,
              "demo": _demo, "worker": _worker,
              "topics": _topics, "hl7": _hl7, "fhir": _fhir}
 

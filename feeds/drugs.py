@@ -27,9 +27,12 @@ its formulary NDCs and local codes added. Format (TOML):
     local = ["VANC1G"]            # the hospital's own drug codes (pharmacy system item numbers)
     codes = [{ system = "urn:oid:1.2.3.4", code = "X1" }]  # any other coding system, exact match
     names = ["Vancomycin HCl"]    # more names matched exactly
+    ingredient = "vancomycin"     # the substance (RxNorm ingredient CUI or name): product and package
+                                  # codes of one substance are the same drug (coding-rules §3)
 
 Every key is optional except `category` and at least one of `name`, `rxnorm`, `ndc`, `local`,
-`codes`. Unknown keys and a key listed twice with different categories in one file are errors
+`codes`. A pharmacy system's extract (CSV) is merged into a hospital's file with
+`infusion-validator drugs import` (feeds/formulary.py). Unknown keys and a key listed twice with different categories in one file are errors
 (a typo would otherwise silently drop a drug).
 """
 from __future__ import annotations
@@ -46,7 +49,7 @@ _SYSTEMS = {
     "2.16.840.1.113883.6.88": RXNORM,
     "ndc": NDC, NDC: NDC, "urn:oid:2.16.840.1.113883.6.69": NDC, "2.16.840.1.113883.6.69": NDC,
 }
-_ENTRY_KEYS = {"name", "category", "rxnorm", "ndc", "local", "codes", "names"}
+_ENTRY_KEYS = {"name", "category", "rxnorm", "ndc", "local", "codes", "names", "ingredient"}
 
 
 class DrugClassError(ValueError):
@@ -85,6 +88,8 @@ class DrugClasses:
         self.by_code: dict[tuple[str, str], str] = {}  # (canonical system, code) -> category
         self.by_local: dict[str, str] = {}  # local code -> category
         self.by_name: dict[str, str] = {}  # normalized name -> category
+        self.ingredients: dict[tuple[str, object], str] = {}  # (target, key) -> ingredient, when the entry says
+        self.sources: dict[tuple[str, object], str] = {}  # (target, key) -> the file that set its category
 
     @classmethod
     def load(cls, path: str | None = None) -> DrugClasses:
@@ -102,19 +107,30 @@ class DrugClasses:
 
     def category(self, code: str | None, system: str | None, name: str | None) -> str | None:
         """The drug's category; None = unknown (never guessed from a name that is not listed)."""
+        found = self.find(code, system, name)
+        return None if found is None else self._target(found[0])[found[1]]
+
+    def ingredient(self, code: str | None, system: str | None, name: str | None) -> str | None:
+        """The substance the table says the drug is (its `ingredient`), None when it does not say."""
+        found = self.find(code, system, name)
+        return None if found is None else self.ingredients.get(found)
+
+    def find(self, code: str | None, system: str | None, name: str | None) -> tuple[str, object] | None:
+        """The table's key that a drug matches: (target, key), None when none does."""
         code = (code or "").strip()
         if code:
             canon = canonical_system(system)
             if canon in (RXNORM, NDC):
-                found = self.by_code.get((canon, normalize_ndc(code) if canon == NDC else code))
+                key = (canon, normalize_ndc(code) if canon == NDC else code)
+                if key in self.by_code:
+                    return "code", key
             else:
-                found = self.by_code.get((canon, code)) if canon else None
-                if found is None:
-                    found = self.by_local.get(code)
-            if found is not None:
-                return found
-        if name and name.strip():
-            return self.by_name.get(_name_key(name))
+                if canon and (canon, code) in self.by_code:
+                    return "code", (canon, code)
+                if code in self.by_local:
+                    return "local", code
+        if name and name.strip() and _name_key(name) in self.by_name:
+            return "name", _name_key(name)
         return None
 
     def __len__(self) -> int:
@@ -133,19 +149,23 @@ class DrugClasses:
         if not isinstance(entries, list):
             raise DrugClassError(f"{source}: drug must be an array of tables ([[drug]])")
         seen: dict[tuple, tuple[str, int]] = {}  # key -> (category, entry number) within this file
-        updates: list[tuple[str, object, str]] = []
+        updates: list[tuple[str, object, str, str | None]] = []
         for n, entry in enumerate(entries, 1):
             where = f"{source}: drug entry {n}" + (f" ({entry.get('name')})" if isinstance(entry, dict)
                                                    and entry.get("name") else "")
+            ingredient = _ingredient(entry, where)
             for target, key, category in _keys(entry, where):
                 previous = seen.get((target, key))
                 if previous and previous[0] != category:
                     raise DrugClassError(f"{where}: {key!r} is already listed as {previous[0]} in entry "
                                          f"{previous[1]}; one drug code has one category")
                 seen[(target, key)] = (category, n)
-                updates.append((target, key, category))
-        for target, key, category in updates:
+                updates.append((target, key, category, ingredient))
+        for target, key, category, ingredient in updates:
             self._target(target)[key] = category
+            self.sources[target, key] = source
+            if ingredient:
+                self.ingredients[target, key] = ingredient
 
     def _target(self, which: str) -> dict:
         return {"code": self.by_code, "local": self.by_local, "name": self.by_name}[which]
@@ -157,6 +177,15 @@ def _read(f, source: str) -> dict:
             return tomllib.load(f)
     except tomllib.TOMLDecodeError as exc:
         raise DrugClassError(f"{source}: not valid TOML ({exc})") from None
+
+
+def _ingredient(entry, where: str) -> str | None:
+    value = entry.get("ingredient") if isinstance(entry, dict) else None
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise DrugClassError(f"{where}: ingredient must be a non-empty string (an RxNorm ingredient CUI or a name)")
+    return _name_key(value)
 
 
 def _strings(entry: dict, key: str, where: str) -> list[str]:
@@ -198,3 +227,30 @@ def _keys(entry, where: str) -> list[tuple[str, object, str]]:
     if not keys:
         raise DrugClassError(f"{where}: give at least a name, rxnorm, ndc, local or codes")
     return keys
+
+
+class Waiting:
+    """How many administrations each unknown drug has held back, since this process started (a feed,
+    or one `hl7 translate` run): said in its DRUG_CLASS_UNKNOWN alerts, so pharmacy adds the codes
+    that matter most first. At most `limit` drugs are counted (the least recent dropped)."""
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self.limit = limit
+        self.counts: dict[tuple, int] = {}
+
+    def annotate(self, alerts: list[dict]) -> list[dict]:
+        """The alerts, each DRUG_CLASS_UNKNOWN one counted and saying how many wait on its drug."""
+        out = []
+        for alert in alerts:
+            drug = alert.get("drug") if alert.get("code") == "DRUG_CLASS_UNKNOWN" else None
+            if drug is None:
+                out.append(alert)
+                continue
+            key = (canonical_system(drug.get("system")), drug.get("code") or _name_key(drug.get("name") or ""))
+            n = self.counts.pop(key, 0) + 1
+            self.counts[key] = n
+            if len(self.counts) > self.limit:
+                del self.counts[next(iter(self.counts))]
+            out.append(dict(alert, message=f"{alert['message']} {n} administration{'s' if n > 1 else ''} "
+                                            "of this drug held back so far by this feed."))
+        return out
