@@ -14,7 +14,7 @@ import random
 from datetime import date
 from typing import Iterator
 
-from . import charges, gaps, scenarios
+from . import charges, gaps, scenarios, units
 from .badlines import bad_line
 from .chart import Chart
 from .events import CHARGES, DISCHARGED, Clock, admin_events, render
@@ -75,22 +75,27 @@ def simulate_events(encounters: int = 2000, seed: int = 7, day: date = DAY,
     prefix = f"ENC{day:%y%m%d}"
     width = max(5, len(str(encounters)))
     heap: list = []
+    scenario_of = bytearray()  # encounter number - 1 -> its scenario's index: a byte each, for its location
     for n, (t0, scenario) in enumerate(_draw(rng, encounters), 1):
         # every event of this and later encounters arrives at t0 or after
         while heap and heap[0][0] < (t0 * 4) << 40:
             yield _emit(heapq.heappop(heap), clock)
         encounter_id = f"{prefix}{n:0{width}d}"
+        scenario_of.append(scenarios.NAMES.index(scenario))
         for ev in _chart(rng, encounter_id, t0, scenario, gap_rate, ids, bags, clock):
             # one int key (arrival, tie, push order): cheaper to compare than a tuple prefix
             key = ((ev[0] * 4 + ev[1]) << 40) + next(order)
-            heapq.heappush(heap, (key, encounter_id) + ev[2:])
+            heapq.heappush(heap, (key, encounter_id, scenario_of[n - 1]) + ev[2:])
     while heap:
         yield _emit(heapq.heappop(heap), clock)
 
 
 def _emit(item: tuple, clock: Clock) -> dict:
-    _, encounter_id, event_no, kind, occurred, payload = item
-    return render(encounter_id, event_no, kind, occurred, payload, clock)
+    _, encounter_id, scenario, event_no, kind, occurred, payload = item
+    ev = render(encounter_id, event_no, kind, occurred, payload, clock)
+    # the unit, room and bed, as an ADT-fed MAR stamps every message (contract v1.1 location)
+    ev["location"] = units.place(clock.day, encounter_id, scenarios.NAMES[scenario])
+    return ev
 
 
 def simulate(encounters: int = 2000, seed: int = 7, day: date = DAY, utc_offset_minutes: int = -300,

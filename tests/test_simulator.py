@@ -13,6 +13,7 @@ from simulator.chart import Admin
 
 OFFSET_TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:00[+-]\d\d:\d\d$")
 COMMON = {"event_id", "type", "encounter_id", "occurred_at"}
+OPTIONAL = {"location"}  # contract v1.1: on every event, the encounter's unit, room and bed
 FIELDS = {  # contract v1 (docs/contract.md), per type
     "administration.started": {"administration_id", "drug", "category", "route", "method",
                                "access_site", "separate_access_reason", "container_id", "purpose",
@@ -35,7 +36,7 @@ def valid_event(line: str) -> dict | None:
         return None
     if not all(isinstance(ev.get(k), str) for k in COMMON) or not OFFSET_TS.match(ev["occurred_at"]):
         return None
-    if set(ev) - COMMON - FIELDS[ev["type"]]:
+    if set(ev) - COMMON - OPTIONAL - FIELDS[ev["type"]]:
         return None
     if ev["type"] == "administration.started":
         od = ev.get("ordered_duration_minutes", 0)
@@ -182,3 +183,16 @@ def test_any_seed_and_offset_gives_contract_events(seed, offset):
 def test_a_full_day_has_a_realistic_size():
     lines = sum(1 for _ in simulate(20000))
     assert 150_000 <= lines <= 350_000
+
+
+def test_a_day_carries_units_rooms_and_beds_the_same_on_every_event_of_an_encounter(clean_day):
+    """What a nurse manager sees on the demo's worklist: ED bays, the infusion and oncology chairs,
+    observation, medical wards and the ICU; never "(unit not known)"."""
+    events = [json.loads(line) for line in clean_day]
+    assert all("location" in ev for ev in events)
+    by_encounter = defaultdict(set)
+    for ev in events:
+        by_encounter[ev["encounter_id"]].add(json.dumps(ev["location"], sort_keys=True))
+    assert all(len(places) == 1 for places in by_encounter.values())
+    units = Counter(ev["location"]["unit"] for ev in events)
+    assert {"ED", "INFCTR", "ONCINF", "OBS"} <= set(units) and len(units) >= 6
