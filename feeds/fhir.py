@@ -72,6 +72,7 @@ ChargeItem (`charge_item(charge)`): see its docstring.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 
@@ -81,6 +82,7 @@ from feeds.drugs import DrugClasses
 from feeds.fhir_dosage import dosing, route_in_scope
 from feeds.fhir_medication import resolve_drug
 from feeds.fhir_link import Encounters, subject_key
+from feeds.text import clean_json
 from feeds.fhir_model import (Coding, Device, Dosage, Encounter, MedicationAdministration, MedicationRequest,
                               Reference, words)
 from feeds.translation import Note, Problems, Reject, Translation, checked, digest, rejected, rfc3339
@@ -150,8 +152,9 @@ def translate_fhir(resource: dict, drugs: DrugClasses, encounters: Encounters | 
                             category="fhir_invalid")]
     encounters = encounters if encounters is not None else Encounters()
     if resource["resourceType"] != "Bundle":
+        resource, removed = _cleaned(resource)
         index = _Index(resource, encounters)
-        return [_one(resource, drugs, index, in_bundle=False)]
+        return [_noted(_one(resource, drugs, index, in_bundle=False), removed)]
     kind = resource.get("type")
     bundle_id = f"Bundle/{resource['id']}" if isinstance(resource.get("id"), str) else "Bundle"
     if kind not in BUNDLE_TYPES:
@@ -161,12 +164,14 @@ def translate_fhir(resource: dict, drugs: DrugClasses, encounters: Encounters | 
     entries = resource.get("entry", [])
     if not isinstance(entries, list):
         return [Translation([], problems=["Bundle.entry must be a list"], category="fhir_invalid", message_id=bundle_id)]
+    cleaned = [_cleaned(entry) for entry in entries]  # text is data: no controls, no bidi overrides
+    resource = dict(resource, entry=[entry for entry, _ in cleaned])
     index = _Index(resource, encounters)
     out = []
-    for entry in entries:
+    for entry, removed in cleaned:
         res = entry.get("resource") if isinstance(entry, dict) else None
         if isinstance(res, dict):
-            out.append(_one(res, drugs, index, in_bundle=True))
+            out.append(_noted(_one(res, drugs, index, in_bundle=True), removed))
             continue
         request = entry.get("request") if isinstance(entry, dict) else None
         url = request.get("url") if isinstance(request, dict) else None
@@ -178,6 +183,20 @@ def translate_fhir(resource: dict, drugs: DrugClasses, encounters: Encounters | 
                       "subscription with full-resource payload")
         out.append(Translation([], problems=[reason], category="fhir_unsupported", message_id=url))
     return out
+
+
+def _cleaned(value) -> tuple:
+    """`value` with every string cleaned (feeds/text.py), and how many characters were removed."""
+    removed = [0]
+    return clean_json(value, removed), removed[0]
+
+
+def _noted(t: Translation, removed: int) -> Translation:
+    if not removed:
+        return t
+    note = Note("text_controls", f"{removed} control or format character(s) (bidirectional overrides, NUL, "
+                "ESC, ...) removed from the resource's text")
+    return dataclasses.replace(t, notes=[*t.notes, note])
 
 
 def _one(resource: dict, drugs: DrugClasses, index: _Index, in_bundle: bool) -> Translation:

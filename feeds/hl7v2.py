@@ -118,6 +118,7 @@ ADT^A13: the visit number, time EVN-2 (recorded) else MSH-7 -> `encounter.discha
 """
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 import logging
 import re
@@ -130,6 +131,7 @@ import hl7.util
 
 from feeds.drugs import DrugClasses, canonical_system
 from feeds.hl7time import Clock
+from feeds.text import clean_lines, hl7_unescape
 from feeds.translation import (NDC, RXNORM, Note, Problems, Reject, Translation, checked, digest, rejected, rfc3339,
                                settle_method, unknown_drug_alert)
 
@@ -139,6 +141,7 @@ for _module in (hl7.containers, hl7.util):
     logging.getLogger(_module.__file__).setLevel(logging.CRITICAL)
 
 SUPPORTED = ("RAS^O17", "ADT^A03", "ADT^A13")
+_CODEC: contextvars.ContextVar[str] = contextvars.ContextVar("hl7_codec", default="utf-8")
 VISIT_FIELDS = ("PV1-19", "PID-18")  # where the visit number is read, in order (IV_HL7_VISIT_FIELDS)
 _VISIT_FIELD_NAMES = {"PV1-19": "visit number", "PID-18": "patient account number", "PV1-50": "alternate visit id",
                       "PV1-5": "preadmit number"}
@@ -258,11 +261,17 @@ def translate_hl7(raw: bytes | str, drugs: DrugClasses, tz: tzinfo | None = None
 # -- reading the message ---------------------------------------------------------------------
 
 def _lines(raw: bytes | str, notes: list[Note] | None = None) -> list[str]:
+    notes = notes if notes is not None else []
     if isinstance(raw, (bytes, bytearray, memoryview)):
-        text = _decode(bytes(raw), notes)
+        text, codec = _reading(bytes(raw), notes)
     else:
-        text = raw
+        text, codec = raw, "utf-8"
+    _CODEC.set(codec)  # the hex escapes (\Xhh\) of this message's fields are in its character set
     text = text.strip("\x0b\x1c\r\n\t \ufeff")
+    text, removed = clean_lines(text)  # text is data: no controls, no bidi overrides (feeds/text.py)
+    if removed:
+        notes.append(Note("text_controls", f"{removed} control or format character(s) (bidirectional overrides, "
+                          "NUL, ESC, ...) removed from the message's text"))
     lines = [line for line in text.replace("\r\n", "\r").replace("\n", "\r").split("\r") if line.strip()]
     if not lines:
         raise Reject("hl7_parse", "empty message: expected segments starting with MSH")
@@ -287,7 +296,7 @@ _CHARSETS = {"ASCII": "ascii", "ISOIR6": "ascii", "8859/1": "latin-1", "ISOIR100
 _JAPANESE = ("ISOIR87", "ISOIR159", "ISO20221994", "SHIFTJIS", "SJIS")
 
 
-def _decode(raw: bytes, notes: list[Note] | None = None) -> str:
+def _reading(raw: bytes, notes: list[Note] | None = None) -> tuple[str, str]:
     """The message's text. MSH-18 (table 0211; its repetitions: the default set, then the sets switched
     to by ISO 2022 escapes) is honoured where it matters, and the bytes decide where it cannot:
     - 7-bit bytes read the same in every set: whatever MSH-18 says (`UNICODE`, a country code such
@@ -304,7 +313,7 @@ def _decode(raw: bytes, notes: list[Note] | None = None) -> str:
     japanese = any(name in _JAPANESE for name in sets)
     if b"\x1b$" in raw and (japanese or not sets or unknown):  # ISO 2022 escapes to JIS X 0208
         try:
-            return raw.decode("iso2022_jp")
+            return raw.decode("iso2022_jp"), "iso2022_jp"
         except UnicodeDecodeError:
             pass
     if raw.isascii():
@@ -312,12 +321,14 @@ def _decode(raw: bytes, notes: list[Note] | None = None) -> str:
             notes.append(Note("charset_7bit", f"MSH-18 repetition {unknown[0]} is not a character set of table 0211 "
                               "this validator reads; the message is 7-bit, which reads the same in every set: "
                               "read as ASCII"))
-        return raw.decode("ascii")
+        named = next((name for name in sets if name and name in _CHARSETS), None)
+        # the text is ASCII; its hex escapes (\Xhh\) are bytes of the set the label names, if it names one
+        return raw.decode("ascii"), _CHARSETS[named] if named else "utf-8"
     if not sets:
         try:
-            return raw.decode("utf-8")
+            return raw.decode("utf-8"), "utf-8"
         except UnicodeDecodeError:
-            return raw.decode("latin-1")  # ISO 8859-1, the usual MSH-18 of older systems
+            return raw.decode("latin-1"), "latin-1"  # ISO 8859-1, the usual MSH-18 of older systems
     if not unknown:
         if japanese:  # a Japanese label without ISO 2022 escapes: Shift-JIS, unless the bytes are UTF-8
             try:
@@ -327,12 +338,12 @@ def _decode(raw: bytes, notes: list[Note] | None = None) -> str:
             else:
                 notes.append(Note("charset_utf8", "MSH-18 names a Japanese set but the message has no ISO 2022 "
                                   "escapes and its bytes are valid UTF-8: read as UTF-8"))
-                return text
+                return text, "utf-8"
         else:
             codec = _CHARSETS[next(name for name in sets if name)]
             said = codec
         try:
-            return raw.decode(codec)
+            return raw.decode(codec), codec
         except UnicodeDecodeError as exc:
             failed = f"the message has bytes that are not {said} (byte {exc.start + 1}), the character set MSH-18 names"
     else:
@@ -346,7 +357,12 @@ def _decode(raw: bytes, notes: list[Note] | None = None) -> str:
                      f"{failed}, and they are not UTF-8 either: send MSH-18 with the set the message is written "
                      "in") from None
     notes.append(Note("charset_utf8", f"{failed}; they are valid UTF-8: read as UTF-8"))
-    return text
+    return text, "utf-8"
+
+
+def _decode(raw: bytes, notes: list[Note] | None = None) -> str:
+    """The message's text (see _reading)."""
+    return _reading(raw, notes)[0]
 
 
 decode = _decode  # for the listener's ACK, read in the sender's character set
@@ -391,21 +407,32 @@ def _check_segments(lines: list[str]) -> None:
                          "it in the sending system")
 
 
+_ESCAPE = "\ue000"  # the escape character while python-hl7 parses: it never unescapes (unbounded), _get does
+
+
 def _parse(lines: list[str]) -> hl7.Message:
+    """python-hl7's parse, with the message's escape character (MSH-2) kept out of its sight in the
+    fields: python-hl7 expands formatting escapes without a bound; _get reads them (feeds/text.py)."""
+    first = lines[0]
+    esc = first[6] if len(first) > 6 else "\\"
+    hidden = [first[:8] + first[8:].replace(esc, _ESCAPE)] + [line.replace(esc, _ESCAPE) for line in lines[1:]]
     try:
-        return hl7.parse("\r".join(lines))
+        return hl7.parse("\r".join(hidden))
     except Exception:  # python-hl7 raises several types for broken headers
         raise Reject("hl7_parse", "the message cannot be parsed as HL7 v2: check MSH-1 and MSH-2 (the field "
                      "separator and encoding characters) and the segments' structure") from None
 
 
 def _get(seg, field: int, comp: int = 1, rep: int = 1, sub: int = 1) -> str:
-    """A field value (unescaped) or "" when absent."""
+    """A field value (its escapes read, bounded: feeds/text.py) or "" when absent."""
     try:
-        value = seg.extract_field(1, field, rep, comp, sub)
+        value = str(seg.extract_field(1, field, rep, comp, sub))
     except (IndexError, KeyError, TypeError, ValueError):
         return ""
-    return str(value).strip()
+    if _ESCAPE in value:
+        _, field_sep, repetition, component, subcomponent = seg.separators  # python-hl7: segment first
+        value = hl7_unescape(value, _ESCAPE, field_sep + component + repetition + subcomponent, _CODEC.get())
+    return value.strip()
 
 
 def _reps(seg, field: int) -> int:

@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 import orjson
 
+from feeds.text import cut
 from models.errors import BadEvent
 from models.events import parse_event
 from rules.alerts import SEVERITY
@@ -105,9 +106,17 @@ class Problems:
                          [a for exc in self.found for a in exc.alerts])
 
 
+MAX_PROBLEMS = 100  # listed per message: a hostile 64 KB message cannot make a megabyte of NAK
+MAX_ALERTS = 100
+
+
 def rejected(exc: Reject, message_id: str | None, notes: list[Note] | None = None) -> Translation:
-    return Translation(events=[], alerts=list(exc.alerts), problems=exc.problems, category=exc.category,
-                       message_id=message_id, notes=notes or [])
+    problems = exc.problems
+    if len(problems) > MAX_PROBLEMS:
+        problems = problems[:MAX_PROBLEMS] + [f"and {len(problems) - MAX_PROBLEMS} more problem(s) not listed: fix "
+                                              "these and resend to see them"]
+    return Translation(events=[], alerts=list(exc.alerts[:MAX_ALERTS]), problems=problems, category=exc.category,
+                       message_id=message_id[:199] if message_id else message_id, notes=notes or [])
 
 
 def rfc3339(value: dt.datetime) -> str:
@@ -134,6 +143,9 @@ def unknown_drug_alert(encounter_id: str, administration_id: str, drug: dict, wh
     """DRUG_CLASS_UNKNOWN (hard, to `integration`: only pharmacy or IT can add a drug to the table,
     not the nurse at the bedside): the drug is not in the drug-class table, so nothing can be coded.
     The feeds add how many administrations wait on the code (feeds.drugs.Waiting)."""
+    drug = {"name": cut(str(drug.get("name") or ""), 256), "code": _cut(drug.get("code"), 128),
+            "system": _cut(drug.get("system"), 512)}  # every text quoted is bounded (feeds/text.py)
+    encounter_id, administration_id = cut(encounter_id, 128), cut(administration_id, 128)
     code = f"code {drug.get('code')}" + (f" ({drug.get('system')})" if drug.get("system") else "") \
         if drug.get("code") else "no code"
     message = (f"Drug '{drug.get('name')}' ({code}, {where}) of administration {administration_id} is not in the "
@@ -146,6 +158,10 @@ def unknown_drug_alert(encounter_id: str, administration_id: str, drug: dict, wh
             "administration_id": administration_id, "code": "DRUG_CLASS_UNKNOWN", "severity": "hard",
             "state": "raised", "message": message, "audience": "integration",
             "drug": {"name": drug.get("name"), "code": drug.get("code"), "system": drug.get("system")}}
+
+
+def _cut(value, limit: int) -> str | None:
+    return None if value is None else cut(str(value), limit)
 
 
 def settle_method(route: str, method: str | None, instant: bool) -> str:
@@ -163,6 +179,7 @@ def settle_method(route: str, method: str | None, instant: bool) -> str:
 def method_missing_alert(encounter_id: str, administration_id: str, route: str) -> dict:
     """METHOD_MISSING (hard): whether an IV/IA administration was a push or an infusion cannot be
     told, so it was rejected; guessing would bill a push for an infusion or drop a hydration."""
+    encounter_id, administration_id = cut(encounter_id, 128), cut(administration_id, 128)
     message = (f"Administration {administration_id} ({route}) was documented at one instant with no method, rate or "
                "infuse-over time, so whether it was a push or an infusion cannot be told and the message was "
                "rejected: nursing must document the method (push or infusion) and, for an infusion, its stop time "

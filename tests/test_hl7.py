@@ -844,16 +844,19 @@ def test_bytes_no_reading_fits_are_refused_naming_msh_18_and_the_nak_carries_msh
     ("ZZCANARY", "vancomycin", "ascii", "charset_7bit"),
     ("~ISO IR87", "\u30d0\u30f3\u30b3\u30de\u30a4\u30b7\u30f3", "utf-8", "charset_utf8"),
     ("EBCDIC", "\u30d0\u30f3\u30b3\u30de\u30a4\u30b7\u30f3", "utf-8", "charset_utf8"),
-    ("8859/1", "\u30d0\u30f3\u30b3\u30de\u30a4\u30b7\u30f3", "utf-8", None),  # latin-1 reads any byte
     ("ASCII", "Vancomycine \u00e9", "utf-8", "charset_utf8"),
 ])
 def test_a_label_that_cannot_change_the_meaning_is_read_by_the_bytes_and_noted(msh18, drug, codec, kind):
     t = tr(_charset(msh18, drug, codec))
     assert t.ok, t.error
-    if kind is None:
-        assert not t.notes
-        return
     [e] = t.events
     assert e["drug"]["name"] == drug
     [note] = t.notes
     assert note.kind == kind and "ZZCANARY" not in note.text
+
+
+def test_a_label_that_fits_every_byte_is_honoured_and_the_controls_it_yields_are_removed_and_noted():
+    """8859-1 reads any byte: UTF-8 katakana read as 8859-1 give C1 controls, removed (feeds/text.py)."""
+    t = tr(_charset("8859/1", "\u30d0\u30f3\u30b3\u30de\u30a4\u30b7\u30f3", "utf-8"))
+    assert t.ok and [n.kind for n in t.notes] == ["text_controls"]
+    assert t.events[0]["drug"]["name"].isprintable()
