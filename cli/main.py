@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     worklist = sub.add_parser("worklist", help="the nursing worklist: a live web page of the open documentation "
                               "problems by unit and visit (reads the alerts topic)",
-                              description=WORKLIST_HELP + settings_help("kafka", "process"),
+                              description=WORKLIST_HELP + settings_help("worklist", "kafka", "process"),
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     _kafka_flags(worklist)
     _metrics_flag(worklist)

@@ -4,16 +4,23 @@
 (an alert added, or one removed), or None. Only what a nurse can fix at the bedside is kept
 (`audience: nursing`; a v1 record without `audience` is placed by its code): pre-bill findings are
 the coders' and never reach this page. A resolved alert leaves at once. Memory is one entry per open
-alert, bounded by `limit` (oldest dropped first, counted), since a topic can hold anything.
+alert, bounded by `limit` (oldest dropped first, counted), since a topic can hold anything; and each
+text shown is clean of control and bidirectional-override characters and cut to a bound (the feeds
+already do both; whoever else can write the topic is not trusted to). An alert without a unit has
+`unit: null` (the page groups those apart), so a unit that happens to be called "(unit not known)"
+is a unit like any other.
 """
 from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
 
+from feeds.text import clean, cut
 from rules.alerts import audience_of
 
-NO_UNIT = "(unit not known)"
+# What a page shows of an alert, at most (characters): the contract's lengths, the message's generous.
+LIMITS = {"encounter_id": 128, "administration_id": 128, "code": 64, "severity": 8, "message": 2000, "unit": 64,
+          "room": 64, "bed": 64}
 
 # What is missing, in a nurse's words (the alert's message says for which drug, on which site, and
 # what to document).
@@ -37,7 +44,7 @@ class Item:
     title: str
     severity: str
     message: str
-    unit: str
+    unit: str | None
     room: str | None
     bed: str | None
     since: float  # epoch seconds the alert was raised (its Kafka timestamp)
@@ -73,18 +80,28 @@ class Board:
         return "add", item.to_json()
 
     def units(self) -> list[str]:
-        return sorted({item.unit for item in self.items.values()})
+        return sorted({item.unit for item in self.items.values() if item.unit is not None})
 
     def snapshot(self, unit: str | None = None) -> list[dict]:
-        """Open items, oldest first, of one unit or all."""
+        """Open items, oldest first, of one unit or all (those without a unit last)."""
         items = (i for i in self.items.values() if unit is None or i.unit == unit)
-        return [i.to_json() for i in sorted(items, key=lambda i: (i.unit, i.encounter_id, i.since))]
+        return [i.to_json() for i in sorted(items, key=lambda i: (i.unit is None, i.unit or "", i.encounter_id,
+                                                                  i.since))]
+
+
+def _text(value, name: str) -> str | None:
+    """A value as the page may show it: text, clean, bounded; None when absent or empty."""
+    if value is None:
+        return None
+    text = cut(clean(str(value))[0].strip(), LIMITS[name])
+    return text or None
 
 
 def _item(record: dict, code: str, since: float) -> Item:
     location = record.get("location") if isinstance(record.get("location"), dict) else {}
-    return Item(alert_id=str(record["alert_id"]), encounter_id=str(record.get("encounter_id", "")),
-                administration_id=record.get("administration_id"), code=code, title=TITLES.get(code, code),
-                severity=str(record.get("severity", "warn")), message=str(record.get("message", "")),
-                unit=str(location.get("unit") or NO_UNIT), room=location.get("room"), bed=location.get("bed"),
-                since=since)
+    code = _text(code, "code") or ""
+    return Item(alert_id=str(record["alert_id"])[:128], encounter_id=_text(record.get("encounter_id"), "encounter_id")
+                or "", administration_id=_text(record.get("administration_id"), "administration_id"), code=code,
+                title=TITLES.get(code, code), severity=_text(record.get("severity"), "severity") or "warn",
+                message=_text(record.get("message"), "message") or "", unit=_text(location.get("unit"), "unit"),
+                room=_text(location.get("room"), "room"), bed=_text(location.get("bed"), "bed"), since=since)

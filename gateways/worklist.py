@@ -56,12 +56,16 @@ class Worklist:
         return {"units": self.board.units(), "items": self.board.snapshot(unit), "caught_up": self.caught_up}
 
 
-def make_app(worklist: Worklist, metrics=None) -> web.Application:
+def make_app(worklist: Worklist, metrics=None, hosts: tuple[str, ...] = ()) -> web.Application:
+    """The page's routes. `hosts`: the host names it answers to besides loopback's (IV_WORKLIST_HOSTS):
+    a page another site opened at a name it controls (DNS rebinding) gets 421, never the visits."""
     page = files("gateways").joinpath("worklist.html").read_bytes()
+    policy = csp(page)
+    allowed = {h.lower() for h in LOOPBACK + tuple(hosts)}
 
     async def index(request: web.Request) -> web.Response:
         return web.Response(body=page, content_type="text/html", charset="utf-8",
-                            headers={"Cache-Control": "no-store", "Content-Security-Policy": _CSP})
+                            headers={"Content-Security-Policy": policy})
 
     async def alerts(request: web.Request) -> web.Response:
         return web.Response(body=orjson.dumps(worklist.snapshot(_unit(request))), content_type="application/json")
@@ -96,6 +100,14 @@ def make_app(worklist: Worklist, metrics=None) -> web.Application:
 
     async def no_banner(request: web.Request, response: web.StreamResponse) -> None:
         response.headers.pop("Server", None)
+        response.headers.update(SAFE_HEADERS)  # every answer lists visits or could: no cache, no sniffing, no referrer
+
+    @web.middleware
+    async def known_host(request: web.Request, handler) -> web.StreamResponse:
+        if _hostname(request.host) not in allowed:
+            return web.Response(status=421, text="this worklist does not answer to that host name "
+                                "(IV_WORKLIST_HOSTS lists the names it answers to)")
+        return await handler(request)
 
     async def close_streams(app: web.Application) -> None:  # else shutdown waits for each open page
         for queue, _ in list(worklist.clients):
@@ -113,7 +125,7 @@ def make_app(worklist: Worklist, metrics=None) -> web.Application:
         finally:
             metrics.requests.labels(str(status)).inc()
 
-    app = web.Application(client_max_size=1024, middlewares=[observed] if metrics else [])
+    app = web.Application(client_max_size=1024, middlewares=[known_host, *([observed] if metrics else [])])
     app.on_response_prepare.append(no_banner)
     app.on_shutdown.append(close_streams)
     app.router.add_get("/", index)
@@ -122,8 +134,32 @@ def make_app(worklist: Worklist, metrics=None) -> web.Application:
     return app
 
 
-# The page loads nothing from anywhere: scripts and styles are its own, inline.
-_CSP = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'"
+LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+SAFE_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+                "X-Frame-Options": "DENY"}
+
+
+def csp(page: bytes) -> str:
+    """The page's policy: its own inline script and style by their hashes (no 'unsafe-inline'), the
+    event stream from the same origin, nothing else, and never in a frame."""
+    import base64
+    import hashlib
+    import re
+
+    def hashes(tag: str) -> str:
+        blocks = re.findall(rb"<" + tag.encode() + rb">(.*?)</" + tag.encode() + rb">", page, re.S)
+        return " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(b).digest()).decode()}'" for b in blocks)
+
+    return (f"default-src 'none'; script-src {hashes('script')}; style-src {hashes('style')}; connect-src 'self'; "
+            "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+
+
+def _hostname(host: str | None) -> str:
+    """The Host header's name without its port ([::1]:8090 -> [::1])."""
+    host = (host or "").strip().lower()
+    if host.startswith("["):
+        return host.split("]", 1)[0] + "]"
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
 def _instead(queue: asyncio.Queue, kind: str) -> None:
@@ -168,8 +204,8 @@ async def _reached(consumer, ends: dict) -> bool:
     return True
 
 
-async def serve(worklist: Worklist, host: str, port: int, metrics=None) -> web.AppRunner:
-    runner = web.AppRunner(make_app(worklist, metrics), access_log=None,  # request lines carry units: keep logs clean
+async def serve(worklist: Worklist, host: str, port: int, metrics=None, hosts: tuple[str, ...] = ()) -> web.AppRunner:
+    runner = web.AppRunner(make_app(worklist, metrics, hosts), access_log=None,  # request lines carry units: keep logs clean
                            shutdown_timeout=5)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
@@ -224,7 +260,7 @@ async def run(s, host: str, port: int, announce=print) -> int:
         loop.add_signal_handler(sig, stop.set)
     async with operated(s, metrics) as health:
         health.checks.append(lambda: None if worklist.caught_up else "catching up with the alerts topic")
-        runner = await serve(worklist, host, port, metrics)
+        runner = await serve(worklist, host, port, metrics, s.worklist_host_names)
         health.ready = True
         announce(f"nursing worklist on http://{host}:{port}/ (alerts from {s.topics.alerts}); health and metrics "
                  f"on {s.metrics_host}:{s.metrics_port}; Ctrl-C stops it")

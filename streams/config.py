@@ -74,6 +74,7 @@ GROUPS = {
     "coding": "Coding and translation",
     "hl7": "HL7 v2 MLLP listener (hl7 listen)",
     "fhir": "FHIR endpoint (fhir serve)",
+    "worklist": "Nursing worklist (worklist)",
     "feeds": "Both feeds' listeners",
     "process": "Health, metrics and logs (worker, hl7 listen, fhir serve, worklist)",
 }
@@ -147,6 +148,8 @@ class Settings:
                                             "fhir", secret=True)
     fhir_max_bytes: int = _setting(4_194_304, "largest request body", "fhir")
     fhir_max_entries: int = _setting(1000, "most entries of one Bundle", "fhir")
+    worklist_hosts: str = _setting("", "host names the worklist answers to besides loopback's (the name nurses "
+                                   "open, behind the sign-on proxy), comma-separated; others get 421", "worklist")
     feed_idle_timeout_seconds: float = _setting(30.0, "a connection silent or half-sent this long is closed", "feeds")
     feed_max_connections: int = _setting(100, "open connections per listener; more are refused", "feeds")
     topics: Topics = Topics()
@@ -163,6 +166,10 @@ class Settings:
     def visit_fields(self) -> tuple[str, ...]:
         """IV_HL7_VISIT_FIELDS as the translator takes it."""
         return tuple(f.strip().upper() for f in self.hl7_visit_fields.split(",") if f.strip())
+
+    @property
+    def worklist_host_names(self) -> tuple[str, ...]:
+        return tuple(h.strip().lower() for h in self.worklist_hosts.split(",") if h.strip())
 
     @property
     def policy(self) -> Policy:
