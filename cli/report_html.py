@@ -1,8 +1,13 @@
 """The coder's report as one self-contained HTML file: inline CSS, charts drawn by matplotlib as inline
 SVG, nothing fetched when it is opened (a coder may read it on a machine with no network).
 
-Every string that comes from the records goes through `_e` (html.escape): explanations, messages and
-ids are written by other systems and must never become markup.
+Every string that comes from the records goes through `_d` (or `_e` where it is not shown as text):
+explanations, messages and ids are written by other systems and must never become markup. `_d`
+also removes control and bidirectional-override characters and isolates the value (`<bdi>`), so a
+right-to-left override in a drug name cannot reverse the words around it; long unbroken values wrap.
+Attribute values are quoted and built only from the product's own vocabulary (a severity outside
+hard/warn/info is shown as info). Chart labels reach matplotlib as plain text, never as mathtext.
+The page carries its own Content-Security-Policy: no script, nothing fetched.
 """
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from decimal import Decimal
 from html import escape
 
 from cli.report import HELD, MISSED, UNSUPPORTED, EncounterView, FeeSchedule, Stake, Summary
+from feeds.text import clean, cut
 
 CATEGORY_TITLES = {
     MISSED: "Missed charges (documented, not submitted)",
@@ -31,11 +37,27 @@ text-align:left;vertical-align:top}th{background:#f1f3f7}td.n{text-align:right;f
 .charts{display:flex;flex-wrap:wrap;gap:2em}.charts figure{margin:0;flex:1 1 28em}
 figure svg{max-width:100%;height:auto}details{margin:.4em 0;border:1px solid #e2e5ea;padding:.3em .7em}
 td.d{white-space:nowrap}summary{cursor:pointer;font-weight:600}code{font-size:.95em}ul{margin:.3em 0}
+td,li,summary,p,h1,code{overflow-wrap:anywhere}bdi{unicode-bidi:isolate}
 """
+# No script at all; styles inline (the page's block and the SVG charts' attributes); nothing fetched.
+CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'; "
+       "frame-ancestors 'none'")
+SEVERITIES = ("hard", "warn", "info")
 
 
 def _e(value: object) -> str:
-    return escape(str(value), quote=True)
+    return escape(clean(str(value))[0], quote=True)
+
+
+def _d(value: object) -> str:
+    """A value from the records, as isolated, escaped text."""
+    return f"<bdi>{_e(value)}</bdi>"
+
+
+def _severity(alert: dict) -> str:
+    """A class attribute value from the product's vocabulary only."""
+    severity = alert.get("severity")
+    return severity if severity in SEVERITIES else "info"
 
 
 def _money(amount: Decimal) -> str:
@@ -59,6 +81,7 @@ def render(summary: Summary, source: str, fees: FeeSchedule | None) -> str:
         *(_encounter(v, fees) for v in summary.encounters),
     ]
     return ("<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
+            f"<meta http-equiv=\"Content-Security-Policy\" content=\"{CSP}\">"
             "<meta name=viewport content='width=device-width,initial-scale=1'>"
             f"<title>Coder's report: {_e(source)}</title><style>{CSS}</style></head><body>"
             + "\n".join(body) + "</body></html>\n")
@@ -107,7 +130,7 @@ def _fee_note(fees: FeeSchedule | None) -> str:
 def _category_row(category: str, stakes: list[Stake], fees: FeeSchedule | None) -> str:
     units = sum(s.units for s in stakes)
     approx = "&ge; " if any(not s.exact for s in stakes) else ""
-    row = f"<tr data-category={category}><td>{CATEGORY_TITLES[category]}</td><td class=n>{approx}{units:,}</td>"
+    row = f"<tr data-category=\"{category}\"><td>{CATEGORY_TITLES[category]}</td><td class=n>{approx}{units:,}</td>"
     if fees:
         amount, unpriced = _priced(stakes, fees)
         row += f"<td class=n data-amount='{amount}'>{approx}{_money(amount)}</td><td class=n>{unpriced:,}</td>"
@@ -129,12 +152,21 @@ def _priced(stakes: list[Stake], fees: FeeSchedule) -> tuple[Decimal, int]:
 
 
 def _charts(summary: Summary) -> str:
-    units = sorted(summary.units_by_cpt.items())
-    gaps = sorted(summary.gaps_by_code.items())
+    from matplotlib import rc_context
+
+    # labels are data: plain text (a CPT of `$x^{$` is not mathtext), control characters removed, cut
+    units = sorted((_label(c), n) for c, n in summary.units_by_cpt.items())
+    gaps = sorted((_label(c), n) for c, n in summary.gaps_by_code.items())
+    with rc_context({"text.parse_math": False}):
+        drawn = _units_chart(units), _gaps_chart(gaps)
     return ("<h2>Charts</h2><div class=charts>"
-            f"<figure id=chart-units>{_units_chart(units)}<figcaption>Net units by CPT</figcaption></figure>"
-            f"<figure id=chart-gaps>{_gaps_chart(gaps)}<figcaption>Documentation gaps by alert code: "
+            f"<figure id=chart-units>{drawn[0]}<figcaption>Net units by CPT</figcaption></figure>"
+            f"<figure id=chart-gaps>{drawn[1]}<figcaption>Documentation gaps by alert code: "
             "still open vs resolved</figcaption></figure></div>")
+
+
+def _label(value: object) -> str:
+    return cut(clean(str(value))[0], 40)
 
 
 def _figure(rows: int):
@@ -182,7 +214,7 @@ def _svg(fig, salt: str) -> str:
     buf = io.StringIO()
     # text stays text (no glyph paths: smaller); a salt per chart keeps the clip-path ids of the two
     # inline SVGs apart, and makes the output the same from run to run
-    with rc_context({"svg.fonttype": "none", "svg.hashsalt": f"report-{salt}"}):
+    with rc_context({"svg.fonttype": "none", "svg.hashsalt": f"report-{salt}"}):  # labels parsed at draw time too
         fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
     svg = buf.getvalue()
     svg = svg[svg.index("<svg"):]  # inline SVG in HTML needs no XML prolog or DOCTYPE
@@ -213,7 +245,7 @@ def _stake_value(stakes: list[Stake], fees: FeeSchedule | None) -> Decimal:
 def _worklist_row(v: EncounterView, fees: FeeSchedule | None) -> str:
     cells = "".join(f"<td class=n>{_stake_total([s for s in v.stakes if s.category == c], fees)}</td>"
                     for c in CATEGORY_TITLES)
-    return (f"<tr><td><a href='#{_anchor(v.encounter_id)}'>{_e(v.encounter_id)}</a></td>"
+    return (f"<tr><td><a href='#{_anchor(v.encounter_id)}'>{_d(v.encounter_id)}</a></td>"
             f"<td class=n>{len(v.findings)}</td><td class=n>{len(v.open_gaps)}</td>{cells}</tr>")
 
 
@@ -239,7 +271,7 @@ def _encounter(v: EncounterView, fees: FeeSchedule | None) -> str:
         flags.append(f"{len(v.open_gaps)} open gap(s)")
     label = f" <span class=muted>{', '.join(flags)}</span>" if flags else ""
     opened = " open" if v.needs_action else ""
-    return (f"<details id='{_anchor(v.encounter_id)}'{opened}><summary>{_e(v.encounter_id)}{label}</summary>"
+    return (f"<details id='{_anchor(v.encounter_id)}'{opened}><summary>{_d(v.encounter_id)}{label}</summary>"
             + _lines_table(v.lines) + _findings(v.findings) + _gaps(v.open_gaps) + _stakes(v.stakes, fees)
             + "</details>")
 
@@ -256,15 +288,15 @@ def _line_row(line: dict) -> str:
     mods = "-".join(map(str, line.get("modifiers") or ()))
     admins = ", ".join(map(str, line.get("administration_ids") or ()))
     flag = " <span class=hard>incomplete documentation</span>" if line.get("incomplete_documentation") else ""
-    return (f"<tr><td><b>{_e(line['cpt'])}</b></td><td class=n>{line['units']}</td><td>{_e(mods)}</td>"
-            f"<td class=d>{_e(line['service_date'])}</td><td>{_e(admins)}</td>"
-            f"<td>{_e(line.get('explanation', ''))}{flag}</td></tr>")
+    return (f"<tr><td><b>{_d(line['cpt'])}</b></td><td class=n>{_e(line['units'])}</td><td>{_d(mods)}</td>"
+            f"<td class=d>{_d(line['service_date'])}</td><td>{_d(admins)}</td>"
+            f"<td>{_d(line.get('explanation', ''))}{flag}</td></tr>")
 
 
 def _findings(findings: list[dict]) -> str:
     if not findings:
         return ""
-    items = "".join(f"<li><span class={_e(a.get('severity', 'info'))}>{_e(a['code'])}</span>: {_e(a['message'])}</li>"
+    items = "".join(f"<li><span class=\"{_severity(a)}\">{_d(a['code'])}</span>: {_d(a['message'])}</li>"
                     for a in findings)
     return f"<h4>Pre-bill findings and coding notes: what to correct</h4><ul>{items}</ul>"
 
@@ -278,9 +310,9 @@ def _gaps(gaps: list[dict]) -> str:
 
 def _gap_item(a: dict) -> str:
     where = a.get("location") or {}
-    unit = f" <span class=muted>unit {_e(where['unit'])}</span>" if isinstance(where, dict) and where.get("unit") else ""
-    admin = f" <span class=muted>administration {_e(a['administration_id'])}</span>" if a.get("administration_id") else ""
-    return f"<li><span class={_e(a.get('severity', 'info'))}>{_e(a['code'])}</span>{admin}{unit}: {_e(a['message'])}</li>"
+    unit = f" <span class=muted>unit {_d(where['unit'])}</span>" if isinstance(where, dict) and where.get("unit") else ""
+    admin = f" <span class=muted>administration {_d(a['administration_id'])}</span>" if a.get("administration_id") else ""
+    return f"<li><span class=\"{_severity(a)}\">{_d(a['code'])}</span>{admin}{unit}: {_d(a['message'])}</li>"
 
 
 def _stakes(stakes: list[Stake], fees: FeeSchedule | None) -> str:
@@ -292,11 +324,11 @@ def _stakes(stakes: list[Stake], fees: FeeSchedule | None) -> str:
 
 def _stake_row(s: Stake, fees: FeeSchedule | None) -> str:
     approx = "" if s.exact else "&ge; "
-    cells = f"<td>{s.category}</td><td>{_e(s.cpt)}</td><td class=n>{approx}{s.units}</td>"
+    cells = f"<td>{s.category}</td><td>{_d(s.cpt)}</td><td class=n>{approx}{s.units}</td>"
     if fees:
         amount = fees.amount(s)
         cells += f"<td class=n>{approx}{_money(amount)}</td>" if amount is not None else "<td class=muted>no fee</td>"
-    return f"<tr>{cells}<td>{_e(s.reason)}</td></tr>"
+    return f"<tr>{cells}<td>{_d(s.reason)}</td></tr>"
 
 
 def stake_totals(summary: Summary, fees: FeeSchedule | None) -> str:
