@@ -153,7 +153,9 @@ class DrugClasses:
         for n, entry in enumerate(entries, 1):
             where = f"{source}: drug entry {n}" + (f" ({entry.get('name')})" if isinstance(entry, dict)
                                                    and entry.get("name") else "")
-            ingredient = _ingredient(entry, where)
+            # the substance: as the entry says, else its name (the shipped entries are ingredients)
+            ingredient = _ingredient(entry, where) or (_name_key(entry["name"])[:128] if isinstance(entry, dict)
+                                                       and isinstance(entry.get("name"), str) else None)
             for target, key, category in _keys(entry, where):
                 previous = seen.get((target, key))
                 if previous and previous[0] != category:

@@ -85,7 +85,7 @@ from feeds.fhir_link import Encounters, subject_key
 from feeds.text import clean_json
 from feeds.fhir_model import (Coding, Device, Dosage, Encounter, MedicationAdministration, MedicationRequest,
                               Reference, words)
-from feeds.translation import Note, Problems, Reject, Translation, checked, digest, rejected, rfc3339
+from feeds.translation import Note, Problems, Reject, Translation, checked, content, digest, rejected, rfc3339
 from models.errors import describe
 
 EXT = "urn:infusion-validator:fhir:"
@@ -382,10 +382,6 @@ def _instant(value: str | None, where: str) -> dt.datetime | None:
     return parsed
 
 
-def _content(event: dict) -> str:
-    return digest({k: v for k, v in event.items() if k != "event_id"})
-
-
 def _event_id(readable: str) -> str:
     return readable if len(readable) <= 128 else "fhir:" + digest({"id": readable})
 
@@ -426,7 +422,7 @@ def _medication_administration(ma: MedicationAdministration, raw: dict, drugs: D
     if start is not None:
         started.update(encounter_id=encounter_id, occurred_at=rfc3339(start), administration_id=admin_id)
         started = {"event_id": "", "type": "administration.started", **started}
-        started["event_id"] = _event_id(f"{tag}:start:{started['occurred_at']}:{_content(started)}")
+        started["event_id"] = _event_id(f"{tag}:start:{started['occurred_at']}:{content(started)}")
         events.append(started)
     if end is not None and not (instant and started and started["method"] in ("push", "injection")):
         events.append({"event_id": _event_id(f"{tag}:stop:{rfc3339(end)}"), "type": "administration.stopped",
@@ -630,7 +626,7 @@ def _encounter(enc: Encounter, raw: dict, drugs: DrugClasses, index: _Index) -> 
         # When it was recorded is part of a discharge's identity (as HL7's): finished again after a
         # reopening, at the same period.end, is a new fact; a redelivered old version stays a duplicate.
         recorded = _recorded(enc.meta) or ""
-        event["event_id"] = _event_id(f"{tag}:discharged:{event['occurred_at']}:{recorded}:{_content(event)}")
+        event["event_id"] = _event_id(f"{tag}:discharged:{event['occurred_at']}:{recorded}:{content(event)}")
         return _stamped(_located([event], enc), enc.meta, subject)
     reopened = enc.status in ("planned", "arrived", "triaged", "in-progress", "onleave") and any(
         h.status == "finished" for h in enc.statusHistory)

@@ -128,8 +128,12 @@ def lookup(concept: CodeableConcept, drugs: DrugClasses) -> tuple[dict, str | No
             break
     if category is None and name:
         category = drugs.category(None, None, name)
+    ingredient = drugs.ingredient(chosen.code, chosen.system, None) if chosen else None
     chosen = chosen or (codings[0] if codings else None)
     drug = {"name": name or (chosen.code.strip() if chosen else ""),
             "code": chosen.code.strip() if chosen else None,
             "system": canonical_system(chosen.system) if chosen else None}
+    ingredient = ingredient or (drugs.ingredient(None, None, name) if name else None)
+    if ingredient:
+        drug["ingredient"] = ingredient  # the substance: two products of it are one drug (coding-rules §3)
     return drug, category

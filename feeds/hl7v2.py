@@ -132,7 +132,7 @@ import hl7.util
 from feeds.drugs import DrugClasses, canonical_system
 from feeds.hl7time import Clock
 from feeds.text import clean_lines, hl7_unescape
-from feeds.translation import (NDC, RXNORM, Note, Problems, Reject, Translation, checked, digest, rejected, rfc3339,
+from feeds.translation import (NDC, RXNORM, Note, Problems, Reject, Translation, checked, content, digest, rejected, rfc3339,
                                settle_method, unknown_drug_alert)
 
 # python-hl7 logs the raw value of a field it cannot unescape (patient data, into the hospital's logs)
@@ -494,10 +494,6 @@ def _location(msg) -> dict | None:
     return {"unit": unit, "room": _get(pv1[0], 3, 2)[:64] or None, "bed": _get(pv1[0], 3, 3)[:64] or None}
 
 
-def _content(event: dict) -> str:
-    return digest({k: v for k, v in event.items() if k != "event_id"})
-
-
 def _event_id(readable: str) -> str:
     return readable if len(readable) <= 128 else "hl7:" + digest({"id": readable})
 
@@ -663,7 +659,7 @@ def _started(encounter_id: str, admin_id: str, order: _Order, rxa, rxr, start: d
         started["ordered_duration_minutes"] = ordered
     if device:
         started["device"] = device
-    started["event_id"] = _event_id(f"hl7:{admin_id}:start:{started['occurred_at']}:{_content(started)}")
+    started["event_id"] = _event_id(f"hl7:{admin_id}:start:{started['occurred_at']}:{content(started)}")
     placer = _get(order.orc, 2)
     if placer and len(placer) <= 128:  # after the id: the events sent before v1.2 keep theirs
         started["order_id"] = placer
@@ -711,6 +707,9 @@ def _drug(rxa, drugs: DrugClasses, where: str) -> tuple[dict, str | None, str]:
         drug = {"name": text or alt_text or code, "code": code or None, "system": canonical_system(system)}
     else:
         drug = {"name": alt_text or text or alt_code, "code": alt_code, "system": canonical_system(alt_system)}
+    ingredient = drugs.ingredient(code, system, text) or drugs.ingredient(alt_code, alt_system, alt_text)
+    if ingredient:
+        drug["ingredient"] = ingredient  # the substance: two products of it are one drug (coding-rules §3)
     return drug, category, f"{where} RXA-5"
 
 
@@ -783,7 +782,7 @@ def _discharge(msg, encounter_id: str | None, drugs: DrugClasses, clock: Clock, 
     # When it was recorded is part of a discharge's identity: a re-discharge at the same clinical time
     # after a cancel is a new fact (a replayed message keeps its EVN-2 and stays a duplicate).
     recorded = _recorded(msg, clock) or ""
-    event["event_id"] = _event_id(f"hl7:{encounter_id}:discharged:{occurred_at}:{recorded}:{_content(event)}")
+    event["event_id"] = _event_id(f"hl7:{encounter_id}:discharged:{occurred_at}:{recorded}:{content(event)}")
     return [event]
 
 

@@ -129,6 +129,15 @@ def digest(payload: dict) -> str:
     return blake2b(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS), digest_size=5).hexdigest()
 
 
+def content(event: dict) -> str:
+    """The digest of an event's facts, for its content-based id: not the id itself, nor what the
+    drug table derives (the ingredient), so an event keeps its id when the table learns more."""
+    facts = {k: v for k, v in event.items() if k != "event_id"}
+    if isinstance(facts.get("drug"), dict) and "ingredient" in facts["drug"]:
+        facts["drug"] = {k: v for k, v in facts["drug"].items() if k != "ingredient"}
+    return digest(facts)
+
+
 def checked(events: list[dict], fail_category: str) -> list[dict]:
     """Validate every event against contract v1; the first failure rejects the message."""
     for event in events:

@@ -117,6 +117,9 @@ class Drug(BaseModel):
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=256)]
     code: Id | None = None
     system: Text | None = None
+    # v1.2: the substance (an RxNorm ingredient CUI or name), when the drug table says: two products
+    # of one substance are the same drug (coding-rules §3). The feeds fill it from the drug table.
+    ingredient: Id | None = None
 
 
 class AdministrationStarted(_Event):

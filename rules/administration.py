@@ -32,15 +32,23 @@ class Administration:
     ordered_duration_minutes: int | None = None
     primary_reason: bool = False
     ids: tuple[str, ...] = field(default=())
+    drug_system: str | None = None
+    ingredient: str | None = None  # the substance, when the drug table says (contract v1.2 drug.ingredient)
+    device: str | None = None
 
     def __post_init__(self) -> None:
         if not self.ids:
             self.ids = (self.id,)
 
     def same_drug(self, other: Administration) -> bool:
-        """Same drug code when both have one, else the same name ignoring case (coding-rules §3)."""
-        if self.drug_code and other.drug_code:
-            return self.drug_code == other.drug_code
+        """The same substance, as CPT's "new drug" means (coding-rules §3): the same ingredient
+        through the drug table, or equal codes of one system, or equal names ignoring case. Two vials
+        of ondansetron with different NDCs are one drug; a 96375 for the second would be an overcharge."""
+        if self.ingredient and other.ingredient and self.ingredient.casefold() == other.ingredient.casefold():
+            return True
+        if self.drug_code and other.drug_code and self.drug_code == other.drug_code \
+                and (self.drug_system or "") == (other.drug_system or ""):
+            return True
         return self.drug_name.casefold() == other.drug_name.casefold()
 
 

@@ -13,9 +13,11 @@ from rules.administration import Administration
 # Order of the start fields in the serialized list.
 _START_FIELDS = ("drug_name", "drug_code", "category", "route", "method", "access_site",
                  "separate_access_reason", "container_id", "purpose", "ordered_duration_minutes",
-                 "primary_reason", "start", "offset")
+                 "primary_reason", "start", "offset", "drug_system", "ingredient", "device")
 _INDEX = {name: i for i, name in enumerate(_START_FIELDS)}
-_START, _METHOD, _PURPOSE, _ORDERED = (_INDEX[n] for n in ("start", "method", "purpose", "ordered_duration_minutes"))
+_START, _METHOD, _PURPOSE, _ORDERED, _CATEGORY = (_INDEX[n] for n in ("start", "method", "purpose",
+                                                                     "ordered_duration_minutes", "category"))
+_INSTANT_OK = ("push", "injection")  # methods that may be charted at one instant (stop = start)
 
 
 @dataclass(slots=True)
@@ -28,15 +30,20 @@ class AdminFacts:
         drug = event.drug
         self.start = [drug.name, drug.code, event.category, event.route, event.method,
                       event.access_site, event.separate_access_reason, event.container_id, event.purpose,
-                      event.ordered_duration_minutes, bool(event.primary_reason), event.minute, event.offset]
+                      event.ordered_duration_minutes, bool(event.primary_reason), event.minute, event.offset,
+                      drug.system, drug.ingredient, event.device]
 
     def field(self, name: str):
         return self.start[_INDEX[name]] if self.start else None
 
     @property
     def stops_before_start(self) -> bool:
-        return (self.stop is not None and self.start is not None and not self.voided
-                and self.stop[0] <= self.start[_START])
+        """Stop before start; or at the start for an infusion or hydration (a push or an injection
+        charted at one instant is a push: many MARs chart them so, coding-rules §5)."""
+        if self.stop is None or self.start is None or self.voided:
+            return False
+        stop, start = self.stop[0], self.start[_START]
+        return stop < start or (stop == start and not instant_ok(self.start[_METHOD], self.start[_CATEGORY]))
 
     @property
     def open(self) -> bool:
@@ -66,10 +73,11 @@ class AdminFacts:
             return Administration(admin_id, "", "therapeutic", "IV", "infusion", None, stop, self.stop[1])
         # Positional, in Administration's field order (a keyword dict per admin costs more than coding it).
         (drug_name, drug_code, category, route, method, access_site, separate_access_reason, container_id,
-         purpose, ordered_duration_minutes, primary_reason, start, offset) = self.start
+         purpose, ordered_duration_minutes, primary_reason, start, offset, drug_system, ingredient,
+         device) = self.start
         return Administration(admin_id, drug_name, category, route, method, start, stop, offset, drug_code,
                               access_site, separate_access_reason, container_id, purpose,
-                              ordered_duration_minutes, primary_reason)
+                              ordered_duration_minutes, primary_reason, (), drug_system, ingredient, device)
 
     def to_json(self) -> list:
         return [self.start, list(self.stop) if self.stop else None, self.voided]
@@ -77,7 +85,15 @@ class AdminFacts:
     @classmethod
     def from_json(cls, data: list) -> AdminFacts:
         start, stop, voided = data
+        if start is not None and len(start) < len(_START_FIELDS):  # a state written before v1.2's fields
+            start = start + [None] * (len(_START_FIELDS) - len(start))
         return cls(start, tuple(stop) if stop else None, voided)
+
+
+def instant_ok(method: str, category: str) -> bool:
+    """Whether a stop at the start minute is a documented instant (a push, an injection) rather than
+    a wrong time (an infusion, any hydration)."""
+    return method in _INSTANT_OK and category != "hydration"
 
 
 def count_open(facts: Iterable[AdminFacts]) -> int:

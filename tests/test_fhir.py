@@ -106,7 +106,8 @@ def test_in_progress_is_a_start():
     assert e["event_id"].startswith("fhir:MedicationAdministration/ma-vanc-8801:start:2026-11-24T08:30:00-05:00:")
     assert {k: v for k, v in e.items() if k != "event_id"} == {
         "type": "administration.started", "encounter_id": "V6620003", "occurred_at": "2026-11-24T08:30:00-05:00",
-        "administration_id": "ma-vanc-8801", "drug": {"name": "vancomycin", "code": "11124", "system": RXNORM},
+        "administration_id": "ma-vanc-8801",
+        "drug": {"name": "vancomycin", "code": "11124", "system": RXNORM, "ingredient": "vancomycin"},
         "category": "therapeutic", "route": "IV", "method": "infusion", "access_site": "PIV-L-forearm",
         "device": "pump", "order_id": "mr-vanc-8801",  # request
         "recorded_at": "2026-11-24T08:31:05-05:00", "patient_id": "Patient/pat-6620"}  # meta.lastUpdated, subject
@@ -241,7 +242,7 @@ def test_identifier_when_there_is_no_id():
 
 def test_contained_medication_order_and_device():
     start_, stop_ = ok(sample("medication-administration-contained.json"))
-    assert start_["drug"] == {"name": "rituximab", "code": "121191", "system": RXNORM}
+    assert start_["drug"] == {"name": "rituximab", "code": "121191", "system": RXNORM, "ingredient": "rituximab"}
     assert (start_["category"], start_["ordered_duration_minutes"], start_["device"], start_["access_site"]) == (
         "chemotherapy", 240, "pump", "PORT-1")
     records = run([start_, stop_, *ok(sample("encounter-finished.json"))])
@@ -262,7 +263,8 @@ def test_ndc_coding_and_codings_order():
 
 def test_name_only_exact_match():
     [e, _] = ok(ma(medicationCodeableConcept={"text": "Normal saline"}))
-    assert e["category"] == "hydration" and e["drug"] == {"name": "Normal saline", "code": None, "system": None}
+    assert e["category"] == "hydration" and e["drug"] == {"name": "Normal saline", "code": None, "system": None,
+                                                          "ingredient": "sodium chloride 0.9%"}
     assert rejected(ma(medicationCodeableConcept={"text": "saline-ish"}))[0] == "unknown_drug"
 
 
@@ -421,7 +423,8 @@ def test_transaction_bundle():
         "Medication", "MedicationAdministration/ma-cef-8810", "MedicationAdministration/ma-ond-8811",
         "Encounter/V6620003"]
     events = [e for t in translations for e in t.events]
-    assert events[0]["drug"] == {"name": "ceftriaxone 1 g", "code": "2193", "system": RXNORM}  # urn:uuid resolved
+    assert events[0]["drug"] == {"name": "ceftriaxone 1 g", "code": "2193", "system": RXNORM,
+                                 "ingredient": "ceftriaxone"}  # urn:uuid resolved
     assert types(events) == ["administration.started", "administration.stopped", "administration.started",
                              "encounter.discharged"]
     assert cpts(run(events)) == ["96365", "96375"]
@@ -736,7 +739,7 @@ def mixture(*ingredients: tuple[str, str], code: dict | None = None) -> dict:
 def test_corpus_medication_known_by_its_ingredients():
     start_, stop_ = ok(corpus("fhir-r4spec-medicationadministration0302.json"))
     assert start_["drug"] == {"name": "Potassium Chloride + Sodium Chloride 0.9% injectable solution",
-                              "code": "204520", "system": RXNORM}
+                              "code": "204520", "system": RXNORM, "ingredient": "potassium chloride"}
     assert (start_["category"], start_["method"], stop_["type"]) == ("therapeutic", "infusion",
                                                                      "administration.stopped")
 

@@ -115,7 +115,8 @@ def test_start_in_progress():
     assert e["event_id"].startswith("hl7:RX5101-1-11124:start:2026-11-24T08:30:00-05:00:")
     assert {k: v for k, v in e.items() if k != "event_id"} == {
         "type": "administration.started", "encounter_id": "V5510001", "occurred_at": "2026-11-24T08:30:00-05:00",
-        "administration_id": "RX5101-1-11124", "drug": {"name": "vancomycin", "code": "11124", "system": RXNORM},
+        "administration_id": "RX5101-1-11124",
+        "drug": {"name": "vancomycin", "code": "11124", "system": RXNORM, "ingredient": "vancomycin"},  # table's
         "category": "therapeutic", "route": "IV", "method": "infusion", "access_site": "LMFA",
         "ordered_duration_minutes": 90, "device": "pump", "location": CHAIR, "order_id": "PL5101",
         "recorded_at": "2026-11-24T08:31:12-05:00", **VISIT}  # recorded_at: MSH-7 (a RAS has no EVN)
@@ -287,12 +288,13 @@ def test_alternate_identifier_classifies_a_local_primary_code():
     raw = edit("ras-start.hl7", "RXA", 5, "VANC1G^Vancomycin 1 g^99PHM^11124^vancomycin^RXNORM")
     [e] = ok(raw)
     assert e["category"] == "therapeutic"
-    assert e["drug"] == {"name": "Vancomycin 1 g", "code": "VANC1G", "system": "99PHM"}
+    assert e["drug"] == {"name": "Vancomycin 1 g", "code": "VANC1G", "system": "99PHM", "ingredient": "vancomycin"}
 
 
 def test_exact_name_without_code_is_classified_other_names_are_not():
     e, _ = ok(edit("ras-kvo.hl7", "RXA", 5, "^Normal Saline"))
-    assert e["category"] == "hydration" and e["drug"] == {"name": "Normal Saline", "code": None, "system": None}
+    assert e["category"] == "hydration" and e["drug"] == {"name": "Normal Saline", "code": None, "system": None,
+                                                          "ingredient": "sodium chloride 0.9%"}
     assert tr(edit("ras-kvo.hl7", "RXA", 5, "^normal saline 1000 mL bag")).category == "unknown_drug"
 
 
