@@ -7,7 +7,10 @@ from __future__ import annotations
 
 from rules.administration import PUSH_MAX_MINUTES, Administration, Service, clock
 from rules.alerts import AlertSpec
+from rules.facts import instant_ok
 from rules.policy import Policy
+
+PROLONGED_PUMP_MINUTES = 8 * 60  # CPT 96416: a chemotherapy infusion of more than 8 hours on a pump
 
 _CATEGORY_ORDER = {"chemotherapy": 0, "therapeutic": 1, "hydration": 2}
 _PUSH_METHODS = ("push", "injection")
@@ -51,21 +54,34 @@ def _merge(bag: list[Administration]) -> Administration:
     )
 
 
-def classify(a: Administration, policy: Policy, alerts: list[AlertSpec]) -> Service | None:
-    """The service an administration is billed as, or None; documentation gaps go to `alerts`."""
+def classify(a: Administration, policy: Policy, alerts: list[AlertSpec],
+             discharge_minute: int | None = None) -> Service | None:
+    """The service an administration is billed as, or None; documentation gaps go to `alerts`.
+    `discharge_minute`: when the encounter was discharged (a pump still running then, §3 96416)."""
     if a.purpose != "treatment":
         return None  # kvo/flush/carrier: never billed, never hydration or drug time
     if a.start is None:
         alerts.append(AlertSpec("START_TIME_MISSING", a.id, _msg_start_missing(a)))
         return None
-    if a.stop is not None and a.stop <= a.start:
+    if a.stop is not None and (a.stop < a.start or (a.stop == a.start and not instant_ok(a.method, a.category))):
         alerts.append(AlertSpec("STOP_BEFORE_START", a.id, stop_before_start_message(a)))
         return None
+    if _prolonged_pump(a, discharge_minute):
+        return Service(a, "prolonged_pump", 0)
     if a.route in ("SC", "IM"):
         return _classify_standalone(a, policy, alerts)
     if a.category == "hydration":
         return _classify_hydration(a, alerts)
     return _classify_drug(a, policy, alerts)
+
+
+def _prolonged_pump(a: Administration, discharge_minute: int | None) -> bool:
+    """A chemotherapy infusion on a pump, ordered for more than 8 hours, still running at discharge:
+    the initiation of a prolonged infusion on a portable or implantable pump (CPT 96416; the 46-hour
+    5-FU pump of a FOLFOX day). Its stop is charted when the pump is disconnected, days later."""
+    return (a.category == "chemotherapy" and a.method == "infusion" and a.device == "pump"
+            and a.route in ("IV", "IA") and (a.ordered_duration_minutes or 0) > PROLONGED_PUMP_MINUTES
+            and discharge_minute is not None and (a.stop is None or a.stop > discharge_minute))
 
 
 def _classify_drug(a: Administration, policy: Policy, alerts: list[AlertSpec]) -> Service | None:
@@ -118,6 +134,10 @@ def _msg_start_missing(a: Administration) -> str:
 
 
 def stop_before_start_message(a: Administration) -> str:
+    if a.stop == a.start:
+        return (f"{a.drug_name} {a.id}{_on(a)}: an {a.method if a.category != 'hydration' else 'hydration'} charted "
+                f"with its stop at its start ({clock(a.start, a.offset)}): document when it really stopped in the "
+                "MAR; it cannot be billed until then.")
     return (f"{a.drug_name} {a.id}{_on(a)}: stop {clock(a.stop, a.offset)} is not after start "
             f"{clock(a.start, a.offset)}: correct the times in the MAR; it cannot be billed until then.")
 

@@ -35,6 +35,8 @@ CODES = MappingProxyType({
     "sc_infusion_initial": "96369",
     "sc_infusion_additional": "96370",
     "sc_infusion_site": "96371",
+    # Initiation of a prolonged chemotherapy infusion (more than 8 h) on a portable or implantable pump.
+    "prolonged_pump.chemotherapy": "96416",
     # Stand-alone SC/IM injections.
     "injection.chemotherapy": "96401",
     "injection.therapeutic": "96372",

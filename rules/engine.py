@@ -23,6 +23,7 @@ HIERARCHY = "chemotherapy infusion > chemotherapy push > therapeutic infusion > 
 class Context:
     billing: str = "facility"
     patient_class: str = "outpatient"
+    discharge_minute: int | None = None  # when the encounter was discharged (a pump still running, 96416)
 
 
 @dataclass(slots=True)
@@ -51,7 +52,7 @@ class Coding:
 
 def code_encounter(admins: list[Administration], ctx: Context = Context(), policy: Policy = DEFAULT) -> Coding:
     alerts: list[AlertSpec] = []
-    services = [s for a in merge_containers(admins) if (s := classify(a, policy, alerts))]
+    services = [s for a in merge_containers(admins) if (s := classify(a, policy, alerts, ctx.discharge_minute))]
     if ctx.patient_class == "inpatient":
         # Inpatient drug administration is bundled into the stay (CMS IOM 100-04 ch.4 §230.2).
         alerts.append(AlertSpec("INPATIENT_BUNDLED", None, "Inpatient encounter: drug administration "
@@ -61,7 +62,9 @@ def code_encounter(admins: list[Administration], ctx: Context = Context(), polic
     standalone, vascular = [], []
     for s in services:
         route = s.admin.route
-        if route in ("SC", "IM"):
+        if s.kind == "prolonged_pump":
+            coder.code_prolonged_pump(s)  # beside the day's other services, outside the hierarchy
+        elif route in ("SC", "IM"):
             standalone.append(s)
         elif route in _VASCULAR:
             vascular.append(s)
@@ -188,6 +191,15 @@ class _Coder:
         self.emit(self.table.get("sc_infusion_initial"), s.admin.start + 16, s, text)
         self.emit_hours(self.table.get("sc_infusion_additional"),
                         [s.admin.start + 60 * k + 31 for k in range(1, hours + 1)], s, text)
+
+    def code_prolonged_pump(self, s: Service) -> None:
+        a = s.admin
+        self.mods = ()
+        self.emit(self.table.get("prolonged_pump", a.category, a.route), a.start, s,
+                  f"{describe(s)}: initiation of a prolonged chemotherapy infusion on a pump (ordered "
+                  f"{a.ordered_duration_minutes // 60} h {a.ordered_duration_minutes % 60} min), still running at "
+                  "discharge: reported once, beside the day's other services; its stop is charted when the pump "
+                  "is disconnected.")
 
     # -- IV / IA: one hierarchy per access group ---------------------------------------------
 

@@ -95,7 +95,9 @@ def code_lines(admins: list[Admin], date_of: Callable[[int], str]) -> list[Line]
         if a.purpose not in (None, "treatment"):
             continue  # kvo/flush/carrier fluid is never billed
         chemo = a.drug.category == "chemotherapy"
-        if a.method == "injection":
+        if chemo and a.device == "pump" and a.stop is None and (a.ordered or 0) > 480:
+            units.append(("96416", (), a.start))  # a take-home pump: beside the day's services
+        elif a.method == "injection":
             units.append(("96401" if chemo else "96372", (), a.start))
         elif a.route == "SC":
             sc_infusions += 1

@@ -69,6 +69,12 @@ class Chart:
                                  None, start, start + minutes))
         return start + minutes
 
+    def take_home_pump(self, key: str, start: int, ordered: int) -> None:
+        """A chemotherapy infusion connected to a portable pump and sent home: no stop in this visit
+        (it is charted at the disconnect, days later). Draws nothing from the day's generator."""
+        self.admins.append(Admin(self.new_admin_id(), DRUGS[key], "IV", "infusion", self.site, None, None, None,
+                                 ordered, "pump", None, start, None))
+
     def push(self, key: str, start: int, *, minutes: int | None = None, site: str | None = None,
              reason: str | None = None, purpose: str = "treatment") -> int:
         """Document an IV push (1-5 min, a fifth without a stop); returns when it is done."""

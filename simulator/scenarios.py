@@ -127,8 +127,9 @@ def oncology(c: Chart, t0: int) -> str:
         stop = c.infusion("oxaliplatin", t, minutes)
         lag = rng.randint(0, 3)
         t = max(stop, c.infusion("leucovorin", t + lag, minutes + rng.randint(-3, 3)))
-        if rng.random() < 0.7:
+        if rng.random() < 0.7:  # the 5-FU bolus, then the 46-hour take-home pump (96416): disconnected days later
             t = c.push("fluorouracil", t + rng.randint(0, 5))
+            c.take_home_pump("fluorouracil", t + 5, 46 * 60)
     elif regimen == "rituximab":
         t = c.infusion("rituximab", t, rng.randint(240, 360))
     else:
