@@ -1,11 +1,14 @@
 """All encounters of one run (or one stream worker), the overdue and retention schedules, the clock.
 
-Two drivers share it. The batch command uses event time: each event moves the clock and whatever
-fell due before it fires first (`handle`). The stream processor keeps one clock per partition (a
-`shard` of the book), moved the same way by the events it reads, and also by the wall clock: a timer
-asks which encounters fell due (`due`, which writes no state) and routes a tick for each through
-the encounter's own partition, where `tick` applies it once the partition has read every record that
-reached Kafka before the tick (so a backlog's stops come first).
+Two drivers share it. Event time: each encounter keeps its own clock, the newest occurred_at of its
+own events; an event first fires that encounter's overdue checks that fell due before it, and an
+administration charted behind its encounter's clock is checked as it arrives (`handle`). So an
+encounter's output never depends on other encounters' events, in a batch replay or on a stream
+partition alike. The wall clock (the stream processor only, `wall_ticks=True`): a timer asks which
+encounters fell due (`due`, which writes no state) and routes a tick for each through the
+encounter's own partition, where `tick` applies it once the partition has read every record that
+reached Kafka before the tick (so a backlog's stops come first). Retention (the purge of discharged
+encounters, TooLate) follows one clock per partition (a `shard`), the newest event time it read.
 
 State lives in any MutableMapping (a dict, or a faust Table behind an adapter); every change is
 written back so a changelog-backed table sees it. Clock values are epoch seconds.
@@ -29,7 +32,7 @@ class TooLate(ValueError):
 class Book:
     def __init__(self, states: MutableMapping[str, EncounterState] | None = None, policy: Policy = DEFAULT,
                  retention_minutes: int = DEFAULT_RETENTION_MINUTES, shard_of: Callable[[str], int] | None = None,
-                 gauges: bool = True, pack_closed: bool = False) -> None:
+                 gauges: bool = True, pack_closed: bool = False, wall_ticks: bool = False) -> None:
         """`gauges`: keep the open-encounter and running-administration counts current on every event
         (the stream's metrics); without, `open_count` counts when asked and `open_administrations`
         stays 0. `pack_closed`: hold a discharged encounter packed (EncounterState.pack), a few hundred
@@ -37,6 +40,7 @@ class Book:
         keeps them on disk), never a table: Packed is not JSON."""
         self.states = states if states is not None else {}
         self.gauges = gauges
+        self.wall_ticks = wall_ticks  # keep overdue deadlines for a wall-clock timer (`due`): the stream
         self.pack_closed = pack_closed
         self.policy = policy
         self.retention = retention_minutes * 60
@@ -85,7 +89,12 @@ class Book:
         elif event.event_id in state.seen:
             self.duplicates += 1
             return out
-        out += state.apply(event, now, self.policy)
+        if epoch > state.clock:  # the encounter's own clock moves: what fell due before this event fires first
+            out += state.fire_overdue(epoch, self.policy)
+            state.clock = epoch
+        out += state.apply(event, state.clock, self.policy)
+        if event_type in _DEADLINES and state.deadlines(self.policy):
+            out += state.fire_overdue(state.clock, self.policy)  # charted behind its encounter's clock
         # Not getattr(event, "administration_id", None): a missing field costs pydantic an exception.
         admin_id = event.administration_id if event_type.startswith("administration.") else None
         self._schedule(state, event_type, admin_id)
@@ -96,12 +105,17 @@ class Book:
         return out
 
     def advance(self, now: int, shard: int = 0) -> list[dict]:
-        """Event-time driver: move a shard's clock and apply every tick now due in it."""
+        """Event-time driver: move a shard's clock and purge what it expired (overdue checks follow
+        each encounter's own clock, in `handle`; the wall clock's are `due`'s)."""
         if now <= self.clocks.get(shard, 0):
             return []
         out: list[dict] = []
-        for encounter_id in self.due(now, shard):
-            out += self.tick(encounter_id, now)
+        expiry = self._expiry.get(shard)
+        expired: dict[str, None] = {}
+        while expiry and expiry[0][0] <= now:
+            expired[heapq.heappop(expiry)[1]] = None
+        for encounter_id in expired:
+            out += self._purge(encounter_id, now)
         self.clocks[shard] = now
         return out
 
@@ -121,19 +135,11 @@ class Book:
         return [s for s in {*self._deadlines, *self._expiry} if self._deadlines.get(s) or self._expiry.get(s)]
 
     def tick(self, encounter_id: str, now: int) -> list[dict]:
-        """Apply the clock to one encounter: raise overdue alerts, or purge it once expired."""
+        """Apply the wall clock to one encounter: raise overdue alerts, or purge it once expired."""
         shard = self.shard_of(encounter_id)
         now = self.clocks[shard] = max(self.clocks.get(shard, 0), int(now))
         state = self.states.get(encounter_id)
-        if state is None:
-            return []
-        if type(state) is Packed:  # discharged: only the purge can be due, no overdue check
-            if state.discharged_at + self.retention <= now:
-                del self.states[encounter_id]
-            return []
-        if state.discharged and state.discharged_at + self.retention <= now:
-            del self.states[encounter_id]
-            self._forget(encounter_id)
+        if state is None or self._purged(encounter_id, state, now):
             return []
         out = state.fire_overdue(now, self.policy)
         if out:
@@ -141,6 +147,25 @@ class Book:
             if self.gauges:
                 self._note(state)
         return out
+
+    def _purge(self, encounter_id: str, now: int) -> list[dict]:
+        state = self.states.get(encounter_id)
+        if state is not None:
+            self._purged(encounter_id, state, now)
+        return []
+
+    def _purged(self, encounter_id: str, state, now: int) -> bool:
+        """Drop a discharged encounter whose retention ended by `now`; whether it is gone (a packed
+        one always is for the tick: only the purge can be due for it)."""
+        if type(state) is Packed:
+            if state.discharged_at + self.retention <= now:
+                del self.states[encounter_id]
+            return True
+        if state.discharged and state.discharged_at + self.retention <= now:
+            del self.states[encounter_id]
+            self._forget(encounter_id)
+            return True
+        return False
 
     def rebuild(self, states: Iterable[EncounterState]) -> None:
         """Re-derive schedules and open counts from every state, given once each (after a table was
@@ -154,6 +179,8 @@ class Book:
     def _schedule(self, state: EncounterState, event_type: str, admin_id: str | None = None) -> None:
         """Only starts (and a reopening) create deadlines; only discharges start the retention."""
         encounter_id = state.encounter_id
+        if event_type in _DEADLINES and not self.wall_ticks:
+            return  # event time fires overdue checks per encounter (handle): no schedule to keep
         if event_type == "administration.started":
             deadline = state.deadline(admin_id, self.policy)
             if deadline is not None:
@@ -182,6 +209,9 @@ class Book:
 
     def _forget(self, encounter_id: str) -> None:
         self.open_administrations -= self._open.pop(encounter_id, 0)
+
+
+_DEADLINES = ("administration.started", "encounter.discharge_cancelled")  # the events that can start an overdue clock
 
 
 def _one_shard(encounter_id: str) -> int:  # noqa: ARG001 - the batch keeps every encounter in one

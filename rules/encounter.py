@@ -51,6 +51,7 @@ class EncounterState:
     discharge_recorded: int | None = None
     cancel_recorded: int | None = None
     patient_id: str | None = None  # v1.2: the latest one an event carried; for charge records only
+    clock: int = 0  # epoch seconds of the newest event applied: the encounter's own event-time clock
 
     @property
     def discharged(self) -> bool:
@@ -146,7 +147,8 @@ class EncounterState:
         return [a for admin_id, f in sorted(self.admins.items()) if (a := f.administration(admin_id))]
 
     def coding(self, policy: Policy = DEFAULT) -> Coding:
-        return code_encounter(self.administrations(), Context(self.billing, self.patient_class), policy)
+        discharged = self.discharged_at // 60 if self.discharged_at is not None else None
+        return code_encounter(self.administrations(), Context(self.billing, self.patient_class, discharged), policy)
 
     def reconcile(self, now: int, policy: Policy) -> list[dict]:
         """Bring posted charges and standing alerts in line with the facts; return the delta."""
@@ -245,7 +247,7 @@ class EncounterState:
                 "submitted": self.submitted, "submitted_at": self.submitted_at, "posted": self.posted,
                 "alerts": self.alerts, "overdue": self.overdue, "generations": self.generations,
                 "location": self.location, "discharge_recorded": self.discharge_recorded,
-                "cancel_recorded": self.cancel_recorded, "patient_id": self.patient_id}
+                "cancel_recorded": self.cancel_recorded, "patient_id": self.patient_id, "clock": self.clock}
 
     @classmethod
     def from_json(cls, data: dict) -> EncounterState:
@@ -279,13 +281,13 @@ class EncounterState:
         digests = seen.digests() if type(seen) is Seen else array("q", map(hash, seen)).tobytes()
         doc = orjson.dumps([admins, self.cancelled_at, self.patient_class, self.billing, self.submitted,
                             self.submitted_at, posted, self.alerts, self.overdue, generations, self.location,
-                            self.discharge_recorded, self.cancel_recorded, self.patient_id])
+                            self.discharge_recorded, self.cancel_recorded, self.patient_id, self.clock])
         return Packed(self.discharged_at, digests, _SQUEEZE.compress(doc))
 
     @classmethod
     def unpack(cls, encounter_id: str, packed: Packed) -> EncounterState:
         (admins, cancelled_at, patient_class, billing, submitted, submitted_at, posted, alerts, overdue,
-         generations, location, discharge_recorded, cancel_recorded, patient_id) = orjson.loads(
+         generations, location, discharge_recorded, cancel_recorded, patient_id, clock) = orjson.loads(
             _SQUEEZE.decompress(packed.doc))
         facts = {k: AdminFacts(start, tuple(stop) if stop else None, voided) for k, start, stop, voided in admins}
         lines = {}
@@ -303,7 +305,7 @@ class EncounterState:
             generations.setdefault("al" + identity, 1)
         return cls(encounter_id, Seen(packed.seen), facts, packed.discharged_at, cancelled_at, patient_class,
                    billing, submitted, submitted_at, lines, alerts, overdue, generations, location,
-                   discharge_recorded, cancel_recorded, patient_id)
+                   discharge_recorded, cancel_recorded, patient_id, clock)
 
 
 class _Squeeze:

@@ -188,7 +188,7 @@ class Processor:
         self.states = JsonStates(table, write, forget)
         self.partitions = partitions
         # One clock per partition: event time as read, the wall clock's ticks once caught up.
-        self.book = Book(self.states, policy, retention_minutes, shard_of=self.owner)
+        self.book = Book(self.states, policy, retention_minutes, shard_of=self.owner, wall_ticks=True)
         self.topics, self.metrics, self.clock = topics, metrics, clock
         self._type_of_topic = dict(zip(topics.inputs, EVENT_TYPES))
         self._routes = {"charge": topics.charges, "alert": topics.alerts, "dead_letter": topics.dead_letters}

@@ -80,7 +80,7 @@ def test_policy_file_changes_coding(tmp_path):
 
 
 def test_open_encounters_print_alerts_not_charges():
-    events = [start("A1", "10:00", ordered_duration_minutes=30), start("B", "11:30", enc="E2", method="push")]
+    events = [start("A1", "10:00", ordered_duration_minutes=30), start("B", "11:30", method="push")]
     records = [json.loads(l) for l in _run("code", "-", stdin=_jsonl(events)).stdout.splitlines()]
     assert [(r["kind"], r["code"]) for r in records] == [("alert", "STOP_TIME_OVERDUE")]
 

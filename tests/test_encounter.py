@@ -92,9 +92,27 @@ def test_overdue_not_raised_exactly_at_deadline_nor_for_pushes():
 
 
 def test_overdue_without_order_uses_four_hours():
+    out = run([start("A1", "10:00"), start("X", "14:00", method="push"), start("Y", "14:01", method="push")])
+    assert [r["code"] for r in out if r["kind"] == "alert"] == ["STOP_TIME_OVERDUE"]
+
+
+def test_another_encounter_s_events_never_make_an_infusion_overdue():
+    """Each encounter's event-time clock is its own (coding-rules §5, the clock): the other visit's
+    14:01 says nothing about whether A1 was stopped at 14:00."""
     out = run([start("A1", "10:00"), start("X", "14:00", enc="E2", method="push"),
                start("Y", "14:01", enc="E2", method="push")])
-    assert [r["code"] for r in out if r["kind"] == "alert"] == ["STOP_TIME_OVERDUE"]
+    assert [r for r in out if r["kind"] == "alert"] == []
+
+
+def test_an_infusion_charted_behind_its_encounter_s_clock_is_checked_as_it_arrives():
+    """The issue-26 defect: charted late (08:00, 60 min ordered, no stop) into an encounter whose own
+    clock is already at 23:00: STOP_TIME_OVERDUE at once, as it would have been had it come in time."""
+    late = [start("P", "23:00", method="push"), start("A1", "08:00", ordered_duration_minutes=60)]
+    assert [(r["code"], r["administration_id"]) for r in run(late) if r["kind"] == "alert"] == [
+        ("STOP_TIME_OVERDUE", "A1")]
+    in_order = [start("A1", "08:00", ordered_duration_minutes=60), start("P", "23:00", method="push")]
+    assert [(r["code"], r["administration_id"]) for r in run(in_order) if r["kind"] == "alert"] == [
+        ("STOP_TIME_OVERDUE", "A1")]
 
 
 def test_stop_before_start_alerted_live():

@@ -26,6 +26,8 @@ def administration(draw, index: int):
     site = draw(st.sampled_from(["L", "R"]))
     fields = dict(drug=drug, category=category, method=draw(st.sampled_from(["infusion", "push"])),
                   route=draw(st.sampled_from(["IV", "IV", "IV", "IA", "SC"])), access_site=site)
+    if draw(st.booleans()):
+        fields["ordered_duration_minutes"] = draw(st.integers(15, 240))  # an overdue deadline to pass or not
     if site == "R" and draw(st.booleans()):
         fields["separate_access_reason"] = "incompatible"
     events = [start(admin, _clock(begin), **fields)]
@@ -134,3 +136,24 @@ def test_packed_states_unpack_to_the_same_state_before_and_after_the_deflate_dic
         back = encounter.EncounterState.unpack(state.encounter_id, p)
         assert back.coding().lines == state.coding().lines
         assert (back.alerts, back.admins, back.posted) == (state.alerts, state.admins, state.posted)
+
+
+@SETTINGS
+@given(encounter(), encounter(), st.randoms(use_true_random=False), st.integers(0, 2 * 1440))
+def test_unrelated_encounters_never_change_an_encounter_s_output(events, other, rnd, shift):
+    """Another visit's events, in any interleaving and however far ahead in time, change nothing of
+    this one's records: overdue checks follow each encounter's own clock (coding-rules §5)."""
+    import datetime as dt
+
+    def moved(e: dict) -> dict:  # the other visit, `shift` minutes later: its clock runs ahead
+        at = dt.datetime.fromisoformat(e["occurred_at"]) + dt.timedelta(minutes=shift)
+        return {**e, "encounter_id": "E2", "event_id": "other-" + e["event_id"], "occurred_at": at.isoformat()}
+
+    mixed, rest = [], [moved(e) for e in other]
+    for e in events:  # this visit's events keep their order; the other's are spread among them
+        while rest and rnd.random() < 0.5:
+            mixed.append(rest.pop(0))
+        mixed.append(e)
+    mixed += rest
+    alone = run(events)
+    assert [r for r in run(mixed) if r.get("encounter_id") == "E1"] == alone
