@@ -19,7 +19,8 @@ order and writes one JSON output record per line to standard output:
 
 Charges appear when an encounter is discharged; events after discharge produce only the change
 (reversals and new posts). Encounters not discharged by the end of the file stay open: their
-alerts are printed, their charges are not. The newest event time seen stands in for the clock.
+alerts are printed, their charges are not. Each encounter's newest event time stands in for its clock
+(overdue checks), so other encounters in the file never change an encounter's output.
 
 Exit status: 0 every line accepted, 2 some lines dead-lettered (the rest was still coded),
 1 usage or I/O error.

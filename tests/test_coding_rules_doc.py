@@ -65,11 +65,14 @@ def _events(ex: dict, enc: str) -> list[dict]:
     for row in ex["given"]:
         admin, category, route, method, times, drug, *extra = row
         fields = {k: _value(v) for k, v in (e.split("=", 1) for e in extra)}
+        coded = {k: str(fields.pop(k)) for k in ("code", "system", "ingredient") if k in fields}  # the drug's
+        charted = fields.pop("charted", None)  # when the start reaches the chart, if later than it happened
         begin, dash, end = times.partition("-")
         if begin:
             minute, t = _time(begin)
-            timed.append((minute, len(timed), start(admin, t, drug=drug, category=category, enc=enc,
-                                                     method=method, route=route, **fields)))
+            event = start(admin, t, drug=drug, category=category, enc=enc, method=method, route=route, **fields)
+            event["drug"].update(coded)
+            timed.append((_time(charted)[0] if charted else minute, len(timed), event))
         if dash and end:
             minute, t = _time(end)
             timed.append((minute, len(timed), stop(admin, t, enc=enc)))

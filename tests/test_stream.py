@@ -261,3 +261,19 @@ async def test_a_timer_send_refused_while_the_worker_stops_is_dropped_not_a_cras
     stub.should_stop = False
     with pytest.raises(NotReady):  # running: a real failure, the app must crash
         await send_unless_stopping(stub, stub, [])
+
+
+async def test_the_coding_rules_worked_examples_stream_to_what_code_gives(broker):
+    """Every worked example of docs/coding-rules.md §8 (same drug by substance, pushes at one instant,
+    the take-home chemotherapy pump, overdue charted behind its visit's clock among them), each its own
+    encounter, through the real worker: the same standing charges and alerts as `code`."""
+    from tests.test_coding_rules_doc import EXAMPLES, _events
+
+    events = [e for name in EXAMPLES for e in _events(EXAMPLES[name], enc=f"DOC-{name}")]
+    expected = _batch(_lines(events))
+    assert {name for name in ("28", "29", "30", "31", "32")} <= set(EXAMPLES)
+    async with Worker(unique_settings(broker.bootstrap), NEXT_DAY) as w:
+        await w.send(_lines(events))
+        got = await w.collect(lambda r: net_charges(r) == net_charges(expected)
+                              and standing_alerts(r) == standing_alerts(expected))
+    assert net_charges(got) == net_charges(expected) and standing_alerts(got) == standing_alerts(expected)
