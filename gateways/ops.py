@@ -12,15 +12,13 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-from aiokafka.client import AIOKafkaClient
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from streams import health as health_server
 from streams.config import Settings
 from streams.health import Health
-from streams.kafka import client_kwargs
 from streams.metrics import LATENCY_BUCKETS
-from streams.reachability import BrokerWatch
+from streams.reachability import reachable_gauge, watching
 
 
 class ProcessMetrics:
@@ -28,8 +26,7 @@ class ProcessMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
-        self.kafka_reachable = Gauge("iv_kafka_reachable", "1 while the Kafka cluster answers metadata requests, "
-                                     "0 from the first one it did not answer", registry=self.registry)
+        self.kafka_reachable = reachable_gauge(self.registry)
 
 
 class FeedMetrics(ProcessMetrics):
@@ -86,19 +83,16 @@ async def _heartbeat(health: Health) -> None:
 @contextlib.asynccontextmanager
 async def operated(s: Settings, metrics: ProcessMetrics) -> AsyncIterator[Health]:
     """Serve /healthz, /readyz and /metrics for the block's duration, with the Kafka cluster's
-    reachability among the readiness checks (through a client of its own: the data clients'
-    connections are theirs to manage). The caller sets `health.ready` once it takes traffic."""
+    reachability among the readiness checks (streams/reachability.py). The caller sets
+    `health.ready` once it takes traffic."""
     health = Health()
-    client = AIOKafkaClient(**client_kwargs(s), request_timeout_ms=5000)
-    watch = BrokerWatch(client, s.kafka_unreachable_seconds, gauge=metrics.kafka_reachable, bootstrapped=False)
-    health.checks.append(watch.check)
     server = health_server.serve(metrics.registry, health, s.metrics_port, s.metrics_host)
-    tasks = [asyncio.create_task(_heartbeat(health)), asyncio.create_task(watch.run())]
+    beat = asyncio.create_task(_heartbeat(health))
     try:
-        yield health
+        async with watching(s, metrics.kafka_reachable) as watch:
+            health.checks.append(watch.check)
+            yield health
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await client.close()
+        beat.cancel()
+        await asyncio.gather(beat, return_exceptions=True)
         server.shutdown()

@@ -24,6 +24,7 @@ from streams.kafka import client_kwargs, faust_connection
 from streams.metrics import FaustSensors, Metrics
 from streams.pipeline import Pipeline
 from streams.processor import Processor
+from streams.reachability import BrokerWatch
 
 log = logging.getLogger(__name__)
 TABLE = "encounters"
@@ -41,7 +42,8 @@ class ValidatorApp(faust.App):
         return InboxTransport(self.conf.broker_consumer, self)
 
 
-def build_app(s: Settings, metrics: Metrics, clock=None, health: Health | None = None) -> faust.App:
+def build_app(s: Settings, metrics: Metrics, clock=None, health: Health | None = None,
+              reachability: BrokerWatch | None = None) -> faust.App:
     compat.apply(s.fetch_max_wait_ms)
     app = ValidatorApp(
         s.app_id,
@@ -60,6 +62,7 @@ def build_app(s: Settings, metrics: Metrics, clock=None, health: Health | None =
         broker_heartbeat_interval=1.0,
         broker_rebalance_timeout=6.0,
         broker_commit_interval=1.0,
+        producer_request_timeout=s.kafka_send_timeout_seconds,
         producer_linger=0.005,  # batches sends: each await no longer makes its own request
         # A batch's changelog writes (states with their outboxes, ~1-2 KB each) exceeded aiokafka's
         # 16 KB per-partition batch, and each send past it waited for the previous request's round
@@ -82,7 +85,7 @@ def build_app(s: Settings, metrics: Metrics, clock=None, health: Health | None =
     pipeline = None  # the processor writes through it; built right after
     processor = Processor(table, s.topics, s.policy, s.retention_days * 1440, metrics, partitions=s.partitions,
                           write=lambda *a: pipeline.write_state(*a), forget=Pipeline.forget_outbox, **kwargs)
-    pipeline = Pipeline(app, s, processor, metrics, processor.clock)
+    pipeline = Pipeline(app, s, processor, metrics, processor.clock, reachability)
     pipeline.changelog = table, table.changelog_topic.get_topic_name()
     app.processor, app.pipeline = processor, pipeline
     sources = (*s.topics.inputs, s.topics.repartition, s.topics.ticks)

@@ -116,6 +116,11 @@ class Settings:
     # a discharge processed before its stops is still coded right, with churn.
     align_max_wait_ms: int = _setting(10_000, "longest a partition waits for an input topic that is behind, "
                                       "0-60000 ms", "worker")
+    # faust's producer_request_timeout: an output Kafka has not taken by then fails the agent, and the
+    # worker exits 1 (docs/operations.md, "The Kafka cluster is unreachable").
+    kafka_send_timeout_seconds: float = _setting(1200.0, "longest the worker waits for Kafka to take an output; "
+                                                 "then it exits 1 and its next start reads again what it had "
+                                                 "not finished", "worker")
     retention_days: int = _setting(14, "days a discharged encounter is kept for late documentation", "worker")
     policy_file: str | None = _setting(None, "coding policy TOML (default: the specification's defaults)", "worker")
     drug_classes_file: str | None = _setting(None, "the hospital's drug-class table TOML, extending the shipped "
@@ -152,6 +157,10 @@ class Settings:
                                    "open, behind the sign-on proxy), comma-separated; others get 421", "worklist")
     feed_idle_timeout_seconds: float = _setting(30.0, "a connection silent or half-sent this long is closed", "feeds")
     feed_max_connections: int = _setting(100, "open connections per listener; more are refused", "feeds")
+    # Under the senders' ACK timeouts (an interface engine's is often 30 s; `hl7 send` waits 30 s), so
+    # a sender hears AE "resend" while it still waits, instead of timing out and resending blind.
+    feed_store_timeout_seconds: float = _setting(10.0, "longest a message waits for Kafka to store it before the "
+                                                 "sender is answered AE (HL7) or 503 (FHIR) to resend it", "feeds")
     topics: Topics = Topics()
 
     def __post_init__(self) -> None:
@@ -282,6 +291,10 @@ def _check(s: Settings) -> None:
         raise ConfigError("IV_KAFKA_UNREACHABLE_SECONDS: give seconds above 0")
     if s.feed_idle_timeout_seconds <= 0 or s.feed_max_connections < 1:
         raise ConfigError("IV_FEED_IDLE_TIMEOUT_SECONDS: give seconds above 0; IV_FEED_MAX_CONNECTIONS: 1 or more")
+    if not 1 <= s.feed_store_timeout_seconds <= 300:
+        raise ConfigError("IV_FEED_STORE_TIMEOUT_SECONDS: give 1 to 300 seconds, under the senders' ACK timeout")
+    if s.kafka_send_timeout_seconds < 10:
+        raise ConfigError("IV_KAFKA_SEND_TIMEOUT_SECONDS: give 10 seconds or more")
     if not s.visit_fields or any(not VISIT_FIELD.match(f) for f in s.visit_fields):
         raise ConfigError(f"IV_HL7_VISIT_FIELDS={s.hl7_visit_fields!r}: give PV1-n or PID-n fields, comma-separated, "
                           "in the order they are read (default PV1-19,PID-18)")

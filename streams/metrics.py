@@ -9,6 +9,7 @@ from faust.sensors.prometheus import PrometheusMonitor
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from streams.health import serve
+from streams.reachability import reachable_gauge
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -51,6 +52,8 @@ class Metrics:
                                         ["reason"], registry=r)
         self.reads_again = Counter("iv_reads_again_total", "Partitions read again from a record the agent "
                                    "never received (lost between the fetch and the agent, or passed by the consumer)", ["reason"], registry=r)
+
+        self.kafka_reachable = reachable_gauge(r)
 
         self._children: dict = {}  # (metric, labels) -> child: labels() costs ~5% of a backlog's CPU
 

@@ -42,12 +42,14 @@ MAX_HELD = 5000  # records held of one input partition before its fetching pause
 IDLE_WAKE = 0.1  # seconds without a batch before the timer wakes the agent for records it holds
 WAKE_EVERY = 0.5  # seconds between wake-ups (a wake-up is a tick record: held in time order too)
 LOST_AFTER = 2.0  # seconds a handed-over record may be on its way while the agent is idle
+LATE_CAUSE_WINDOW = 600.0  # seconds after an outage or a forced release that late records are put down to it
 REMEMBER_EVERY = 60.0  # seconds forwarding mode must grow by before it is written to the table again
 
 
 class Pipeline:
-    def __init__(self, app, s: Settings, processor: Processor, metrics: Metrics, clock) -> None:
+    def __init__(self, app, s: Settings, processor: Processor, metrics: Metrics, clock, reachability=None) -> None:
         self.app, self.topics, self.processor, self.metrics, self.clock = app, s.topics, processor, metrics, clock
+        self.reachability = reachability  # the worker's BrokerWatch (streams/reachability.py), or None
         self.partitions = s.partitions
         self.inputs = (*s.topics.inputs, s.topics.repartition, s.topics.ticks)  # a partition's, in time order
         self.ledger = ReadLedger(self.inputs, first=(s.topics.repartition, s.topics.ticks))
@@ -60,7 +62,8 @@ class Pipeline:
         self.forwarding = 0  # batches with forwards not yet on the producer: no watermark may pass them
         self.remembered = 0.0  # the "forwarding until" last written to the owned partitions' changelogs
         self.learn_forwarding = False  # partitions assigned: read their "forwarding until" once recovered
-        self.late_advised: set[str] = set()  # topics whose late records were logged (once each)
+        self.late_advised: set[tuple[str, str]] = set()  # (topic, cause) of late records logged (once each)
+        self.forced_at = float("-inf")  # when records last went ahead of an input that was behind
         self.deliveries = Deliveries(self._enqueue)
         self.changelog = None  # set by the app: the table and its changelog topic
 
@@ -74,8 +77,11 @@ class Pipeline:
         self.processor.rebuild_if_needed()  # the table is recovered once records flow
         self._forwarding_mode(wall)
         forwards, done = await self._receive(records, now, wall)
-        released = self.aligner.release(self.caught_up, now, wall)
-        self._count(released)
+        # Waiting is measured on a clock that stands still while the Kafka cluster is away: an outage
+        # is not an input that is behind, and after it the partitions catch up in time order.
+        waiting = self.reachability.waiting_clock() if self.reachability else now
+        released = self.aligner.release(self.caught_up, waiting, wall)
+        self._count(released, now)
         ready = released.items
         outputs = []
         for msg, m in ready:
@@ -143,20 +149,33 @@ class Pipeline:
             for tp in {m.tp for m in records}:
                 monitor.stream_inbound_time[tp] = now  # monotonic, as faust's
 
-    def _count(self, released) -> None:
+    def _count(self, released, now: float) -> None:
         self.metrics.alignment_wait.inc(released.waited)
         for reason, n in released.forced.items():
             self.metrics.child(self.metrics.alignment_forced, reason).inc(n)
+            self.forced_at = now
         for topic, n in released.late.items():
             self.metrics.child(self.metrics.late, topic).inc(n)
-            if topic not in self.late_advised:
-                self.late_advised.add(topic)
+            cause, advice = self._late_cause(now)
+            if (topic, cause) not in self.late_advised:
+                self.late_advised.add((topic, cause))
                 log.warning("records on %s reached the worker more than a second after records of the same partition "
                             "stamped later, and were processed out of time order (a discharge may have been coded "
-                            "before them and corrected): the producer's clock is behind the broker's, or it sets "
-                            "record timestamps itself; have it keep its clock in sync and let Kafka stamp records "
-                            "when they are sent", topic)
+                            "before them and corrected): %s", topic, advice)
         self.metrics.held.set(self.aligner.held)
+
+    def _late_cause(self, now: float) -> tuple[str, str]:
+        """Why records come late, the causes the worker can see first; the producers' clocks last."""
+        outage = self.reachability.recent_outage(LATE_CAUSE_WINDOW) if self.reachability else None
+        if outage is not None:
+            return "outage", (f"the Kafka cluster was unreachable for {outage:.0f} s in the last "
+                              f"{LATE_CAUSE_WINDOW / 60:.0f} minutes, and producers that held records through it "
+                              "sent them stamped when they were made; nothing to fix unless it goes on")
+        if now - self.forced_at < LATE_CAUSE_WINDOW:
+            return "forced", ("an input topic was behind for longer than IV_ALIGN_MAX_WAIT_MS, and records went "
+                              "ahead of it (iv_alignment_forced_total): see what delays that topic's producer")
+        return "clock", ("the producer's clock is behind the broker's, or it sets record timestamps itself; have it "
+                         "keep its clock in sync and let Kafka stamp records when they are sent")
 
     def _forwarding_mode(self, wall: float) -> None:
         """Forwarding mode must survive a restart or a rebalance. Learned only from forwards and

@@ -11,6 +11,7 @@ from streams.app import build_app
 from streams.config import Settings
 from streams.health import Health
 from streams.metrics import Metrics
+from streams.reachability import watching
 from streams.topics import create_topics
 
 log = logging.getLogger("infusion_validator.worker")
@@ -25,7 +26,15 @@ async def run_worker(settings: Settings, create: bool = False) -> int:
     metrics = Metrics()
     health = Health()
     server = metrics.serve(settings.metrics_port, settings.metrics_host, health=health)
-    app = build_app(settings, metrics, health=health)
+    try:
+        async with watching(settings, metrics.kafka_reachable) as watch:
+            health.checks.append(watch.check)  # /readyz 503 once the cluster is away IV_KAFKA_UNREACHABLE_SECONDS
+            return await _run_app(build_app(settings, metrics, health=health, reachability=watch), settings)
+    finally:
+        server.shutdown()
+
+
+async def _run_app(app, settings: Settings) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -43,7 +52,6 @@ async def run_worker(settings: Settings, create: bool = False) -> int:
         log.info("stopping: committing offsets, flushing the producer, leaving the group")
     finally:
         await app.stop()
-        server.shutdown()
     return 0
 
 

@@ -282,6 +282,30 @@ async def test_the_broker_watch_counts_unreachable_from_the_first_unanswered_req
     assert await watch.probe() is False and watch.unreachable_for == 0  # the clock starts again now
 
 
+async def test_the_waiting_clock_stands_still_while_the_cluster_is_away():
+    """Time-aligned reading measures waits on it: a partition blocked before an outage has waited
+    only its reachable seconds after it. An outage counts from the start of the request that failed."""
+    from streams.reachability import BrokerWatch
+
+    now, client = [0.0], _Client()
+
+    def clock():
+        return now[0]
+
+    watch = BrokerWatch(client, unreachable_after=30, timeout=0.05, clock=clock)
+    await watch.probe()
+    now[0] = 10.0
+    client.up = False
+    assert await watch.probe() is False  # the request made at 10 s
+    now[0] = 40.0
+    assert watch.waiting_clock() == 10.0 and watch.recent_outage(600) == 30.0
+    client.up = True
+    assert await watch.probe() is True
+    now[0] = 45.0
+    assert watch.waiting_clock() == 15.0  # 45 s, less the 30 s away
+    assert watch.recent_outage(600) == 30.0 and watch.recent_outage(4) is None  # it ended 5 s ago
+
+
 def test_every_command_s_help_lists_the_settings_it_reads_generated_from_them():
     from dataclasses import fields
 
