@@ -32,11 +32,14 @@ def drug_classes(s: Settings) -> DrugClasses:
 
 @contextlib.asynccontextmanager
 async def bridge(s: Settings, metrics: FeedMetrics | None = None):
-    producer = AIOKafkaProducer(**client_kwargs(s), linger_ms=5, acks="all")
+    # A batch Kafka has not taken within the store timeout expires in the producer too: a message
+    # answered AE is not stored behind the sender's back when the cluster returns later.
+    timeout = s.feed_store_timeout_seconds
+    producer = AIOKafkaProducer(**client_kwargs(s), linger_ms=5, acks="all", request_timeout_ms=int(timeout * 1000))
     await producer.start()
     try:
         yield Bridge(producer, s.topics, on_rejected=metrics.observe_rejection if metrics else None,
-                     on_noted=metrics.observe_note if metrics else None)
+                     on_noted=metrics.observe_note if metrics else None, timeout=timeout)
     finally:
         await producer.stop()
 
@@ -145,19 +148,23 @@ async def load_fhir(s: Settings, files: list[str], out=print) -> int:
         return 2 if b.rejected else 0
 
 
-async def send_hl7(host: str, port: int, files: list[str], out=print, ssl: ssl_module.SSLContext | None = None) -> int:
+async def send_hl7(host: str, port: int, files: list[str], out=print, ssl: ssl_module.SSLContext | None = None,
+                   timeout: float = 30.0) -> int:
     """Send archive files' messages to an MLLP listener (over TLS with `ssl`) and print each ACK as
     it arrives (MSA-3's text unescaped); exit 2 unless all AA."""
     messages = [m for path in files for m in mllp.split_messages(read_file(path))]
     refused = 0
     try:
-        async for raw, ack in mllp.send(host, port, messages, ssl=ssl):
+        async for raw, ack in mllp.send(host, port, messages, timeout, ssl=ssl):
             code, text = mllp.read_ack(ack)
             refused += code != "AA"
             out(f"{mllp.control_id(raw)}: {code}" + (f" {text}" if text else ""))
     except ConnectionRefusedError:
         raise OSError(f"no MLLP listener on {host}:{port}: start `infusion-validator hl7 listen` "
                       "(or `make demo`, which listens on 2575), or give --host/--port") from None
+    except TimeoutError as exc:  # the listener took the message and did not answer in time
+        raise OSError(f"{exc} from {host}:{port}; it may or may not be stored (is the listener's Kafka cluster "
+                      "reachable? see its /readyz): resend it, a repeat is recognised by its event ids") from None
     return 2 if refused else 0
 
 

@@ -328,7 +328,10 @@ async def send(host: str, port: int, messages: list[bytes], timeout: float = 30.
         for raw in messages:
             writer.writeblock(re.sub(rb"\r\n|\n", b"\r", raw).strip(b"\r") + b"\r")
             await writer.drain()
-            ack = await asyncio.wait_for(reader.readblock(), timeout)
+            try:
+                ack = await asyncio.wait_for(reader.readblock(), timeout)
+            except TimeoutError:
+                raise TimeoutError(f"no ACK within {timeout:g} s for message {control_id(raw)}") from None
             yield raw, ack.decode("utf-8", "replace")
     finally:
         writer.close()

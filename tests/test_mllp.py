@@ -1,11 +1,18 @@
 """MLLP pieces without a broker (gateways/mllp.py): ACKs with one ERR per problem, ACK text read back
-unescaped, archives split as bytes."""
+unescaped, archives split as bytes, answers in time when Kafka does not store."""
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 
+import pytest
+
 from feeds import DrugClasses, translate_hl7
-from gateways.mllp import build_ack, read_ack, split_messages
+from gateways.bridge import Bridge
+from gateways.gateway import send_hl7
+from gateways.mllp import build_ack, handle, read_ack, split_messages
+from streams.config import Topics
 
 SAMPLES = Path(__file__).parent.parent / "samples" / "hl7"
 
@@ -37,3 +44,34 @@ def test_archives_are_split_as_bytes_so_any_charset_survives():
     first, second = split_messages(archive)
     assert first == one.rstrip(b"\r") + b"\r" and "Vancomycine \u00e9".encode("latin-1") in first
     assert second.count(b"\r\n") == 0 and second.startswith(b"MSH|")
+
+
+class _StuckProducer:
+    """A producer whose cluster never takes anything (aiokafka's send() returns a future to await)."""
+
+    async def send(self, *args, **kwargs):
+        return asyncio.get_running_loop().create_future()
+
+
+async def test_a_message_kafka_does_not_store_in_time_is_answered_resend_while_the_sender_waits():
+    raw = (SAMPLES / "ras-start.hl7").read_bytes()
+    began = time.monotonic()
+    ack = await handle(raw, Bridge(_StuckProducer(), Topics(), timeout=0.3), DrugClasses.load(), {"feed": "hl7"})
+    assert time.monotonic() - began < 2
+    assert read_ack(ack.decode()) == ("AE", "could not store the message in Kafka; resend it")
+
+
+async def test_hl7_send_says_why_it_gave_up_waiting_for_an_ack(tmp_path):
+    async def silent(reader, writer):
+        await reader.read(1 << 20)  # takes the message, never answers
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    (tmp_path / "m.hl7").write_bytes((SAMPLES / "ras-start.hl7").read_bytes())
+    try:
+        with pytest.raises(OSError) as exc:
+            await send_hl7("127.0.0.1", port, [str(tmp_path / "m.hl7")], timeout=0.3)
+    finally:
+        server.close()
+    assert str(exc.value).startswith(f"no ACK within 0.3 s for message MAR0001001 from 127.0.0.1:{port}; it may "
+                                      "or may not be stored")
