@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import sys
 from pathlib import Path
 
@@ -33,21 +34,28 @@ examples:
 
 
 REPORT_HELP = """\
-Write the coder's report: one HTML file that needs no network to open (inline CSS and SVG charts).
+Write the coder's report: one HTML page that needs no network to open (inline CSS and SVG charts),
+and every encounter's rows as CSV beside it. Built for a lookback audit as well as a day: run last
+month's (or last year's) MAR export through `code`, then the output through `report`.
 
-Reads the output records of `code` (JSON Lines: charge, alert, dead_letter) and shows, per encounter,
-the net charge lines (posts minus reversals) with their explanations and administrations, the
-standing pre-bill findings with what to correct, and the open documentation gaps that hold charges;
-charts of net units by CPT and of documentation gaps by alert code (open vs resolved); and the
-revenue at stake: missed charges, unsupported units, charges held by missing documentation. In
-units, or in amounts with --fee-schedule: a CSV with the header `cpt,amount` ('#' lines are notes
-shown in the report). Lines that are not output records are counted and skipped.
+Reads the output records of `code` (JSON Lines: charge, alert, dead_letter) from any number of files
+once, in bounded memory (a copy goes to TMPDIR while the report is written). The page shows the
+revenue at stake (missed charges, unsupported units, charges held by missing documentation);
+breakdowns by CPT, finding, unit and first service date, with a trend chart over the days; and the
+--top encounters most at stake with their net charge lines, standing pre-bill findings and open
+documentation gaps. Its size does not grow with the archive. The CSV (--csv; default: the page's
+name with .csv) has one row per net line, finding, open gap and unit at stake of every encounter;
+its sums equal the page's. In units, or in amounts with --fee-schedule: a CSV with the header
+`cpt,amount` ('#' lines are notes shown in the report). Lines that are not output records are
+counted and skipped.
 
 Exit status: 0 report written, 2 written but some lines could not be read, 1 usage or I/O error.
 
 examples:
   infusion-validator code day.jsonl > coded.jsonl
   infusion-validator report coded.jsonl --fee-schedule samples/fee-schedule-illustrative.csv -o day.html
+  infusion-validator code march.jsonl --retention-days 7 > march-coded.jsonl
+  infusion-validator report march-coded.jsonl --from 2026-03-01 --to 2026-03-31 -o march.html --top 500
   infusion-validator simulate --encounters 200 | infusion-validator code - | infusion-validator report -
 """
 
@@ -78,10 +86,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help="the coder's report: one self-contained HTML file from the output of `code`",
                             description=REPORT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    report.add_argument("records", metavar="RECORDS", help="output records of `code` (JSON Lines), or - for standard input")
+    report.add_argument("records", metavar="RECORDS", nargs="+",
+                        help="output records of `code` (JSON Lines): files, or - for standard input")
     report.add_argument("-o", "--output", default="report.html", help="HTML file to write (default: report.html)")
+    report.add_argument("--csv", metavar="FILE", help="every encounter's rows (default: the page's name with .csv)")
+    report.add_argument("--top", type=_count, default=200, metavar="N",
+                        help="encounters most at stake shown in full on the page (default: 200)")
+    report.add_argument("--from", dest="start", type=_date, metavar="YYYY-MM-DD",
+                        help="only encounters first served on or after this date")
+    report.add_argument("--to", dest="end", type=_date, metavar="YYYY-MM-DD",
+                        help="only encounters first served on or before this date")
     report.add_argument("--fee-schedule", metavar="FILE",
                         help="CSV with the header cpt,amount: adds the amounts at stake (default: units only)")
+    report.add_argument("--progress", action="store_true",
+                        help="report progress on standard error (default: only when it is a terminal)")
 
     sim = sub.add_parser("simulate", help="write a simulated hospital day of events (JSON Lines)")
     sim.add_argument("--encounters", type=int, default=2000, help="encounters to simulate (default 2000)")
@@ -377,28 +395,57 @@ def _need(module: str, extra: str, what: str) -> None:
 
 def _report(args) -> int:
     _need("matplotlib", "report", "the report's charts")
-    from cli.report import load_fee_schedule, read_records, summarize
-    from cli.report_html import render
+    from cli.report import Period, build, load_fee_schedule
+    from cli.report_csv import Rows
+    from cli.report_html import render, stake_totals
 
     fees = load_fee_schedule(args.fee_schedule) if args.fee_schedule else None  # a bad fee file fails before reading
-    source = sys.stdin.buffer if args.records == "-" else _open(args.records, "output records of `code`")
-    with source:
-        recs = read_records(source, progress=lambda n: print(f"  {n:,} lines read", file=sys.stderr, flush=True))
-    summary = summarize(recs)
-    Path(args.output).write_text(render(summary, "standard input" if args.records == "-" else args.records, fees),
-                                 encoding="utf-8")
-    print(f"{args.output}: {_report_line(summary, fees)}", file=sys.stderr)
-    return 2 if recs.unreadable else 0
+    if args.start and args.end and args.start > args.end:
+        raise ValueError(f"--from {args.start} is after --to {args.end}")
+    if args.records.count("-") > 1:
+        raise ValueError("standard input (-) can be read once")
+    csv_path = Path(args.csv) if args.csv else Path(args.output).with_suffix(".csv")
+    sources = [_records_source(path) for path in args.records]
+    progress = (lambda n: print(f"  {n:,} lines read", file=sys.stderr, flush=True)) \
+        if args.progress or sys.stderr.isatty() else None
+    try:
+        with open(csv_path, "w", newline="", encoding="utf-8") as out:
+            report = build([(name, f, size) for name, f, size in sources], fees, args.top,
+                           Period(args.start, args.end), Rows(out), progress)
+    finally:
+        for _, f, _ in sources:
+            f.close()
+    Path(args.output).write_text(render(report, fees, csv_path.name), encoding="utf-8")
+    t, read = report.totals, report.read
+    print(f"{args.output}: {t.encounters:,} encounters ({t.to_work:,} to work, {len(report.listed):,} listed), "
+          f"{read.unreadable:,} unreadable lines; at stake {stake_totals(t, fees)}; every encounter in {csv_path}",
+          file=sys.stderr)
+    return 2 if read.unreadable else 0
 
 
-def _report_line(summary, fees) -> str:
-    from cli.report_html import stake_totals
+def _records_source(path: str):
+    """(name shown in the report, binary file, size in bytes or None)."""
+    if path == "-":
+        return "standard input", open(sys.stdin.fileno(), "rb", closefd=False), None
+    f = _open(path, "output records of `code`")
+    return path, f, os.fstat(f.fileno()).st_size
 
-    recs = summary.records
-    work = sum(v.needs_action for v in summary.encounters)
-    line = (f"{len(summary.encounters):,} encounters ({work:,} to work), {sum(summary.findings_by_code.values()):,} "
-            f"standing findings, {recs.unreadable:,} unreadable lines")
-    return line + "; at stake " + stake_totals(summary, fees)
+
+def _count(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"give a whole number of encounters, 0 or more (got {text!r})")
+    return n
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"give a date as YYYY-MM-DD (got {text!r})") from None
 
 
 def _open(path: str, what: str = "a JSON Lines file of events"):

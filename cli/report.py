@@ -1,13 +1,21 @@
 """`infusion-validator report`: the coder's report, from the output records of `code`.
 
-Reading and aggregation only, as pure functions over the records; the HTML and the charts are drawn
-by cli/report_html.py. The records are read as a consumer of the output topics reads them: at least
-once (the same charge_id / alert_id may come twice), a reversal names the post it cancels, and an
-alert's standing is the state of its last record.
+Built for a lookback audit as well as a day: the records are read once, in bounded memory
+(cli/report_spill.py partitions them by encounter on disk and reads them back one bucket at a time),
+each encounter is folded into its net lines, standing findings, open gaps and revenue at stake, and
+only what the page needs is kept (`Totals`: totals, breakdowns by CPT, unit, day and finding, and
+the encounters most at stake). Every encounter's rows go to the CSV beside the page
+(cli/report_csv.py). The HTML and the charts are drawn by cli/report_html.py.
+
+The records are read as a consumer of the output topics reads them: at least once (the same
+charge_id / alert_id may come twice), a reversal names the post it cancels, and an alert's
+standing is the state of its last record.
 """
 from __future__ import annotations
 
 import csv
+import datetime as dt
+import heapq
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -16,9 +24,12 @@ from decimal import Decimal, InvalidOperation
 
 import orjson
 
+from cli.report_spill import Spill, Spilled, buckets_for
 from rules.alerts import audience_of
 
-PROGRESS_EVERY = 100_000  # lines between progress notes on standard error
+NO_UNIT = "(unit not known)"  # encounters whose alerts carry no location
+NO_DATE = "(no service date)"  # encounters with no charge line
+EXAMPLES = 3  # complete charge lines kept as examples (the demo prints them)
 
 # The fields each kind must carry to be used, with their types; anything else is an unreadable line.
 _CHARGE_FIELDS = {"charge_id": str, "action": str, "encounter_id": str, "cpt": str, "units": int,
@@ -32,6 +43,7 @@ class Encounter:
     posts: dict[str, dict] = field(default_factory=dict)  # charge_id -> the posted line
     reversed: set[str] = field(default_factory=set)  # charge_ids named by a reversal
     alerts: dict[str, dict] = field(default_factory=dict)  # alert_id -> its last record
+    unit: str | None = None  # the unit of its latest alert that names one
 
     def net_lines(self) -> list[dict]:
         """Posts no reversal cancels, in service-date and CPT order (how a coder reads a claim)."""
@@ -42,46 +54,29 @@ class Encounter:
         """Alerts for `who` (nursing | coding) whose last record raised them."""
         return [a for a in self.alerts.values() if a["state"] == "raised" and audience_of(a) == who]
 
-
-@dataclass
-class Records:
-    encounters: dict[str, Encounter] = field(default_factory=dict)
-    lines: int = 0
-    unreadable: int = 0
-    unreadable_lines: list[int] = field(default_factory=list)  # the first few, to look them up
-    dead_letters: Counter = field(default_factory=Counter)  # by category
-    orphan_reversals: int = 0  # reversals of a post not in these records (an earlier file's)
-
-    def encounter(self, encounter_id: str) -> Encounter:
-        enc = self.encounters.get(encounter_id)
-        if enc is None:
-            enc = self.encounters[encounter_id] = Encounter(encounter_id)
-        return enc
+    @property
+    def first_date(self) -> str | None:
+        """The earliest service date of its posted lines: the day it counts under."""
+        return min((p["service_date"] for p in self.posts.values()), default=None)
 
 
-def read_records(lines: Iterable[bytes], progress: Callable[[int], None] | None = None) -> Records:
-    """Fold JSON Lines output records into per-encounter state; a bad line is counted, never fatal."""
-    recs = Records()
-    for lineno, raw in enumerate(lines, 1):
-        recs.lines = lineno
-        if progress and lineno % PROGRESS_EVERY == 0:
-            progress(lineno)
-        if raw.strip() and not _take(recs, raw):
-            recs.unreadable += 1
-            if len(recs.unreadable_lines) < 10:
-                recs.unreadable_lines.append(lineno)
-    recs.orphan_reversals = sum(len(e.reversed - e.posts.keys()) for e in recs.encounters.values())
-    return recs
+def fold(rows: Iterable[tuple[str, bytes]], seen: Spilled) -> dict[str, Encounter]:
+    """One bucket's records, (where, line), folded per encounter; a bad line is counted, never fatal."""
+    encounters: dict[str, Encounter] = {}
+    for where, raw in rows:
+        if not _take(encounters, raw):
+            seen.note_unreadable(where)
+    return encounters
 
 
-def _take(recs: Records, raw: bytes) -> bool:
+def _take(encounters: dict[str, Encounter], raw: bytes) -> bool:
     try:
         rec = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return False
     kind = rec.get("kind") if isinstance(rec, dict) else None
     if kind == "charge" and _fits(rec, _CHARGE_FIELDS) and rec["action"] in ("post", "reverse"):
-        enc = recs.encounter(rec["encounter_id"])
+        enc = _encounter(encounters, rec["encounter_id"])
         if rec["action"] == "post":
             enc.posts[rec["charge_id"]] = rec
         elif isinstance(rec.get("reverses"), str):
@@ -90,12 +85,20 @@ def _take(recs: Records, raw: bytes) -> bool:
             return False  # a reversal that names nothing cannot be applied
         return True
     if kind == "alert" and _fits(rec, _ALERT_FIELDS) and rec["state"] in ("raised", "resolved"):
-        recs.encounter(rec["encounter_id"]).alerts[rec["alert_id"]] = rec  # the last record stands
-        return True
-    if kind == "dead_letter":
-        recs.dead_letters[str(rec.get("category") or "unknown")] += 1
+        enc = _encounter(encounters, rec["encounter_id"])
+        enc.alerts[rec["alert_id"]] = rec  # the last record stands
+        where = rec.get("location")
+        if isinstance(where, dict) and isinstance(where.get("unit"), str) and where["unit"]:
+            enc.unit = where["unit"]
         return True
     return False
+
+
+def _encounter(encounters: dict[str, Encounter], encounter_id: str) -> Encounter:
+    enc = encounters.get(encounter_id)
+    if enc is None:
+        enc = encounters[encounter_id] = Encounter(encounter_id)
+    return enc
 
 
 def _fits(rec: dict, fields: dict[str, type]) -> bool:
@@ -119,6 +122,7 @@ class Stake:
 
 
 MISSED, UNSUPPORTED, HELD = "missed", "unsupported", "held"
+CATEGORIES = (MISSED, UNSUPPORTED, HELD)
 
 # How rules/prebill.py words each finding: the figures are read back from the message.
 _MISSED = re.compile(r"^(\w+): documentation supports (\d+) unit\(s\), (\d+) submitted")
@@ -167,7 +171,7 @@ def held_stakes(lines: list[dict], open_gaps: list[dict]) -> list[Stake]:
     return out
 
 
-# -- the report's figures -----------------------------------------------------------------------
+# -- one encounter ------------------------------------------------------------------------------
 
 
 @dataclass
@@ -177,38 +181,15 @@ class EncounterView:
     findings: list[dict]  # standing coding alerts (pre-bill findings and coding notes)
     open_gaps: list[dict]  # standing nursing alerts
     stakes: list[Stake]
+    unit: str = NO_UNIT
+    day: str = NO_DATE  # its first service date
 
     @property
     def needs_action(self) -> bool:
         return bool(self.findings or self.open_gaps or self.stakes)
 
 
-@dataclass
-class Summary:
-    encounters: list[EncounterView]
-    units_by_cpt: Counter  # net units over all encounters
-    gaps_by_code: dict[str, Counter]  # nursing alert code -> {"open": n, "resolved": n}
-    findings_by_code: Counter  # standing coding alerts by code
-    records: Records
-
-
-def summarize(recs: Records) -> Summary:
-    views, units, gaps, findings = [], Counter(), {}, Counter()
-    for enc in recs.encounters.values():
-        view = _view(enc)
-        views.append(view)
-        for line in view.lines:
-            units[line["cpt"]] += line["units"]
-        findings.update(a["code"] for a in view.findings)
-        for a in enc.alerts.values():
-            if audience_of(a) == "nursing":
-                gaps.setdefault(a["code"], Counter())["open" if a["state"] == "raised" else "resolved"] += 1
-    # encounters with something to act on first, then the rest; each group in id order
-    views.sort(key=lambda v: (not v.needs_action, v.encounter_id))
-    return Summary(views, units, gaps, findings, recs)
-
-
-def _view(enc: Encounter) -> EncounterView:
+def view_of(enc: Encounter) -> EncounterView:
     lines = enc.net_lines()
     net_units: Counter = Counter()
     for line in lines:
@@ -216,7 +197,8 @@ def _view(enc: Encounter) -> EncounterView:
     findings = sorted(enc.standing("coding"), key=lambda a: (a["code"], a["message"]))
     gaps = sorted(enc.standing("nursing"), key=lambda a: (a["code"], a.get("administration_id") or ""))
     stakes = _one_surplus_per_cpt([s for a in findings for s in finding_stakes(a, net_units)])
-    return EncounterView(enc.encounter_id, lines, findings, gaps, stakes + held_stakes(lines, gaps))
+    return EncounterView(enc.encounter_id, lines, findings, gaps, stakes + held_stakes(lines, gaps),
+                         enc.unit or NO_UNIT, enc.first_date or NO_DATE)
 
 
 def _one_surplus_per_cpt(stakes: list[Stake]) -> list[Stake]:
@@ -273,3 +255,185 @@ def _fee_row(path: str, n: int, line: str) -> tuple[str, Decimal]:
     except InvalidOperation:
         raise ValueError(f"{path} line {n}: expected 'CPT,amount' (e.g. 96365,160.00), got {line!r}") from None
     return cells[0], amount
+
+
+# -- the page's figures, kept in bounded memory -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Period:
+    """--from/--to: encounters whose first service date is within [start, end] (ISO dates)."""
+    start: dt.date | None = None
+    end: dt.date | None = None
+
+    @property
+    def given(self) -> bool:
+        return self.start is not None or self.end is not None
+
+    def holds(self, day: str) -> bool:
+        if not self.given:
+            return True
+        try:
+            d = dt.date.fromisoformat(day)
+        except ValueError:
+            return False
+        return (self.start is None or d >= self.start) and (self.end is None or d <= self.end)
+
+
+@dataclass
+class Money:
+    """Units at stake, with their amount when there is a fee schedule."""
+    units: int = 0
+    amount: Decimal = Decimal(0)
+    unpriced: int = 0  # units with no fee in the schedule
+    approx: bool = False  # some finding named a code but not its units: at least this much
+
+    def add(self, stake: Stake, fees: FeeSchedule | None) -> None:
+        self.units += stake.units
+        self.approx |= not stake.exact
+        amount = fees.amount(stake) if fees else None
+        if amount is None:
+            self.unpriced += stake.units if fees else 0
+        else:
+            self.amount += amount
+
+
+@dataclass
+class Tally:
+    """One row of a breakdown."""
+    encounters: int = 0
+    to_work: int = 0
+    lines: int = 0
+    units: int = 0
+    findings: int = 0
+    open_gaps: int = 0
+    stake: Money = field(default_factory=Money)
+
+
+@dataclass
+class Totals:
+    """What the page shows, kept while the encounters go by: totals, breakdowns, the most at stake."""
+    fees: FeeSchedule | None
+    top: int
+    encounters: int = 0
+    to_work: int = 0
+    orphan_reversals: int = 0
+    left_out: int = 0  # encounters outside --from/--to (or with no service date when they are given)
+    stakes: dict[str, Money] = field(default_factory=lambda: {c: Money() for c in CATEGORIES})
+    by_cpt: dict[str, Tally] = field(default_factory=dict)
+    by_unit: dict[str, Tally] = field(default_factory=dict)
+    by_day: dict[str, Tally] = field(default_factory=dict)
+    by_finding: dict[str, Tally] = field(default_factory=dict)  # alert code or hold reason
+    alerts: dict[str, dict[str, Counter]] = field(default_factory=dict)  # audience -> code -> raised/resolved
+    examples: dict[str, dict] = field(default_factory=dict)  # CPT -> a complete net line, the first few CPTs
+    _heap: list = field(default_factory=list)  # (value, encounter_id, view): the `top` most at stake
+
+    def add(self, view: EncounterView, enc: Encounter) -> None:
+        self.encounters += 1
+        self.to_work += view.needs_action
+        self.orphan_reversals += len(enc.reversed - enc.posts.keys())
+        for a in enc.alerts.values():
+            who = self.alerts.setdefault(audience_of(a), {})
+            who.setdefault(a["code"], Counter())["resolved" if a["state"] == "resolved" else "open"] += 1
+        for tally in (_row(self.by_unit, view.unit), _row(self.by_day, view.day)):
+            self._count(tally, view)
+        for line in view.lines:
+            row = _row(self.by_cpt, line["cpt"])
+            row.lines += 1
+            row.units += line["units"]
+            if len(self.examples) < EXAMPLES and not line.get("incomplete_documentation"):
+                self.examples.setdefault(line["cpt"], line)
+        for a in view.findings + view.open_gaps:
+            _row(self.by_finding, a["code"]).findings += 1
+        for code in {a["code"] for a in view.findings + view.open_gaps}:
+            _row(self.by_finding, code).encounters += 1
+        for s in view.stakes:
+            self.stakes[s.category].add(s, self.fees)
+            _row(self.by_cpt, s.cpt).stake.add(s, self.fees)
+            for reason in s.reason.split(", "):  # a surplus two findings explain counts under each
+                _row(self.by_finding, reason).stake.add(s, self.fees)
+        if view.needs_action:
+            self._rank(view)
+
+    def _count(self, tally: Tally, view: EncounterView) -> None:
+        tally.encounters += 1
+        tally.to_work += view.needs_action
+        tally.lines += len(view.lines)
+        tally.units += sum(line["units"] for line in view.lines)
+        tally.findings += len(view.findings)
+        tally.open_gaps += len(view.open_gaps)
+        for s in view.stakes:
+            tally.stake.add(s, self.fees)
+
+    def _rank(self, view: EncounterView) -> None:
+        entry = (stake_value(view.stakes, self.fees), _Last(view.encounter_id), view)
+        if len(self._heap) < self.top:
+            heapq.heappush(self._heap, entry)
+        elif self.top and entry[:2] > self._heap[0][:2]:
+            heapq.heapreplace(self._heap, entry)
+
+    def most_at_stake(self) -> list[EncounterView]:
+        """The `top` encounters to work, the most at stake first (then by encounter id)."""
+        return [v for _, _, v in sorted(self._heap, key=lambda e: (-e[0], e[2].encounter_id))]
+
+
+class _Last(str):
+    """An encounter id that ranks the smaller id higher: of two equal stakes the heap keeps the
+    encounter listed first."""
+    __slots__ = ()
+
+    def __lt__(self, other: str) -> bool:
+        return str.__gt__(self, other)
+
+    def __gt__(self, other: str) -> bool:
+        return str.__lt__(self, other)
+
+
+def _row(table: dict[str, Tally], key: str) -> Tally:
+    row = table.get(key)
+    if row is None:
+        row = table[key] = Tally()
+    return row
+
+
+def stake_value(stakes: list[Stake], fees: FeeSchedule | None) -> Decimal:
+    """What ranks an encounter: its amount at stake, or its units without a fee schedule."""
+    if fees is None:
+        return Decimal(sum(s.units for s in stakes))
+    return sum((a for s in stakes if (a := fees.amount(s)) is not None), Decimal(0))
+
+
+@dataclass
+class Report:
+    sources: list[str]
+    period: Period
+    read: Spilled  # lines, dead letters, unreadable lines
+    totals: Totals
+
+    @property
+    def listed(self) -> list[EncounterView]:
+        return self.totals.most_at_stake()
+
+
+def build(sources: list[tuple[str, Iterable[bytes], int | None]], fees: FeeSchedule | None = None, top: int = 200,
+          period: Period = Period(), rows=None, progress: Callable[[int], None] | None = None,
+          tmpdir: str | None = None) -> Report:
+    """The report of `sources` (name, lines, size in bytes or None): read once, in bounded memory.
+    `rows`: a cli.report_csv.Rows that takes every encounter's rows (None: no CSV)."""
+    totals = Totals(fees, top)
+    with Spill(buckets_for(size for _, _, size in sources), tmpdir) as spill:
+        for name, lines, _ in sources:
+            spill.add(lines, name, progress)
+        for bucket in spill.buckets():
+            encounters = fold(bucket, spill.seen)
+            for enc_id in sorted(encounters):
+                enc = encounters[enc_id]
+                view = view_of(enc)
+                if not period.holds(view.day):
+                    totals.left_out += 1
+                    continue
+                totals.add(view, enc)
+                if rows is not None:
+                    rows.write(view, fees)
+        read = spill.seen
+    return Report([name for name, _, _ in sources], period, read, totals)

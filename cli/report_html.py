@@ -17,7 +17,8 @@ from collections import Counter
 from decimal import Decimal
 from html import escape
 
-from cli.report import HELD, MISSED, UNSUPPORTED, EncounterView, FeeSchedule, Stake, Summary
+from cli.report import (HELD, MISSED, NO_DATE, UNSUPPORTED, EncounterView, FeeSchedule, Money, Report, Stake,
+                        Tally, Totals)
 from feeds.text import clean, cut
 
 CATEGORY_TITLES = {
@@ -64,21 +65,23 @@ def _money(amount: Decimal) -> str:
     return f"{amount:,.2f}"
 
 
-def render(summary: Summary, source: str, fees: FeeSchedule | None) -> str:
-    recs = summary.records
-    needing = [v for v in summary.encounters if v.needs_action]
+def render(report: Report, fees: FeeSchedule | None, csv_name: str | None = None) -> str:
+    """The page: its size depends on the number of CPTs, units, days and findings, and on `--top`,
+    never on the number of encounters (those not listed are in the CSV, `csv_name`)."""
+    totals, listed = report.totals, report.listed
+    source = ", ".join(report.sources)
     body = [
         f"<h1>Coder's report</h1><p class=muted>From the output records of <code>infusion-validator code</code> "
-        f"in <code>{_e(source)}</code>: {recs.lines:,} lines, {len(summary.encounters):,} encounters, "
-        f"{len(needing):,} with something to work.</p>",
-        _input_notes(summary),
-        _stake_section(summary, fees),
-        _charts(summary),
-        _worklist(needing, fees),
-        "<h2>Encounters</h2><p class=muted>Net charge lines (posts minus reversals) with the rule that decided "
-        "each, standing pre-bill findings with what to correct, and open documentation gaps. Encounters to "
-        "work come first and are open.</p>",
-        *(_encounter(v, fees) for v in summary.encounters),
+        f"in <code>{_e(source)}</code>{_period(report)}: {report.read.lines:,} lines, {totals.encounters:,} "
+        f"encounters, {totals.to_work:,} with something to work.</p>",
+        _input_notes(report),
+        _stake_section(totals, fees),
+        _charts(totals, fees),
+        _breakdowns(totals, fees),
+        _worklist(listed, totals, fees, csv_name),
+        "<h2>Encounters most at stake</h2><p class=muted>Net charge lines (posts minus reversals) with the rule "
+        "that decided each, standing pre-bill findings with what to correct, and open documentation gaps.</p>",
+        *(_encounter(v, fees) for v in listed),
     ]
     return ("<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
             f"<meta http-equiv=\"Content-Security-Policy\" content=\"{CSP}\">"
@@ -87,27 +90,37 @@ def render(summary: Summary, source: str, fees: FeeSchedule | None) -> str:
             + "\n".join(body) + "</body></html>\n")
 
 
-def _input_notes(summary: Summary) -> str:
-    recs, notes = summary.records, []
-    if recs.unreadable:
-        notes.append(f"{recs.unreadable:,} line(s) could not be read as output records and were skipped "
-                     f"(first: line {', '.join(map(str, recs.unreadable_lines))}).")
-    if recs.dead_letters:
-        cats = ", ".join(f"{_e(c)} {n:,}" for c, n in sorted(recs.dead_letters.items()))
-        notes.append(f"{sum(recs.dead_letters.values()):,} input event(s) were rejected by the coder "
+def _period(report: Report) -> str:
+    p = report.period
+    if not p.given:
+        return ""
+    return (f", encounters first served {'from ' + p.start.isoformat() if p.start else ''}"
+            f"{' ' if p.start and p.end else ''}{'to ' + p.end.isoformat() if p.end else ''}")
+
+
+def _input_notes(report: Report) -> str:
+    read, totals, notes = report.read, report.totals, []
+    if read.unreadable:
+        notes.append(f"{read.unreadable:,} line(s) could not be read as output records and were skipped "
+                     f"(first: {_e(', '.join(read.unreadable_at))}).")
+    if read.dead_letters:
+        cats = ", ".join(f"{_e(c)} {n:,}" for c, n in sorted(read.dead_letters.items()))
+        notes.append(f"{sum(read.dead_letters.values()):,} input event(s) were rejected by the coder "
                      f"(dead letters: {cats}); whatever they documented is not coded here.")
-    if recs.orphan_reversals:
-        notes.append(f"{recs.orphan_reversals:,} reversal(s) cancel a charge posted outside these records; "
+    if totals.orphan_reversals:
+        notes.append(f"{totals.orphan_reversals:,} reversal(s) cancel a charge posted outside these records; "
                      "they change nothing here.")
+    if totals.left_out:
+        notes.append(f"{totals.left_out:,} encounter(s) left out: first served outside the period, or with no "
+                     "charge line to date them.")
     return "".join(f"<p class=note>{n}</p>" for n in notes)
 
 
 # -- revenue at stake ---------------------------------------------------------------------------
 
 
-def _stake_section(summary: Summary, fees: FeeSchedule | None) -> str:
-    stakes = [s for v in summary.encounters for s in v.stakes]
-    rows = "".join(_category_row(cat, [s for s in stakes if s.category == cat], fees) for cat in CATEGORY_TITLES)
+def _stake_section(totals: Totals, fees: FeeSchedule | None) -> str:
+    rows = "".join(_category_row(cat, totals.stakes[cat], fees) for cat in CATEGORY_TITLES)
     head = "<tr><th>category</th><th>units</th>" + ("<th>amount</th><th>units with no fee</th>" if fees else "") + "</tr>"
     return (f"<h2>Revenue at stake</h2>{_fee_note(fees)}<table id=stake-totals>{head}{rows}</table>"
             "<p class=muted>Missed: units the documentation supports beyond the submitted lines "
@@ -127,39 +140,77 @@ def _fee_note(fees: FeeSchedule | None) -> str:
             f"report knows no payer rates.{notes}</p>")
 
 
-def _category_row(category: str, stakes: list[Stake], fees: FeeSchedule | None) -> str:
-    units = sum(s.units for s in stakes)
-    approx = "&ge; " if any(not s.exact for s in stakes) else ""
-    row = f"<tr data-category=\"{category}\"><td>{CATEGORY_TITLES[category]}</td><td class=n>{approx}{units:,}</td>"
+def _category_row(category: str, money: Money, fees: FeeSchedule | None) -> str:
+    approx = "&ge; " if money.approx else ""
+    row = f"<tr data-category=\"{category}\"><td>{CATEGORY_TITLES[category]}</td><td class=n>{approx}{money.units:,}</td>"
     if fees:
-        amount, unpriced = _priced(stakes, fees)
-        row += f"<td class=n data-amount='{amount}'>{approx}{_money(amount)}</td><td class=n>{unpriced:,}</td>"
+        row += f"<td class=n data-amount='{money.amount}'>{approx}{_money(money.amount)}</td><td class=n>{money.unpriced:,}</td>"
     return row + "</tr>"
 
 
-def _priced(stakes: list[Stake], fees: FeeSchedule) -> tuple[Decimal, int]:
-    amount, unpriced = Decimal(0), 0
-    for s in stakes:
-        a = fees.amount(s)
-        if a is None:
-            unpriced += s.units
-        else:
-            amount += a
-    return amount, unpriced
+def _at_stake(money: Money, fees: FeeSchedule | None) -> str:
+    """A breakdown cell: the amount at stake (units without a fee schedule), blank when nothing."""
+    if not money.units:
+        return ""
+    approx = "&ge; " if money.approx else ""
+    if fees is None:
+        return f"{approx}{money.units:,}"
+    return approx + _money(money.amount) + (f" <span class=muted>+{money.unpriced} unit(s) no fee</span>"
+                                            if money.unpriced else "")
+
+
+# -- breakdowns ---------------------------------------------------------------------------------
+
+
+def _breakdowns(totals: Totals, fees: FeeSchedule | None) -> str:
+    stake = "amount at stake" if fees else "units at stake"
+    cpt = _table("by-cpt", ("CPT", "net lines", "net units", stake), sorted(totals.by_cpt.items()),
+                 lambda t: (t.lines, t.units), fees)
+    work = ("encounters", "to work", "net units", "findings", "open gaps", stake)
+    unit = _table("by-unit", ("unit", *work), sorted(totals.by_unit.items()), _work_cells, fees)
+    day = _table("by-day", ("first service date", *work), sorted(totals.by_day.items()), _work_cells, fees)
+    finding = _table("by-finding", ("finding or hold", "standing", "encounters", stake),
+                     sorted(totals.by_finding.items(), key=lambda kv: (-kv[1].stake.amount, -kv[1].stake.units, kv[0])),
+                     lambda t: (t.findings, t.encounters), fees)
+    return ("<h2>Breakdowns</h2><p class=muted>An encounter counts under its unit (of its latest alert) and its "
+            "first service date; money under the CPT at stake; a surplus two findings explain counts under "
+            "both findings.</p>"
+            f"<h3>By CPT</h3>{cpt}<h3>By finding</h3>{finding}<h3>By unit</h3>{unit}<h3>By day</h3>{day}")
+
+
+def _work_cells(t: Tally) -> tuple:
+    return t.encounters, t.to_work, t.units, t.findings, t.open_gaps
+
+
+def _table(table_id: str, head: tuple[str, ...], rows, cells, fees: FeeSchedule | None) -> str:
+    heads = "".join(f"<th>{h}</th>" for h in head)
+    body = "".join(f"<tr data-key=\"{_e(key)}\"><td>{_d(key)}</td>"
+                   + "".join(f"<td class=n>{n:,}</td>" for n in cells(t))
+                   + f"<td class=n data-units={t.stake.units}{_amount_attr(t.stake, fees)}>{_at_stake(t.stake, fees)}</td></tr>"
+                   for key, t in rows)
+    return f"<table id={table_id}><tr>{heads}</tr>{body}</table>" if body else "<p class=muted>None.</p>"
+
+
+def _amount_attr(money: Money, fees: FeeSchedule | None) -> str:
+    return f" data-amount='{money.amount}'" if fees else ""
 
 
 # -- charts -------------------------------------------------------------------------------------
 
 
-def _charts(summary: Summary) -> str:
+def _charts(totals: Totals, fees: FeeSchedule | None) -> str:
     from matplotlib import rc_context
 
     # labels are data: plain text (a CPT of `$x^{$` is not mathtext), control characters removed, cut
-    units = sorted((_label(c), n) for c, n in summary.units_by_cpt.items())
-    gaps = sorted((_label(c), n) for c, n in summary.gaps_by_code.items())
+    units = sorted((_label(c), t.units) for c, t in totals.by_cpt.items() if t.units)
+    gaps = sorted((_label(c), n) for c, n in totals.alerts.get("nursing", {}).items())
+    days = sorted((d, t) for d, t in totals.by_day.items() if d != NO_DATE)
     with rc_context({"text.parse_math": False}):
-        drawn = _units_chart(units), _gaps_chart(gaps)
+        drawn = _units_chart(units), _gaps_chart(gaps), _trend_chart(days, fees)
+    what = "amount" if fees else "units"
     return ("<h2>Charts</h2><div class=charts>"
+            f"<figure id=chart-trend>{drawn[2]}<figcaption>By first service date: {what} at stake and encounters "
+            "to work</figcaption></figure>"
             f"<figure id=chart-units>{drawn[0]}<figcaption>Net units by CPT</figcaption></figure>"
             f"<figure id=chart-gaps>{drawn[1]}<figcaption>Documentation gaps by alert code: "
             "still open vs resolved</figcaption></figure></div>")
@@ -208,6 +259,28 @@ def _gaps_chart(gaps: list[tuple[str, Counter]]) -> str:
     return _svg(fig, "gaps")
 
 
+def _trend_chart(days: list[tuple[str, Tally]], fees: FeeSchedule | None) -> str:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 3.0), layout="tight")
+    ax = fig.add_subplot()
+    ax.spines[["top"]].set_visible(False)
+    if days:
+        x = range(len(days))
+        stake = [float(t.stake.amount) if fees else t.stake.units for _, t in days]
+        ax.bar(x, stake, color="#c0392b", label="at stake")
+        ax.set_ylabel("amount at stake" if fees else "units at stake")
+        work = ax.twinx()
+        work.plot(x, [t.to_work for _, t in days], color="#33608c", marker="." if len(days) < 60 else None,
+                  label="encounters to work")
+        work.set_ylabel("encounters to work")
+        step = max(1, len(days) // 8)  # at most ~8 date labels, whatever the period
+        ax.set_xticks(list(x)[::step], [_label(d) for d, _ in days][::step], rotation=30, ha="right", fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no dated charge lines", ha="center", transform=ax.transAxes)
+    return _svg(fig, "trend")
+
+
 def _svg(fig, salt: str) -> str:
     from matplotlib import rc_context
 
@@ -225,38 +298,34 @@ def _svg(fig, salt: str) -> str:
 # -- worklist and encounters --------------------------------------------------------------------
 
 
-def _worklist(needing: list[EncounterView], fees: FeeSchedule | None) -> str:
-    if not needing:
+def _worklist(listed: list[EncounterView], totals: Totals, fees: FeeSchedule | None, csv_name: str | None) -> str:
+    if not listed:
         return "<h2>Encounters to work</h2><p>None: no standing finding, open gap or revenue at stake.</p>"
     cols = "".join(f"<th>{c}</th>" for c in ("missed", "unsupported", "held"))
-    head = f"<tr><th>encounter</th><th>findings and notes</th><th>open gaps</th>{cols}</tr>"
-    # the most money (or units) at stake first: that is where a coder's hour is worth most
-    ranked = sorted(needing, key=lambda v: (-_stake_value(v.stakes, fees), v.encounter_id))
-    rows = "".join(_worklist_row(v, fees) for v in ranked)
+    head = f"<tr><th>encounter</th><th>unit</th><th>first served</th><th>findings and notes</th><th>open gaps</th>{cols}</tr>"
+    rows = "".join(_worklist_row(v, fees) for v in listed)  # the most money (or units) at stake first
     unit = "amount" if fees else "units"
-    return (f"<h2>Encounters to work</h2><p class=muted>{len(needing):,} encounters, the most at stake first; "
-            f"missed / unsupported / held in {unit}.</p><table id=worklist>{head}{rows}</table>")
-
-
-def _stake_value(stakes: list[Stake], fees: FeeSchedule | None) -> Decimal:
-    return _priced(stakes, fees)[0] if fees else Decimal(sum(s.units for s in stakes))
+    rest = totals.to_work - len(listed)
+    where = (f"every encounter's lines, findings and amounts are in <code>{_e(csv_name)}</code>, one row each"
+             if csv_name else "write them all with <code>--csv FILE</code>")
+    more = (f"<p class=note id=not-listed>{rest:,} more encounter(s) to work are not listed here (<code>--top</code> "
+            f"shows more); {where}.</p>" if rest else f"<p class=muted>{where[0].upper()}{where[1:]}.</p>")
+    return (f"<h2>Encounters to work</h2><p class=muted>The {len(listed):,} most at stake of {totals.to_work:,}; "
+            f"missed / unsupported / held in {unit}.</p><table id=worklist>{head}{rows}</table>{more}")
 
 
 def _worklist_row(v: EncounterView, fees: FeeSchedule | None) -> str:
     cells = "".join(f"<td class=n>{_stake_total([s for s in v.stakes if s.category == c], fees)}</td>"
                     for c in CATEGORY_TITLES)
-    return (f"<tr><td><a href='#{_anchor(v.encounter_id)}'>{_d(v.encounter_id)}</a></td>"
-            f"<td class=n>{len(v.findings)}</td><td class=n>{len(v.open_gaps)}</td>{cells}</tr>")
+    return (f"<tr><td><a href='#{_anchor(v.encounter_id)}'>{_d(v.encounter_id)}</a></td><td>{_d(v.unit)}</td>"
+            f"<td class=d>{_d(v.day)}</td><td class=n>{len(v.findings)}</td><td class=n>{len(v.open_gaps)}</td>{cells}</tr>")
 
 
 def _stake_total(stakes: list[Stake], fees: FeeSchedule | None) -> str:
-    if not stakes:
-        return ""
-    approx = "&ge; " if any(not s.exact for s in stakes) else ""
-    if fees is None:
-        return f"{approx}{sum(s.units for s in stakes):,}"
-    amount, unpriced = _priced(stakes, fees)
-    return approx + _money(amount) + (f" <span class=muted>+{unpriced} unit(s) no fee</span>" if unpriced else "")
+    money = Money()
+    for s in stakes:
+        money.add(s, fees)
+    return _at_stake(money, fees)
 
 
 def _anchor(encounter_id: str) -> str:
@@ -331,15 +400,14 @@ def _stake_row(s: Stake, fees: FeeSchedule | None) -> str:
     return f"<tr>{cells}<td>{_d(s.reason)}</td></tr>"
 
 
-def stake_totals(summary: Summary, fees: FeeSchedule | None) -> str:
+def stake_totals(totals: Totals, fees: FeeSchedule | None) -> str:
     """One line for the terminal: units (and amounts) per category."""
     parts = []
     for cat in CATEGORY_TITLES:
-        stakes = [s for v in summary.encounters for s in v.stakes if s.category == cat]
-        approx = ">=" if any(not s.exact for s in stakes) else ""
-        text = f"{cat} {approx}{sum(s.units for s in stakes):,} units"
+        money = totals.stakes[cat]
+        approx = ">=" if money.approx else ""
+        text = f"{cat} {approx}{money.units:,} units"
         if fees:
-            amount, unpriced = _priced(stakes, fees)
-            text += f" ({approx}{_money(amount)}" + (f", {unpriced} units with no fee)" if unpriced else ")")
+            text += f" ({approx}{_money(money.amount)}" + (f", {money.unpriced} units with no fee)" if money.unpriced else ")")
         parts.append(text)
     return ", ".join(parts)

@@ -22,8 +22,7 @@ import aiohttp
 import orjson
 import pytest
 
-from cli.batch import run_batch
-from cli.report import read_records, summarize
+from cli.report import build
 from cli.report_html import render
 from feeds import DrugClasses, translate_fhir, translate_hl7
 from gateways import fhir_http, mllp
@@ -168,7 +167,7 @@ def test_the_report_from_a_crafted_file_quotes_every_attribute_and_draws_labels_
                {"kind": "charge", "charge_id": "c1", "action": "post", "reverses": None, "encounter_id": "E<1>",
                 "cpt": "$x^{$", "units": 1, "modifiers": [], "service_date": "2026-03-02", "administration_ids": [],
                 "incomplete_documentation": False, "explanation": PAYLOADS["bidi"] + PAYLOADS["controls"]}]
-    page = render(summarize(read_records(io.BytesIO(b"".join(orjson.dumps(r) + b"\n" for r in records)))), "crafted", None)
+    page = render(build([("crafted", io.BytesIO(b"".join(orjson.dumps(r) + b"\n" for r in records)), None)]), None)
     assert "autofocus" not in page and "onfocus" not in page and "<script>" not in page
     assert BIDI not in page and "\x00" not in page and "\x1b" not in page
     assert "$x^{$" in page  # the CPT label drawn as plain text (matplotlib did not read it as math)
@@ -248,7 +247,7 @@ async def test_hostile_text_through_both_feeds_reaches_the_pages_as_inert_bounde
         # the coder's report of the same records, opened in the same browser
         report = tmp_path / "report.html"
         outputs = b"".join(orjson.dumps(r) + b"\n" for r in records if r["kind"] in ("charge", "alert"))
-        report.write_text(render(summarize(read_records(io.BytesIO(outputs))), "hostile", None), encoding="utf-8")
+        report.write_text(render(build([("hostile", io.BytesIO(outputs), None)]), None), encoding="utf-8")
         assert report.stat().st_size < 2 * 1024 * 1024
         await asyncio.to_thread(browser.get, report.as_uri())
         seen = await asyncio.to_thread(browser.execute_script, CHECKS)

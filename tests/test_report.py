@@ -3,6 +3,7 @@
 The figures are checked against sums computed here, straight from the records, not through the
 report's own functions.
 """
+import csv
 import io
 import json
 import re
@@ -15,8 +16,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from cli.report import finding_stakes, read_records, summarize
+from cli.report import build, finding_stakes, fold, view_of
 from cli.report_html import render
+from cli.report_spill import Spilled
 from rules.codes import CODES
 from simulator import simulate
 from cli.batch import run_batch
@@ -40,12 +42,23 @@ def day(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def day_html(day, tmp_path_factory) -> str:
+def day_page(day, tmp_path_factory) -> Path:
     html = tmp_path_factory.mktemp("html") / "day.html"
     result = _run("report", str(day), "-o", str(html), "--fee-schedule", str(FEES))
     assert result.returncode == 0, result.stderr
     assert str(html).encode() in result.stderr and b"encounters" in result.stderr  # path and one-line summary
-    return html.read_text()
+    return html
+
+
+@pytest.fixture(scope="module")
+def day_html(day_page) -> str:
+    return day_page.read_text()
+
+
+@pytest.fixture(scope="module")
+def day_csv(day_page) -> list[dict]:
+    with open(day_page.with_suffix(".csv"), newline="") as f:
+        return list(csv.DictReader(f))
 
 
 def _records(path: Path) -> list[dict]:
@@ -76,27 +89,31 @@ def _category_amount(html: str, category: str) -> Decimal:
     return Decimal(m[1])
 
 
-def test_every_net_cpt_appears_with_its_encounter(day, day_html):
+def test_every_net_cpt_is_in_the_page_with_its_units_and_every_encounter_in_the_csv(day, day_html, day_csv):
     net = _net_lines(_records(day))
     assert net
-    for cpt in {line["cpt"] for line in net}:
-        assert f"<b><bdi>{cpt}</bdi></b>" in day_html
-    for enc in {line["encounter_id"] for line in net}:
-        assert f"id='enc-{enc}'" in day_html
+    units = Counter()
+    for line in net:
+        units[line["cpt"]] += line["units"]
+    page = {m[1]: int(m[2].replace(",", "")) for m in
+            re.finditer(r'<tr data-key="(\w+)"><td><bdi>\w+</bdi></td><td class=n>[\d,]+</td><td class=n>([\d,]+)</td>',
+                        _table(day_html, "by-cpt"))}
+    assert {cpt: n for cpt, n in page.items() if n} == units  # rows with 0 net units: a CPT only at stake
+    assert {r["encounter_id"] for r in day_csv if r["row"] == "line"} == {line["encounter_id"] for line in net}
 
 
 def test_reversed_lines_are_not_in_the_report():
     records = [_charge("c1", "96365"), _charge("c2", "96374"),
                {**_charge("r1", "96374"), "action": "reverse", "reverses": "c2"}]
-    view = summarize(read_records(io.BytesIO(_jsonl(records)))).encounters[0]
+    [view] = _views(records)
     assert [line["cpt"] for line in view.lines] == ["96365"]
 
 
-def test_two_charts_drawn_inline_as_svg(day_html):
-    for chart in ("chart-units", "chart-gaps"):
+def test_three_charts_drawn_inline_as_svg(day_html):
+    for chart in ("chart-trend", "chart-units", "chart-gaps"):
         figure = re.search(rf"<figure id={chart}>(.*?)</figure>", day_html, re.S)
         assert figure and figure[1].startswith("<svg") and "</svg>" in figure[1]
-    assert day_html.count("<svg") == 2
+    assert day_html.count("<svg") == 3
 
 
 def test_nothing_is_fetched_when_the_report_is_opened(day_html):
@@ -160,7 +177,8 @@ def test_hostile_strings_in_records_are_escaped():
                 "administration_ids": ["<b>A1</b>"]},
                {**_alert("a1", "STOP_TIME_MISSING", hostile, audience="nursing"), "encounter_id": "E<img src=x>1",
                 "administration_id": "<b>A1</b>", "location": {"unit": "<i>4W</i>"}}]
-    html = render(summarize(read_records(io.BytesIO(_jsonl(records)))), "<source>", None)
+    report = build([("<source>", io.BytesIO(_jsonl(records)), None)], top=10)
+    html = render(report, None, "<csv>")
     assert "<script" not in html and "<img" not in html and "<b>A1" not in html and "<i>4W" not in html
     assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in html and "&lt;source&gt;" in html
 
@@ -173,7 +191,8 @@ def test_a_bad_line_is_counted_not_fatal(tmp_path):
     assert result.returncode == 2, result.stderr  # written, but some lines were not read
     assert b"4 unreadable lines" in result.stderr
     html = out.read_text()
-    assert "4 line(s) could not be read" in html and "line 2, 3, 4, 5" in html and "<b><bdi>96365</bdi></b>" in html
+    assert "4 line(s) could not be read" in html and "standard input:2, standard input:3, standard input:4, standard input:5" in html
+    assert '<tr data-key="96365">' in html
 
 
 def test_standard_input_and_default_output_path(tmp_path, day):
@@ -181,7 +200,7 @@ def test_standard_input_and_default_output_path(tmp_path, day):
     assert result.returncode == 0, result.stderr
     assert result.stderr.startswith(b"report.html: ")
     html = (tmp_path / "report.html").read_text()
-    assert "standard input" in html and "<svg" in html
+    assert "standard input" in html and "<svg" in html and (tmp_path / "report.csv").read_text().startswith("encounter_id,")
 
 
 def test_without_a_fee_schedule_units_only_and_how_to_add_amounts(day, tmp_path):
@@ -224,5 +243,108 @@ def _alert(alert_id: str, code: str, message: str, audience: str = "coding") -> 
             "severity": "hard", "state": "raised", "message": message, "audience": audience}
 
 
+def _views(records: list[dict]) -> list:
+    return [view_of(e) for e in fold((("test", orjson.dumps(r)) for r in records), Spilled()).values()]
+
+
+def _table(html: str, table_id: str) -> str:
+    return re.search(rf"<table id={table_id}>(.*?)</table>", html, re.S)[1]
+
+
 def _jsonl(records: list[dict]) -> bytes:
     return b"".join(json.dumps(r).encode() + b"\n" for r in records)
+
+
+# -- a lookback's scale ----------------------------------------------------------------------
+
+
+def _copies(day: Path, n: int, out: Path) -> Path:
+    """`n` copies of a day's records, each copy's encounters (and ids) their own: an archive n times
+    the day, written without running `code` n times."""
+    text = day.read_bytes()
+    with open(out, "wb") as f:
+        for k in range(n):
+            f.write(re.sub(rb'"((?:ENC|ch-|rv-|al-)[\w-]+)"', rb'"\1-%d"' % k, text))
+    return out
+
+
+def test_the_csv_sums_equal_the_page(day_html, day_csv):
+    """The page's units by CPT and revenue at stake by category are the sums of the CSV's rows."""
+    units, stake = Counter(), {}
+    for r in day_csv:
+        if r["row"] == "line":
+            units[r["cpt"]] += int(r["units"])
+        elif r["row"] == "at_stake":
+            stake[r["category"]] = stake.get(r["category"], Decimal(0)) + Decimal(r["amount"] or 0)
+    page_units = {m[1]: int(m[2].replace(",", "")) for m in re.finditer(
+        r'<tr data-key="(\w+)"><td><bdi>\w+</bdi></td><td class=n>[\d,]+</td><td class=n>([\d,]+)</td>',
+        _table(day_html, "by-cpt"))}
+    assert {c: n for c, n in page_units.items() if n} == units
+    for category in ("missed", "unsupported", "held"):
+        assert _category_amount(day_html, category) == stake.get(category, Decimal(0)), category
+    assert sum(stake.values()) > 0
+
+
+def test_the_page_does_not_grow_with_the_archive(day, tmp_path):
+    """10 and 40 days' worth of the day: the same page size for the same --top (the rest is in the
+    CSV, which grows with the archive)."""
+    sizes = {}
+    for n in (10, 40):
+        records = _copies(day, n, tmp_path / f"x{n}.jsonl")
+        page = tmp_path / f"x{n}.html"
+        result = _run("report", str(records), "-o", str(page), "--top", "20", "--fee-schedule", str(FEES))
+        assert result.returncode == 0, result.stderr
+        sizes[n] = page.stat().st_size, len(page.with_suffix(".csv").read_bytes().splitlines()) - 1
+    (page10, rows10), (page40, rows40) = sizes[10], sizes[40]
+    assert page40 < 1.1 * page10 and page40 < 1_000_000, sizes
+    assert rows40 == 4 * rows10
+    html = (tmp_path / "x40.html").read_text()
+    listed = len(re.findall(r"<details id=", html))
+    assert listed == 20 and re.search(r"id=not-listed>[\d,]+ more encounter\(s\) to work are not listed", html)
+
+
+def test_several_files_and_a_period(tmp_path):
+    march = [{**_charge(f"m{i}", "96365"), "encounter_id": f"M{i}", "service_date": f"2026-03-{i:02d}"}
+             for i in range(1, 4)]
+    april = [{**_charge("a1", "96374"), "encounter_id": "A1", "service_date": "2026-04-01"},
+             _alert("x1", "STOP_TIME_MISSING", "document the stop", audience="nursing")]  # E1: no charge, no date
+    (tmp_path / "march.jsonl").write_bytes(_jsonl(march))
+    (tmp_path / "april.jsonl").write_bytes(_jsonl(april))
+    out = tmp_path / "r.html"
+    result = _run("report", str(tmp_path / "march.jsonl"), str(tmp_path / "april.jsonl"), "-o", str(out),
+                  "--from", "2026-03-02", "--to", "2026-03-31")
+    assert result.returncode == 0, result.stderr
+    html = out.read_text()
+    assert "march.jsonl, " in html and "april.jsonl" in html and "from 2026-03-02 to 2026-03-31" in html
+    assert re.findall(r'<tr data-key="(2026-[\d-]+)">', _table(html, "by-day")) == ["2026-03-02", "2026-03-03"]
+    assert "3 encounter(s) left out" in html  # M1 before the period, A1 after, E1 undated
+    assert _run("report", str(tmp_path / "march.jsonl"), "--from", "2026-04-01", "--to", "2026-03-01").returncode == 1
+
+
+def test_csv_cells_are_data_never_formulas(tmp_path):
+    records = [{**_charge("c1", "96365"), "explanation": "=HYPERLINK(\"http://x\",\"click\")"},
+               _alert("a1", "STOP_TIME_MISSING", " +cmd|' /C calc'!A0", audience="nursing")]
+    (tmp_path / "r.jsonl").write_bytes(_jsonl(records))
+    assert _run("report", str(tmp_path / "r.jsonl"), "-o", str(tmp_path / "r.html")).returncode == 0
+    with open(tmp_path / "r.csv", newline="") as f:
+        details = [r["detail"] for r in csv.DictReader(f)]
+    assert "'=HYPERLINK(\"http://x\",\"click\")" in details and "' +cmd|' /C calc'!A0" in details
+
+
+def test_a_browser_opens_the_page_of_a_large_day(day, tmp_path):
+    """100 copies of the day (29,800 encounters): the page opens in headless Chromium, charts and
+    tables drawn. How long it takes is measured by benchmarks/report.py, not here."""
+    from tests.browser import chromium
+
+    records = _copies(day, 100, tmp_path / "big.jsonl")
+    page = tmp_path / "big.html"
+    assert _run("report", str(records), "-o", str(page), "--fee-schedule", str(FEES)).returncode == 0
+    browser = chromium()
+    try:
+        browser.get(page.as_uri())
+        assert browser.execute_script("return document.readyState") == "complete"
+        assert len(browser.find_elements("css selector", "#worklist tr")) == 201  # the header and --top 200
+        assert len(browser.find_elements("css selector", "figure svg")) == 3
+        assert re.search(r"[\d,]{6} encounters", browser.find_element("tag name", "p").text)
+    finally:
+        browser.quit()

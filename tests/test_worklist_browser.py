@@ -8,16 +8,14 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
-import shutil
 import time
 
 import orjson
-import pytest
 
 from gateways.worklist import Worklist, consume, serve
+from tests.browser import chromium
 from tests.stream_harness import Worker, unique_settings
 
-CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
 
 
@@ -41,21 +39,7 @@ OTHER_UNIT = [_event("administration.started", "w-4", 2, "V90311", "ICU", admini
 
 
 def _browser():
-    if not (CHROMIUM and DRIVER):
-        message = "chromium and chromedriver are not installed: `make browser` (apt-get install chromium chromium-driver)"
-        if os.environ.get("IV_REQUIRE_BROWSER") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", "--window-size=1100,700"):
-        options.add_argument(flag)
-    return webdriver.Chrome(service=Service(DRIVER), options=options)
+    return chromium(window="1100,700")
 
 
 def _wait(browser, condition, timeout: float = 30.0):
