@@ -22,11 +22,11 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from cli.report import Records, load_fee_schedule, read_records, summarize
+from cli.report import Report, build, load_fee_schedule
+from cli.report_csv import Rows
 from cli.report_html import render
 from feeds import DrugClasses
 from gateways import worklist as worklist_page
-from rules.alerts import audience_of
 from simulator import simulate
 from gateways import fhir_http, mllp
 from streams.app import build_app
@@ -49,7 +49,7 @@ def say(text: str) -> None:
 
 HL7_PORT, FHIR_PORT, WORKLIST_PORT = 2575, 8080, 8090  # the usual ones; a free port when taken
 FEES = Path("samples/fee-schedule-illustrative.csv")  # made-up amounts, labelled so in the report
-REPORT = Path(tempfile.gettempdir()) / "infusion-validator-demo-report.html"
+REPORT = Path(tempfile.gettempdir()) / "infusion-validator-demo-report.html"  # and its .csv beside it
 
 
 async def run_demo(encounters: int, seed: int, speed: float, partitions: int, metrics_port: int | None,
@@ -115,10 +115,11 @@ async def run_demo(encounters: int, seed: int, speed: float, partitions: int, me
             stats.events = stats.lines - stats.dead_letters - stats.duplicates
             stats.open_encounters = app.processor.book.open_count
             say("\n" + summary(stats, alerts=False))  # the alerts follow, by audience with open counts
-            day = read_records(outputs)  # one reading of the day's outputs, for the summary and the report
+            day = write_report(outputs)  # one reading of the day's outputs, for the summary and the report
             say("\n" + day_summary(day))
             say(f"\nNursing worklist: {worklist_url}")
-            say(f"Coder's report of the day: {write_report(day)}")
+            say(f"Coder's report of the day: {REPORT} (every encounter's rows in {REPORT.with_suffix('.csv')}). "
+                "For a lookback, run last month's MAR export through `infusion-validator code` and `report`.")
             say(f"Metrics: http://127.0.0.1:{settings.metrics_port}/metrics (served until the demo exits)")
             if not (exit_after_day or stop.is_set()):
                 say(f"\nStill running. Send HL7 v2 (e.g. `.venv/bin/infusion-validator hl7 send --port {hl7_port} "
@@ -196,44 +197,43 @@ def _show_fed(record: dict, fed: set) -> None:
             f" {record['message']}")
 
 
-def day_summary(day: Records) -> str:
+def day_summary(day: Report) -> str:
     """What a user reads after the day: three charge lines with their explanations, then the nurses'
     alerts and the coders' findings apart, each code with raised, resolved and still open."""
-    net = [line for enc in day.encounters.values() for line in enc.net_lines()]
-    samples, cpts = [], set()
-    for line in sorted(net, key=lambda l: l["incomplete_documentation"]):  # complete ones first
-        if line["cpt"] not in cpts and len(samples) < 3:
-            cpts.add(line["cpt"])
-            modifiers = "".join(f"-{m}" for m in line["modifiers"])
-            samples.append(f"  {line['encounter_id']} {line['cpt']}{modifiers} x{line['units']}: {line['explanation']}")
+    samples = []
+    for line in day.totals.examples.values():
+        modifiers = "".join(f"-{m}" for m in line["modifiers"])
+        samples.append(f"  {line['encounter_id']} {line['cpt']}{modifiers} x{line['units']}: {line['explanation']}")
     parts = ["Sample charge lines (net; each explains itself against the chart):\n" + "\n".join(samples or ["  none"])]
     for who, title in (("nursing", "Nursing documentation alerts (the worklist shows the open ones)"),
                        ("coding", "Coding findings (pre-bill audit and coding notes; in the report)")):
-        parts.append(_alert_table(title, [a for enc in day.encounters.values() for a in enc.alerts.values()
-                                          if audience_of(a) == who]))
+        parts.append(_alert_table(title, day.totals.alerts.get(who, {})))
     return "\n\n".join(parts)
 
 
-def _alert_table(title: str, alerts: list[dict]) -> str:
-    """`alerts`: the last record of each alert id; every id was raised once, some since resolved."""
-    raised = Counter(a["code"] for a in alerts)
-    resolved = Counter(a["code"] for a in alerts if a["state"] == "resolved")
-    if not raised:
+def _alert_table(title: str, codes: dict[str, Counter]) -> str:
+    """`codes`: alert code -> alerts whose last record left them open / resolved."""
+    if not codes:
         return f"{title}: none"
-    width = max(len("alert"), *map(len, raised))
+    width = max(len("alert"), *map(len, codes))
     rows = [f"  {'alert':<{width}}  {'raised':>7}  {'resolved':>8}  {'open':>6}"]
-    rows += [f"  {code:<{width}}  {raised[code]:>7,}  {resolved[code]:>8,}  {raised[code] - resolved[code]:>6,}"
-             for code in sorted(raised)]
-    total = sum(raised.values()), sum(resolved.values())
-    rows.append(f"  {'total':<{width}}  {total[0]:>7,}  {total[1]:>8,}  {total[0] - total[1]:>6,}")
+    total = Counter()
+    for code in sorted(codes):
+        n = codes[code]
+        total.update(n)
+        rows.append(f"  {code:<{width}}  {n['open'] + n['resolved']:>7,}  {n['resolved']:>8,}  {n['open']:>6,}")
+    rows.append(f"  {'total':<{width}}  {total['open'] + total['resolved']:>7,}  {total['resolved']:>8,}  {total['open']:>6,}")
     return title + "\n" + "\n".join(rows)
 
 
-def write_report(day: Records) -> Path:
-    """The coder's report of the day's outputs (what `infusion-validator report` writes)."""
+def write_report(outputs: list[bytes]) -> Report:
+    """The coder's report of the day's outputs and its CSV (what `infusion-validator report` writes)."""
     fees = load_fee_schedule(str(FEES)) if FEES.exists() else None
-    REPORT.write_text(render(summarize(day), "the demo's simulated day", fees), encoding="utf-8")
-    return REPORT
+    csv_path = REPORT.with_suffix(".csv")
+    with open(csv_path, "w", newline="", encoding="utf-8") as out:
+        report = build([("the demo's simulated day", outputs, None)], fees, rows=Rows(out))
+    REPORT.write_text(render(report, fees, csv_path.name), encoding="utf-8")
+    return report
 
 
 def _progress(stats: BatchStats, clock, sent: int, processor) -> None:

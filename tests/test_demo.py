@@ -21,7 +21,9 @@ def test_the_demo_prints_what_a_user_reads_and_writes_the_report():
     assert re.search(r"Coding findings .*\n  alert +raised +resolved +open\n", out)
     assert "PREBILL_" not in out.split("Nursing documentation alerts")[1].split("Coding findings")[0]
     url = re.search(r"Nursing worklist: (http://127\.0\.0\.1:\d+/)\n", out)
-    report = re.search(r"Coder's report of the day: (\S+\.html)\n", out)
+    report = re.search(r"Coder's report of the day: (\S+\.html) \(every encounter's rows in (\S+\.csv)\)", out)
     assert url and report
     html = Path(report.group(1)).read_text()
     assert "<svg" in html and "illustrative" in html.lower()
+    assert Path(report.group(2)).read_text().startswith("encounter_id,row,")
+    assert "For a lookback, run last month's MAR export through" in out
