@@ -98,6 +98,14 @@ class Aligner:
         for p in list(self._parts) if partitions is None else partitions:
             self._parts.pop(p, None)
 
+    def restart_waits(self, now: float) -> None:
+        """The Kafka cluster answers again after an outage: every partition waiting for an input that
+        is behind waits afresh, as fetching starts over (a consumer rejoining its group, refetching
+        positions) and the input may be behind only because of the outage."""
+        for part in self._parts.values():
+            if part.blocked_since is not None and not part.forcing:
+                part.blocked_since = now
+
     # -- output --------------------------------------------------------------------------
 
     def release(self, caught_up: Callable[[str, int], bool], now: float, wall: float) -> Release:

@@ -63,6 +63,7 @@ class Pipeline:
         self.remembered = 0.0  # the "forwarding until" last written to the owned partitions' changelogs
         self.learn_forwarding = False  # partitions assigned: read their "forwarding until" once recovered
         self.late_advised: set[tuple[str, str]] = set()  # (topic, cause) of late records logged (once each)
+        self.outages_seen = 0  # the reachability watch's outages that ended, as this pipeline last saw
         self.forced_at = float("-inf")  # when records last went ahead of an input that was behind
         self.deliveries = Deliveries(self._enqueue)
         self.changelog = None  # set by the app: the table and its changelog topic
@@ -79,7 +80,7 @@ class Pipeline:
         forwards, done = await self._receive(records, now, wall)
         # Waiting is measured on a clock that stands still while the Kafka cluster is away: an outage
         # is not an input that is behind, and after it the partitions catch up in time order.
-        waiting = self.reachability.waiting_clock() if self.reachability else now
+        waiting = self._waiting_clock(now)
         released = self.aligner.release(self.caught_up, waiting, wall)
         self._count(released, now)
         ready = released.items
@@ -100,6 +101,15 @@ class Pipeline:
                                            functools.partial(self._delivered, flushed, acks),
                                            functools.partial(self._enqueued, bool(forwards))))
         self._flow()
+
+    def _waiting_clock(self, now: float) -> float:
+        if self.reachability is None:
+            return now
+        waiting = self.reachability.waiting_clock()
+        if self.reachability.outages != self.outages_seen:
+            self.outages_seen = self.reachability.outages
+            self.aligner.restart_waits(waiting)
+        return waiting
 
     async def _delivered(self, flushed, acks) -> None:
         """A batch's outputs are delivered: its partitions' marks move up, its records are acked."""

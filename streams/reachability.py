@@ -47,6 +47,7 @@ class BrokerWatch:
         self.failing_since: float | None = None  # when the first request not answered was made
         self.away_total = 0.0  # seconds of the outages that ended
         self.last_outage: tuple[float, float] | None = None  # (seconds it lasted, when it ended)
+        self.outages = 0  # outages that ended
 
     @property
     def unreachable_for(self) -> float:
@@ -91,6 +92,7 @@ class BrokerWatch:
                 away = self.unreachable_for
                 self.away_total += away
                 self.last_outage = (away, self.clock())
+                self.outages += 1
                 log.warning("Kafka reachable again after %.0f s", away)
             self.failing_since = None
         elif self.failing_since is None:

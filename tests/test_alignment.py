@@ -40,6 +40,19 @@ def test_a_discharge_waits_for_an_input_that_is_behind_but_at_most_max_wait():
     assert out.items == ["D"] and out.forced == {"input_behind": 1} and out.waited == 2.5
 
 
+def test_after_an_outage_a_partition_waits_afresh_for_an_input_that_is_behind():
+    """Fetching starts over when the cluster answers again (a consumer rejoins its group, refetches
+    positions), slowly on a busy machine: the wait spent before it does not carry over."""
+    a = _aligner(max_wait=2.0)
+    _add(a, "discharged", 10.0, "D")
+    behind = lambda t, p: t != "stopped"  # noqa: E731
+    assert a.release(behind, now=100.0, wall=0.0).items == []
+    a.restart_waits(now=101.5)  # the outage ended 1.5 s into the wait
+    assert a.release(behind, now=103.0, wall=0.0).items == []  # 3 s in all, 1.5 s since
+    _add(a, "stopped", 9.0, "S")  # fetched: the stop goes before the discharge
+    assert a.release(lambda t, p: True, now=103.2, wall=0.0).items == ["S", "D"]
+
+
 def test_equal_timestamps_go_in_the_order_the_events_occurred_then_documentation_first():
     a = _aligner()
     _add(a, "discharged", 10.0, "D", rank=3, occurred=500.0)

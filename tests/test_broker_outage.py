@@ -40,9 +40,13 @@ from tests.stream_harness import WORKER_LOG_DIR, read_outputs, start_worker, uni
 # Overdue checks off: the wall-clock stream and the event-time batch see overdue infusions at
 # different moments, which is not what this test is about (as tests/test_faults.py).
 NO_OVERDUE = "overdue_grace_minutes = 100000\noverdue_without_order_minutes = 100000\n"
-OUTAGE = 30.0  # seconds the broker is away
+OUTAGE = 40.0  # seconds the broker is away: twice the longest wait for an input that is behind
 UNREACHABLE_AFTER = 5  # IV_KAFKA_UNREACHABLE_SECONDS here: /readyz turns 503 within the outage
 STORE_TIMEOUT = 5  # IV_FEED_STORE_TIMEOUT_SECONDS here
+# IV_ALIGN_MAX_WAIT_MS here. Tansu on moto's S3 serves a restarted consumer's first fetches slowly on a
+# busy machine (10-13 s with both CPUs taken by other work; a wait of 20 s then forced nothing): a forced release then would be the test
+# broker's speed, not the outage. Still shorter than the outage, so a wait that counted it would force.
+ALIGN_MAX_WAIT_MS = 20_000
 SENDER_TIMEOUT = 30.0  # what `hl7 send` (and many an interface engine) waits for an ACK
 MESSAGE = (Path(__file__).parent.parent / "samples" / "hl7" / "ras-start.hl7").read_bytes()
 
@@ -127,6 +131,19 @@ async def _stored_events(settings, encounter_id: str) -> list[dict]:
     return found
 
 
+def _identity(record: dict) -> tuple:
+    """What a consumer de-duplicates by (docs/delivery.md)."""
+    if record["kind"] == "charge":
+        return ("charge", record["charge_id"])
+    if record["kind"] == "alert":
+        return ("alert", record["alert_id"], record["state"])
+    return (record["kind"], orjson.dumps(record, option=orjson.OPT_SORT_KEYS))
+
+
+def _distinct(records: list[dict], kind: str) -> int:
+    return len({_identity(r) for r in records if r["kind"] == kind})
+
+
 def _listener(settings, metrics_port: int, hl7_port: int) -> subprocess.Popen:
     env = dict(worker_env(settings, None), IV_HL7_PORT=str(hl7_port), IV_METRICS_PORT=str(metrics_port),
                IV_FEED_STORE_TIMEOUT_SECONDS=str(STORE_TIMEOUT), IV_KAFKA_UNREACHABLE_SECONDS=str(UNREACHABLE_AFTER))
@@ -145,7 +162,7 @@ async def test_a_broker_outage_is_seen_answered_in_time_and_causes_no_churn(tmp_
 async def _outage_day(broker: EmbeddedBroker, tmp_path) -> None:
     policy = tmp_path / "policy.toml"
     policy.write_text(NO_OVERDUE)
-    settings = unique_settings(broker.bootstrap, metrics_port=free_port())
+    settings = unique_settings(broker.bootstrap, metrics_port=free_port(), align_max_wait_ms=ALIGN_MAX_WAIT_MS)
     feed_settings = unique_settings(broker.bootstrap)  # the listener's topics: no worker reads them
     for s in (settings, feed_settings):
         await create_topics(s, log=lambda _: None)
@@ -203,13 +220,14 @@ async def _outage_day(broker: EmbeddedBroker, tmp_path) -> None:
 
     assert net_charges(got) == net_charges(expected), logs
     assert standing_alerts(got) == standing_alerts(expected), logs
-    charges = sum(r["kind"] == "charge" for r in got)
-    alerts = sum(r["kind"] == "alert" for r in got)
-    want_charges = sum(r["kind"] == "charge" for r in expected)
-    want_alerts = sum(r["kind"] == "alert" for r in expected)
-    # The churn an outage made: charges posted and reversed, alerts raised and resolved.
-    assert abs(charges - want_charges) <= 0.02 * want_charges, (charges, want_charges, logs)
-    assert abs(alerts - want_alerts) <= 0.05 * want_alerts, (alerts, want_alerts, logs)
+    # The churn an outage made: charges posted and reversed, alerts raised and resolved, counted as a
+    # consumer that de-duplicates by id sees them (docs/delivery.md). An output sent again with the
+    # same id after the reconnect is at-least-once delivery, not churn; its count is reported.
+    charges, alerts = _distinct(got, "charge"), _distinct(got, "alert")
+    want_charges, want_alerts = _distinct(expected, "charge"), _distinct(expected, "alert")
+    resent = len(got) - len({_identity(r) for r in got})
+    assert abs(charges - want_charges) <= 0.02 * want_charges, (charges, want_charges, f"{resent} resent", logs)
+    assert abs(alerts - want_alerts) <= 0.05 * want_alerts, (alerts, want_alerts, f"{resent} resent", logs)
     assert not forced, f"{forced} records went ahead of an input counted behind; {logs}"
     # The feed: whatever reached Kafka is the message's own events, a repeat only of the same event_id.
     translated = {e["event_id"]: e for e in translate_hl7(MESSAGE, DrugClasses.load()).events}
