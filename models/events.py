@@ -24,6 +24,7 @@ Purpose = Literal["treatment", "kvo", "flush", "carrier"]
 Device = Literal["pump", "gravity", "syringe", "none"]
 PatientClass = Literal["outpatient", "emergency", "observation", "inpatient"]
 Billing = Literal["facility", "professional"]
+DeliveryStatus = Literal["started", "stopped", "completed"]
 
 # Clinical times outside this window are typos (2062 for 2026), not events to code. Future is
 # judged against the wall clock, with slack for senders whose clocks drift.
@@ -149,6 +150,19 @@ class AdministrationVoided(_Event):
     administration_id: Id
 
 
+class DeviceDelivery(_Event):
+    """v1.2: what an infusion pump reported (IHE PCD-10 / PCD-01): evidence, never documentation. It
+    never creates, changes or stops an administration and is never billed by itself."""
+    type: Literal["device.delivery"]
+    device_id: Id
+    channel: Id | None = None
+    status: DeliveryStatus
+    order_id: Id | None = None
+    drug: Drug | None = None
+    rate_ml_h: Annotated[float, Field(ge=0, le=10000)] | None = None
+    volume_ml: Annotated[float, Field(ge=0, le=100000)] | None = None
+
+
 class EncounterDischarged(_Event):
     type: Literal["encounter.discharged"]
     patient_class: PatientClass = "outpatient"
@@ -178,6 +192,7 @@ Event = Annotated[
         AdministrationStarted,
         AdministrationStopped,
         AdministrationVoided,
+        DeviceDelivery,
         EncounterDischarged,
         DischargeCancelled,
         ChargesSubmitted,
@@ -185,7 +200,7 @@ Event = Annotated[
     Field(discriminator="type"),
 ]
 EVENT_TYPES = (
-    "administration.started", "administration.stopped", "administration.voided",
+    "administration.started", "administration.stopped", "administration.voided", "device.delivery",
     "encounter.discharged", "encounter.discharge_cancelled", "charges.submitted",
 )
 

@@ -13,7 +13,7 @@ from rules.administration import Administration
 # Order of the start fields in the serialized list.
 _START_FIELDS = ("drug_name", "drug_code", "category", "route", "method", "access_site",
                  "separate_access_reason", "container_id", "purpose", "ordered_duration_minutes",
-                 "primary_reason", "start", "offset", "drug_system", "ingredient", "device")
+                 "primary_reason", "start", "offset", "drug_system", "ingredient", "device", "order_id")
 _INDEX = {name: i for i, name in enumerate(_START_FIELDS)}
 _START, _METHOD, _PURPOSE, _ORDERED, _CATEGORY = (_INDEX[n] for n in ("start", "method", "purpose",
                                                                      "ordered_duration_minutes", "category"))
@@ -31,7 +31,7 @@ class AdminFacts:
         self.start = [drug.name, drug.code, event.category, event.route, event.method,
                       event.access_site, event.separate_access_reason, event.container_id, event.purpose,
                       event.ordered_duration_minutes, bool(event.primary_reason), event.minute, event.offset,
-                      drug.system, drug.ingredient, event.device]
+                      drug.system, drug.ingredient, event.device, event.order_id]
 
     def field(self, name: str):
         return self.start[_INDEX[name]] if self.start else None
@@ -74,7 +74,7 @@ class AdminFacts:
         # Positional, in Administration's field order (a keyword dict per admin costs more than coding it).
         (drug_name, drug_code, category, route, method, access_site, separate_access_reason, container_id,
          purpose, ordered_duration_minutes, primary_reason, start, offset, drug_system, ingredient,
-         device) = self.start
+         device, _order) = self.start
         return Administration(admin_id, drug_name, category, route, method, start, stop, offset, drug_code,
                               access_site, separate_access_reason, container_id, purpose,
                               ordered_duration_minutes, primary_reason, (), drug_system, ingredient, device)

@@ -31,6 +31,7 @@ class Topics:
     started: str = "mar.administration.started"
     stopped: str = "mar.administration.stopped"
     voided: str = "mar.administration.voided"
+    deliveries: str = "devices.pump.delivery"  # infusion pumps' evidence (contract v1.2 device.delivery)
     discharged: str = "adt.encounter.discharged"
     discharge_cancelled: str = "adt.encounter.discharge-cancelled"
     submitted: str = "billing.charges.submitted"
@@ -44,7 +45,8 @@ class Topics:
     @property
     def inputs(self) -> tuple[str, ...]:
         """In the order of models.events.EVENT_TYPES: the topic of each event type."""
-        return (self.started, self.stopped, self.voided, self.discharged, self.discharge_cancelled, self.submitted)
+        return (self.started, self.stopped, self.voided, self.deliveries, self.discharged, self.discharge_cancelled,
+                self.submitted)
 
     @cached_property
     def by_type(self) -> dict[str, str]:
