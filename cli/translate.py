@@ -22,7 +22,7 @@ from pathlib import Path
 
 import orjson
 
-from feeds import DrugClasses, Translation, translate_fhir, translate_hl7
+from feeds import DrugClasses, PumpLinks, Translation, translate_fhir, translate_hl7
 from feeds.drugs import Waiting
 from feeds.fhir_link import Encounters
 from feeds.hl7v2 import VISIT_FIELDS
@@ -32,7 +32,10 @@ from gateways.mllp import split_messages
 
 def hl7_files(paths: list[str], drugs: DrugClasses, tz: tzinfo | None, out, err,
               visit_fields: tuple[str, ...] = VISIT_FIELDS) -> int:
-    return _write(((path, n, translate_hl7(raw, drugs, tz, visit_fields)) for path in paths
+    """The files in order, as one sender's: a pump message may be linked through an order an
+    earlier message carried (feeds/pump_link.py)."""
+    links = PumpLinks()
+    return _write(((path, n, translate_hl7(raw, drugs, tz, visit_fields, links)) for path in paths
                    for n, raw in enumerate(split_messages(read_file(path)), 1)), out, err)
 
 

@@ -122,6 +122,7 @@ import contextvars
 import datetime as dt
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import tzinfo
 
@@ -131,6 +132,7 @@ import hl7.util
 
 from feeds.drugs import DrugClasses, canonical_system
 from feeds.hl7time import Clock
+from feeds.pump_link import PumpLinks
 from feeds.text import clean_lines, hl7_unescape
 from feeds.translation import (NDC, RXNORM, Note, Problems, Reject, Translation, checked, content, digest, rejected, rfc3339,
                                settle_method, unknown_drug_alert)
@@ -140,7 +142,6 @@ from feeds.translation import (NDC, RXNORM, Note, Problems, Reject, Translation,
 for _module in (hl7.containers, hl7.util):
     logging.getLogger(_module.__file__).setLevel(logging.CRITICAL)
 
-SUPPORTED = ("RAS^O17", "ADT^A03", "ADT^A13")
 _CODEC: contextvars.ContextVar[str] = contextvars.ContextVar("hl7_codec", default="utf-8")
 VISIT_FIELDS = ("PV1-19", "PID-18")  # where the visit number is read, in order (IV_HL7_VISIT_FIELDS)
 _VISIT_FIELD_NAMES = {"PV1-19": "visit number", "PID-18": "patient account number", "PV1-50": "alternate visit id",
@@ -219,11 +220,49 @@ def _drug_shown(drug: dict) -> str:
     return "a local code" if code else "text only, no code"
 
 
+@dataclass
+class Reading:
+    """What a message kind's reader gets: the parsed message and how to read it. `links`: the pump
+    feed's memory of orders and pumps (feeds/pump_link.py), None where nothing is remembered."""
+    msg: hl7.Message
+    msh: hl7.Segment
+    drugs: DrugClasses
+    clock: Clock
+    problems: Problems
+    visit_fields: tuple[str, ...]
+    links: PumpLinks | None
+
+
+class Skip(Exception):
+    """Raised by a reader: the message is taken (AA) and means nothing to code, e.g. a pump's alarm.
+    `kind` is a bounded note label (iv_feed_notes_total), `text` names fields, never values."""
+
+    def __init__(self, kind: str, text: str) -> None:
+        super().__init__(text)
+        self.kind, self.text = kind, text
+
+
+@dataclass(frozen=True)
+class Kind:
+    read: Callable[[Reading, str | None], list[dict]]  # (reading, the visit number or None) -> events
+    visit: bool = True  # the visit number (IV_HL7_VISIT_FIELDS) is required before reading
+
+
+# Message kinds (MSH-9.1^MSH-9.2) the translator reads: a feed carried by HL7 v2 is a module that
+# registers its kinds (feeds/pcd.py, the infusion pumps'); the listener and `hl7 translate` read this.
+KINDS: dict[str, Kind] = {}
+
+
+def register(kind: str, read: Callable[[Reading, str | None], list[dict]], visit: bool = True) -> None:
+    KINDS[kind] = Kind(read, visit)
+
+
 def translate_hl7(raw: bytes | str, drugs: DrugClasses, tz: tzinfo | None = None,
-                  visit_fields: tuple[str, ...] = VISIT_FIELDS) -> Translation:
+                  visit_fields: tuple[str, ...] = VISIT_FIELDS, links: PumpLinks | None = None) -> Translation:
     """One HL7 v2 message -> contract-v1 events, or a rejection listing every problem found.
     `tz`: the sending facility's zone, for times sent without a UTC offset; `visit_fields`: where
-    the visit number (the encounter id) is read, in order (IV_HL7_VISIT_FIELDS)."""
+    the visit number (the encounter id) is read, in order (IV_HL7_VISIT_FIELDS); `links`: what the
+    pump feed remembers of orders and pumps, learned from the messages translated with it."""
     notes: list[Note] = []
     # Known before anything else is checked, even in a character set we cannot read: the NAK refers to it.
     message_id = _msh_field(raw, 10) or None
@@ -234,26 +273,31 @@ def translate_hl7(raw: bytes | str, drugs: DrugClasses, tz: tzinfo | None = None
         _check_segments(lines)
         msg = _parse(lines)
         kind = f"{_get(msh, 9, 1).upper()}^{_get(msh, 9, 2).upper()}"
-        if kind not in SUPPORTED:
+        reader = KINDS.get(kind)
+        if reader is None:
             shown = _message_type(kind)
             raise Reject("hl7_unsupported", f"message type {shown} is not translated; supported: "
-                         f"{', '.join(SUPPORTED)}. Filter other types out in the interface engine.")
+                         f"{', '.join(KINDS)}. Filter other types out in the interface engine.")
         problems = Problems()
         if message_id is None:
             problems.add(Reject("hl7_missing_field", "MSH-10 (message control id) is empty: the sender must fill "
                                 "it, the acknowledgement refers to it"))
         clock = Clock(_get(msh, 7), tz)
-        visit = problems.check(_visit, msg, visit_fields)
-        read = {"RAS^O17": _ras, "ADT^A03": _discharge, "ADT^A13": _cancel}[kind]
-        events = read(msg, visit[0] if visit else None, drugs, clock, problems)
+        visit = problems.check(_visit, msg, visit_fields) if reader.visit else _visit_if_any(msg, visit_fields)
+        events = reader.read(Reading(msg, msh, drugs, clock, problems, visit_fields, links), visit[0] if visit else None)
         problems.raise_any()
         # After the ids: where the patient lies, when the message was written and who the patient is
         # are not facts of the administration: a transfer or a re-send does not make the same facts new events.
         extra = {"location": _location(msg), "recorded_at": _recorded(msg, clock), "patient_id": _patient(msg),
-                 "encounter_id_field": visit[1]}
+                 "encounter_id_field": visit[1] if visit else None}
         for event in events:
-            event.update((k, v) for k, v in extra.items() if v)
-        return Translation(events=checked(events, "hl7_bad_value"), message_id=message_id, notes=notes)
+            event.update((k, v) for k, v in extra.items() if v and k not in event)
+        events = checked(events, "hl7_bad_value")
+        if links is not None:
+            links.learn(events)
+        return Translation(events=events, message_id=message_id, notes=notes)
+    except Skip as skip:
+        return Translation(events=[], message_id=message_id, notes=notes + [Note(skip.kind, skip.text)], skipped=True)
     except Reject as exc:
         return rejected(exc, message_id, notes)
 
@@ -460,6 +504,13 @@ def _visit(msg, fields: tuple[str, ...]) -> tuple[str, str]:
                  "encounter id (the fields read, in order, are set by IV_HL7_VISIT_FIELDS)")
 
 
+def _visit_if_any(msg, fields: tuple[str, ...]) -> tuple[str, str] | None:
+    try:
+        return _visit(msg, fields)
+    except Reject:
+        return None
+
+
 def _recorded(msg, clock: Clock) -> str | None:
     """When the sender recorded the event (contract v1.2 recorded_at): EVN-2, else MSH-7. It only
     orders a discharge and its cancellation, so an unreadable one is left out, not a rejection."""
@@ -478,8 +529,8 @@ def _patient(msg) -> str | None:
     interface only; left out when absent or longer than the contract's 128 characters."""
     pid = _segments(msg, "PID")
     ident = _get(pid[0], 3, 1) if pid else ""
-    if not ident:
-        return None
+    if not ident or _get(pid[0], 31).upper() == "Y" or ident.casefold() == "unknown patient":
+        return None  # PID-31 "identity unknown": a pump that was never associated with a patient
     authority = _get(pid[0], 3, 4)
     value = f"{ident}^^^{authority}" if authority else ident
     return value if len(value) <= 128 else None
@@ -827,3 +878,8 @@ def _cancel_time(msg, clock: Clock) -> str:
     if not raw:
         raise Reject("hl7_missing_field", "EVN-2 and MSH-7 are empty: the time of the cancellation is required")
     return rfc3339(clock.at(raw, where))
+
+
+register("RAS^O17", lambda r, visit: _ras(r.msg, visit, r.drugs, r.clock, r.problems))
+register("ADT^A03", lambda r, visit: _discharge(r.msg, visit, r.drugs, r.clock, r.problems))
+register("ADT^A13", lambda r, visit: _cancel(r.msg, visit, r.drugs, r.clock, r.problems))

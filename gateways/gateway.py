@@ -13,12 +13,13 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from feeds import DrugClasses, translate_fhir, translate_hl7
+from feeds import DrugClasses, PumpLinks, translate_fhir, translate_hl7
 from feeds.fhir_link import Encounters
 from gateways import fhir_http, mllp, ops, tls
 from gateways.ops import FeedMetrics
 from streams import logs
 from gateways.bridge import Bridge
+from gateways.pump_orders import OrderFollower
 from gateways.tls import server_context
 from streams.config import Settings
 from streams.kafka import client_kwargs
@@ -59,13 +60,17 @@ async def listen_hl7(s: Settings) -> int:
     context = tls.server_context(s.hl7_tls_certfile, s.hl7_tls_keyfile, s.hl7_tls_client_cafile)
 
     async def start(b: Bridge, drugs: DrugClasses, metrics: FeedMetrics):
+        links = PumpLinks()
+        orders = OrderFollower(s, links)  # every replica links pumps through any replica's MAR orders
+        orders.start()
         server = await mllp.serve(b, drugs, s.hl7_host, s.hl7_port, s.tzinfo, ssl=context, max_bytes=s.hl7_max_bytes,
                                   idle_timeout=s.feed_idle_timeout_seconds, max_connections=s.feed_max_connections,
-                                  metrics=metrics, visit_fields=s.visit_fields)
+                                  metrics=metrics, visit_fields=s.visit_fields, links=links)
 
         async def stop() -> None:
             server.close()
             await server.wait_closed()
+            await orders.stop()
             if server.refused:
                 log.info("HL7 listener refused %d connections over IV_FEED_MAX_CONNECTIONS", server.refused)
         return stop
@@ -115,11 +120,11 @@ async def _serve(s: Settings, what: str, start) -> int:
 
 async def replay_hl7(s: Settings, files: list[str], out=print) -> int:
     """Every message of the archive files into Kafka, as the listener would; exit 2 if any rejected."""
-    drugs = drug_classes(s)
+    drugs, links = drug_classes(s), PumpLinks()
     async with bridge(s) as b:
         for path in files:
             for n, raw in enumerate(mllp.split_messages(read_file(path)), 1):
-                t = translate_hl7(raw, drugs, s.tzinfo, s.visit_fields)
+                t = translate_hl7(raw, drugs, s.tzinfo, s.visit_fields, links)
                 await b.submit(t, raw, {"feed": "hl7-file", "file": Path(path).name, "message": n})
                 if not t.ok:
                     out(f"{path} message {n}: {t.ack} {t.error}")

@@ -33,7 +33,7 @@ import hl7
 import hl7.mllp
 from aiokafka.errors import KafkaError
 
-from feeds import DrugClasses, Translation, translate_hl7
+from feeds import DrugClasses, PumpLinks, Translation, translate_hl7
 from feeds.hl7v2 import VISIT_FIELDS, decode as _decode
 from feeds.translation import Reject
 from gateways.bridge import Bridge
@@ -105,11 +105,12 @@ def _escape(text: str) -> str:
 
 
 async def handle(raw: bytes, bridge: Bridge, drugs: DrugClasses, source: dict, tz: tzinfo | None = None,
-                 visit_fields: tuple[str, ...] = VISIT_FIELDS) -> bytes:
+                 visit_fields: tuple[str, ...] = VISIT_FIELDS, links: PumpLinks | None = None) -> bytes:
     """Translate (`tz`: the facility's zone for times sent without an offset; `visit_fields`: where
-    the visit number is read), write to Kafka (awaited), and return the ACK to send back."""
+    the visit number is read; `links`: the pump feed's memory of orders), write to Kafka (awaited),
+    and return the ACK to send back."""
     try:
-        translation = translate_hl7(raw, drugs, tz, visit_fields)
+        translation = translate_hl7(raw, drugs, tz, visit_fields, links)
     except Exception as exc:  # noqa: BLE001 - a translator bug must not cost the sender its answer
         log.error("HL7 message not translated (%s): answered AR and dead-lettered", type(exc).__name__)
         translation = Translation(events=[], problems=["the validator could not read this message (an internal "
@@ -206,9 +207,13 @@ class Listener:
     `grace` seconds) and ends the rest. `refused` counts connections over the cap."""
 
     def __init__(self, bridge: Bridge, drugs: DrugClasses, tz: tzinfo | None, max_bytes: int, idle_timeout: float,
-                 max_connections: int, metrics=None, visit_fields: tuple[str, ...] = VISIT_FIELDS) -> None:
+                 max_connections: int, metrics=None, visit_fields: tuple[str, ...] = VISIT_FIELDS,
+                 links: PumpLinks | None = None) -> None:
         self.bridge, self.drugs, self.tz, self.metrics = bridge, drugs, tz, metrics  # metrics: gateways.ops.FeedMetrics
         self.visit_fields = visit_fields
+        # orders and pumps: links pump events (feeds/pump_link.py; the listener command also fills it
+        # with the orders every replica received, gateways/pump_orders.py)
+        self.links = links if links is not None else PumpLinks()
         self.max_bytes, self.idle_timeout, self.max_connections = max_bytes, idle_timeout, max_connections
         self.server: asyncio.AbstractServer | None = None
         self.connections: dict[asyncio.Task, bool] = {}  # task -> answering a message now
@@ -263,7 +268,8 @@ class Listener:
                 if frame.size > self.max_bytes:
                     ack = await too_large(frame.data, frame.size, self.max_bytes, self.bridge, source)
                 else:
-                    ack = await handle(frame.data, self.bridge, self.drugs, source, self.tz, self.visit_fields)
+                    ack = await handle(frame.data, self.bridge, self.drugs, source, self.tz, self.visit_fields,
+                                       self.links)
                 if self.metrics:
                     self.metrics.observe_answer("hl7", ack_code(ack), time.perf_counter() - received)
                 writer.write(START + ack + END)
@@ -295,12 +301,13 @@ class Listener:
 
 async def serve(bridge: Bridge, drugs: DrugClasses, host: str, port: int, tz: tzinfo | None = None, *,
                 ssl: SSLContext | None = None, max_bytes: int = 1_048_576, idle_timeout: float = 30.0,
-                max_connections: int = 100, metrics=None, visit_fields: tuple[str, ...] = VISIT_FIELDS) -> Listener:
+                max_connections: int = 100, metrics=None, visit_fields: tuple[str, ...] = VISIT_FIELDS,
+                links: PumpLinks | None = None) -> Listener:
     """Start the MLLP listener (over TLS with `ssl`, gateways.tls.server_context); each connection's
     messages are answered in order. Limits: `max_bytes` a message, `idle_timeout` seconds to receive
     each whole message (idle or half-sent connections are closed), `max_connections` open at once
     (more are closed at once and counted)."""
-    listener = Listener(bridge, drugs, tz, max_bytes, idle_timeout, max_connections, metrics, visit_fields)
+    listener = Listener(bridge, drugs, tz, max_bytes, idle_timeout, max_connections, metrics, visit_fields, links)
     if metrics:
         metrics.connections.labels("hl7").set_function(lambda: len(listener.connections))
     listener.server = await asyncio.start_server(listener.connected, host, port, ssl=ssl,

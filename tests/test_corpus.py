@@ -24,6 +24,7 @@ SITE_DRUGS = DrugClasses.load(str(DATA / "site-drug-classes.toml"))
 ZONES = {"ssmix2": "Asia/Tokyo", "nhapi": "Europe/Rome", "uclh": "Europe/London"}  # by source (the file name's second part)
 
 NOT_ADMINISTRATION = "is not translated; supported: RAS^O17, ADT^A03, ADT^A13"
+PUMP_UNLINKED = "this pump event cannot be linked to a visit"
 HL7 = {
     # An order (RDE, RDS) or an immunization (VXU) is not an infusion administration: not taken (AR),
     # the interface engine filters these types out.
@@ -57,6 +58,24 @@ HL7 = {
                                                   "RXA #1: RXR-1 route 'PO'",
                                                   "RXA #2: RXR-1 route 'PO'"]),
     "hl7-ssmix2-OMP-12-ras-o17.hl7": ("AE", ["PV1-19 (visit number) and PID-18 (patient account number) are empty"]),
+    # IHE PCD infusion pumps. A delivery event alone carries no visit (PV1-19) and the listener has not
+    # seen the MAR administration of its order: refused, saying what would link it (linked through the
+    # order: tests/test_pumps.py).
+    "hl7-ihepcd-tf-rev9-ipec-deliv-start.hl7": ("AE", [PUMP_UNLINKED]),
+    "hl7-ihepcd-ipec-rev1.5-deliv-start-pending-codes.hl7": ("AE", [PUMP_UNLINKED]),
+    "hl7-ihepcd-cp094-2013draft-ipec-deliv-start.hl7": ("AE", [PUMP_UNLINKED]),
+    "hl7-ihepcd-ipec-rev1.2-2012-deliv-start.hl7": ("AE", [PUMP_UNLINKED]),
+    "hl7-ihepcd-ipec-rev1.2-2012-deliv-stop.hl7": ("AE", [PUMP_UNLINKED]),
+    "hl7-ihepcd-ipec-rev1.2-2012-deliv-complete.hl7": ("AE", [PUMP_UNLINKED]),
+    # A PIV order on a pump: remembered to link the pump's events, nothing to code (AA). Alarms and the
+    # PIV acknowledgements: taken, nothing to code (AA, not AR: a pump gateway has one connection).
+    "hl7-ihepcd-tf-rev9-piv-rgv-o15-example1-dopamine.hl7": [],
+    "hl7-ihepcd-tf-rev9-piv-rgv-o15-example2-saline.hl7": [],
+    "hl7-ihepcd-tf-rev9-piv-ack-o15-example1.hl7": [],
+    "hl7-ihepcd-tf-rev9-piv-ack-o15-example2.hl7": [],
+    "hl7-ihepcd-tf-rev9-piv-rrg-o16-reject.hl7": [],
+    "hl7-ihepcd-tf-rev9-acm-r40-bbraun-occlusion-start.hl7": [],
+    "hl7-ihepcd-tf-rev9-acm-r40-bbraun-occlusion-end.hl7": [],
 }
 
 
@@ -87,8 +106,8 @@ def test_no_patient_identifier_or_name_in_a_rejection(name):
     raw = (DATA / "hl7" / name).read_bytes()
     t = translate(DATA / "hl7" / name)
     said = " ".join(t.problems) + " ".join(a["message"] for a in t.alerts)
-    pid = next(line for line in raw.decode("latin-1").replace("\n", "\r").split("\r") if line.startswith("PID"))
-    fields = pid.split("|")
+    pid = next((line for line in raw.decode("latin-1").replace("\n", "\r").split("\r") if line.startswith("PID")), "")
+    fields = pid.split("|") + [""] * 6
     for value in (fields[3].split("^")[0], fields[5].split("^")[0]):  # PID-3 id, PID-5 family name
         assert not value or value not in said
 
