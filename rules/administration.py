@@ -5,6 +5,7 @@ offset of the documented stamps, which decides local dates and the clock times i
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
 
@@ -35,10 +36,17 @@ class Administration:
     drug_system: str | None = None
     ingredient: str | None = None  # the substance, when the drug table says (contract v1.2 drug.ingredient)
     device: str | None = None
+    pump_stop: bool = False  # the stop is a pump's (pump_stop_times = "fallback"), not documented
 
     def __post_init__(self) -> None:
         if not self.ids:
             self.ids = (self.id,)
+
+    def with_pump_stop(self, stop: int) -> Administration:
+        return dataclasses.replace(self, stop=stop, pump_stop=True)
+
+    def with_times(self, start: int | None, stop: int | None) -> Administration:
+        return dataclasses.replace(self, start=start, stop=stop)
 
     def same_drug(self, other: Administration) -> bool:
         """The same substance, as CPT's "new drug" means (coding-rules §3): the same ingredient
@@ -95,4 +103,5 @@ def describe(service: Service) -> str:
     start = _CLOCK[(a.start + a.offset) % 1440]  # clock(), inlined: once per service and hot
     if a.stop is None:
         return f"{a.drug_name} started {start}{site} (no stop documented)"
-    return f"{a.drug_name} {start}–{_CLOCK[(a.stop + a.offset) % 1440]} ({a.stop - a.start} min){site}"
+    pump = " (stop from the pump, not documented)" if a.pump_stop else ""
+    return f"{a.drug_name} {start}–{_CLOCK[(a.stop + a.offset) % 1440]} ({a.stop - a.start} min){site}{pump}"

@@ -22,6 +22,10 @@ SEVERITY = {
     # infusion) cannot be told is rejected, and this says what nursing must document.
     "METHOD_MISSING": "hard",
     "DRUG_CLASS_UNKNOWN": "hard",
+    # Infusion pump evidence (coding-rules §9).
+    "PUMP_STOPPED_UNDOCUMENTED": "hard",
+    "PUMP_INFUSION_UNDOCUMENTED": "hard",
+    "PUMP_TIME_MISMATCH": "warn",
 }
 
 
@@ -29,7 +33,8 @@ SEVERITY = {
 # revenue integrity handle pre-bill findings and coding notes; integration (pharmacy, the interface
 # team) what only the drug table or a feed's configuration can fix. Unknown codes default to coding.
 NURSING = frozenset({"STOP_TIME_MISSING", "START_TIME_MISSING", "STOP_BEFORE_START", "STOP_TIME_OVERDUE",
-                     "METHOD_TIME_CONFLICT", "METHOD_MISSING"})
+                     "METHOD_TIME_CONFLICT", "METHOD_MISSING", "PUMP_STOPPED_UNDOCUMENTED",
+                     "PUMP_INFUSION_UNDOCUMENTED"})
 INTEGRATION = frozenset({"DRUG_CLASS_UNKNOWN"})
 
 

@@ -185,6 +185,12 @@ class Book:
             deadline = state.deadline(admin_id, self.policy)
             if deadline is not None:
                 heapq.heappush(self._heap(self._deadlines, encounter_id), (deadline * 60, encounter_id))
+            if state.pumps:  # a start can match pump evidence that came first
+                self._schedule(state, "device.delivery")
+        elif event_type == "device.delivery":
+            for deadline, admin_id in state.deadlines(self.policy):
+                if not admin_id:  # pump evidence's; the overdue ones are scheduled by their start
+                    heapq.heappush(self._heap(self._deadlines, encounter_id), (deadline * 60, encounter_id))
         elif event_type == "encounter.discharge_cancelled":
             for deadline, _ in state.deadlines(self.policy):
                 heapq.heappush(self._heap(self._deadlines, encounter_id), (deadline * 60, encounter_id))
@@ -211,7 +217,8 @@ class Book:
         self.open_administrations -= self._open.pop(encounter_id, 0)
 
 
-_DEADLINES = ("administration.started", "encounter.discharge_cancelled")  # the events that can start an overdue clock
+# the events that can start an overdue clock (or pump evidence's)
+_DEADLINES = ("administration.started", "encounter.discharge_cancelled", "device.delivery")
 
 
 def _one_shard(encounter_id: str) -> int:  # noqa: ARG001 - the batch keeps every encounter in one

@@ -66,6 +66,8 @@ def classify(a: Administration, policy: Policy, alerts: list[AlertSpec],
     if a.stop is not None and (a.stop < a.start or (a.stop == a.start and not instant_ok(a.method, a.category))):
         alerts.append(AlertSpec("STOP_BEFORE_START", a.id, stop_before_start_message(a)))
         return None
+    if a.pump_stop:  # coded on the pump's stop (pump_stop_times = "fallback"): the chart still lacks one
+        alerts.append(AlertSpec("STOP_TIME_MISSING", a.id, _msg_stop_from_pump(a)))
     if _prolonged_pump(a, discharge_minute):
         return Service(a, "prolonged_pump", 0)
     if a.route in ("SC", "IM"):
@@ -126,6 +128,12 @@ def _msg_stop_missing(a: Administration, policy: Policy | None) -> str:
                 else "it cannot be billed until then")
     return (f"{a.drug_name} {a.route} {a.method} started {clock(a.start, a.offset)}{_on(a)} has no stop time: "
             f"document the stop time in the MAR; {fallback}.")
+
+
+def _msg_stop_from_pump(a: Administration) -> str:
+    return (f"{a.drug_name} {a.route} {a.method} started {clock(a.start, a.offset)}{_on(a)} has no stop time: "
+            f"document the stop time in the MAR; it is billed on the pump's stop at {clock(a.stop, a.offset)} "
+            "until then (documentation incomplete).")
 
 
 def _msg_start_missing(a: Administration) -> str:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from rules import pumps
 from rules.administration import Administration, clock
 from rules.alerts import AlertSpec, audience
 from rules.classify import stop_before_start_message
@@ -26,7 +27,9 @@ from rules.prebill import audit
 
 # Alerts judged while the encounter is open; all others are judged at discharge and stay as they
 # were while a cancelled discharge keeps the encounter reopened.
-LIVE_CODES = frozenset({"STOP_TIME_OVERDUE", "STOP_BEFORE_START"})
+LIVE_CODES = frozenset({"STOP_TIME_OVERDUE", "STOP_BEFORE_START", "PUMP_STOPPED_UNDOCUMENTED",
+                        "PUMP_INFUSION_UNDOCUMENTED"})
+_PUMP_NOTED = ("STOP_TIME_MISSING", "STOP_TIME_OVERDUE")  # nurses' stop-time messages that name the pump's time
 
 
 @dataclass(slots=True)
@@ -52,6 +55,7 @@ class EncounterState:
     cancel_recorded: int | None = None
     patient_id: str | None = None  # v1.2: the latest one an event carried; for charge records only
     clock: int = 0  # epoch seconds of the newest event applied: the encounter's own event-time clock
+    pumps: dict[str, dict] = field(default_factory=dict)  # v1.2: device.delivery evidence (rules/pumps.py)
 
     @property
     def discharged(self) -> bool:
@@ -77,7 +81,7 @@ class EncounterState:
         if event.patient_id is not None:
             self.patient_id = event.patient_id
         _APPLY[event.type](self, event)
-        if not (self.discharged or self.alerts or self.overdue or self._stop_before_start(event)):
+        if not (self.discharged or self.alerts or self.overdue or self.pumps or self._stop_before_start(event)):
             return []  # the common case while an encounter is open: nothing to say
         return self.reconcile(now, policy)
 
@@ -100,6 +104,9 @@ class EncounterState:
             facts = self.admins[admin_id] = AdminFacts()
         return facts
 
+    def _delivered(self, e) -> None:
+        pumps.record(self.pumps, e)
+
     def _discharged(self, e) -> None:
         at, recorded = e.epoch, e.recorded_epoch
         if self.discharged_at is None or _newer(at, recorded, self.discharged_at, self.discharge_recorded):
@@ -120,11 +127,13 @@ class EncounterState:
     # -- the clock -----------------------------------------------------------------------
 
     def deadlines(self, policy: Policy = DEFAULT) -> list[tuple[int, str]]:
-        """(minute, administration id) at which each running infusion becomes overdue."""
+        """(minute, administration id) at which each running infusion becomes overdue, and (minute, "")
+        at which pump evidence may raise an alert (the stream's wall-clock ticks ask for both)."""
         if self.discharged:
             return []
-        return [(d, admin_id) for admin_id, facts in self.admins.items()
-                if (d := facts.overdue_minute(policy)) is not None and admin_id not in self.overdue]
+        due = [(d, admin_id) for admin_id, facts in self.admins.items()
+               if (d := facts.overdue_minute(policy)) is not None and admin_id not in self.overdue]
+        return due + [(m, "") for m in self._pump_deadlines(policy)]
 
     def deadline(self, admin_id: str, policy: Policy = DEFAULT) -> int | None:
         """When this administration becomes overdue, if it is a running infusion not yet alerted."""
@@ -134,35 +143,86 @@ class EncounterState:
         return facts.overdue_minute(policy)
 
     def fire_overdue(self, now: int, policy: Policy = DEFAULT) -> list[dict]:
-        """Raise STOP_TIME_OVERDUE for every infusion past its deadline at `now` (epoch seconds)."""
-        due = [admin_id for deadline, admin_id in self.deadlines(policy) if deadline * 60 < now]
-        if not due:
+        """Raise STOP_TIME_OVERDUE for every infusion past its deadline at `now` (epoch seconds), and
+        the pump evidence alerts that fell due."""
+        due = [admin_id for deadline, admin_id in self.deadlines(policy) if admin_id and deadline * 60 < now]
+        if not (due or self._pump_due(now, policy)):
             return []
         self.overdue.extend(due)
         return self.reconcile(now, policy)
 
-    # -- outputs -------------------------------------------------------------------------
+    # -- pump evidence (rules/pumps.py) ----------------------------------------------------
 
-    def administrations(self) -> list[Administration]:
-        return [a for admin_id, f in sorted(self.admins.items()) if (a := f.administration(admin_id))]
+    def _pump_view(self, now: int, policy: Policy):
+        """(deliveries, delivery key -> matched administration id, administrations by id)."""
+        deliveries = pumps.derive(self.pumps, now // 60)
+        admins = {admin_id: a for admin_id, f in self.admins.items() if (a := f.administration(admin_id))}
+        orders = {admin_id: f.field("order_id") for admin_id, f in self.admins.items()}
+        return deliveries, pumps.match(deliveries, admins, orders, policy), admins
 
-    def coding(self, policy: Policy = DEFAULT) -> Coding:
+    def _pump_deadlines(self, policy: Policy) -> list[int]:
+        if not self.pumps:
+            return []
+        return pumps.deadlines(*self._pump_view(self.clock, policy), policy)
+
+    def _pump_due(self, now: int, policy: Policy) -> bool:
+        if not self.pumps:
+            return False
+        wanted = pumps.nursing_alerts(*self._pump_view(now, policy), now // 60, policy)
+        return any(a.identity not in self.alerts for a in wanted)
+
+    def _with_pump_notes(self, specs: list[AlertSpec], now: int, policy: Policy) -> list[AlertSpec]:
+        """Stop-time alerts of an administration the pump saw name what the pump reported."""
+        deliveries, matched, _ = self._pump_view(now, policy)
+        notes = {matched[d.key]: pumps.pump_note(d) for d in deliveries if d.key in matched and d.end is not None}
+        return [AlertSpec(a.code, a.administration_id, f"{a.message} ({notes[a.administration_id]})", a.key)
+                if a.code in _PUMP_NOTED and a.administration_id in notes else a for a in specs]
+
+        # -- outputs -------------------------------------------------------------------------
+
+    def administrations(self, policy: Policy = DEFAULT) -> list[Administration]:
+        admins = [a for admin_id, f in sorted(self.admins.items()) if (a := f.administration(admin_id))]
+        if self.pumps and policy.pump_stop_times == "fallback":
+            admins = self._pump_stops(admins, policy)
+        return admins
+
+    def _pump_stops(self, admins: list[Administration], policy: Policy) -> list[Administration]:
+        """pump_stop_times = "fallback": an administration with no documented stop takes the stop or
+        completion of the pump delivery it matches, marked incomplete documentation (coding-rules §9)."""
+        deliveries, matched, _ = self._pump_view(self.clock, policy)
+        ends = {matched[d.key]: d.end for d in deliveries if d.key in matched and d.end is not None}
+        return [a.with_pump_stop(ends[a.id]) if a.stop is None and a.id in ends and ends[a.id] > a.start else a
+                for a in admins]
+
+    def coding(self, policy: Policy = DEFAULT, admins: list[Administration] | None = None) -> Coding:
         discharged = self.discharged_at // 60 if self.discharged_at is not None else None
-        return code_encounter(self.administrations(), Context(self.billing, self.patient_class, discharged), policy)
+        return code_encounter(self.administrations(policy) if admins is None else admins,
+                              Context(self.billing, self.patient_class, discharged), policy)
 
     def reconcile(self, now: int, policy: Policy) -> list[dict]:
         """Bring posted charges and standing alerts in line with the facts; return the delta."""
-        live = self._live_alerts(policy)
+        live = self._live_alerts(policy, now)
         if not self.discharged:
             kept = [a for a in self._standing_specs() if a.code not in LIVE_CODES]
             return self._alert_delta(live + kept)
         coding = self.coding(policy)
         wanted = coding.alerts + live
+        if self.pumps:
+            wanted = self._with_pump_notes(coding.alerts, now, policy) + live + self._pump_mismatches(now, policy)
         if self.submitted is not None:
             wanted += audit(self.submitted, coding, code_table(policy))
         return self._charge_delta(coding.lines) + self._alert_delta(wanted)
 
-    def _live_alerts(self, policy: Policy) -> list[AlertSpec]:
+    def _pump_mismatches(self, now: int, policy: Policy) -> list[AlertSpec]:
+        deliveries, matched, admins = self._pump_view(now, policy)
+
+        def recode(admin_id: str | None, start: int | None, stop: int | None) -> list[tuple[str, int]]:
+            changed = [a.with_times(start, stop) if a.id == admin_id else a for a in self.administrations(policy)]
+            return sorted((line.cpt, line.units) for line in self.coding(policy, changed).lines)
+
+        return pumps.mismatch_alerts(deliveries, matched, admins, policy, recode)
+
+    def _live_alerts(self, policy: Policy, now: int) -> list[AlertSpec]:
         out = []
         for admin_id in self.overdue:
             facts = self.admins[admin_id]
@@ -172,6 +232,9 @@ class EncounterState:
             if facts.stops_before_start:
                 a = facts.administration(admin_id)
                 out.append(AlertSpec("STOP_BEFORE_START", admin_id, stop_before_start_message(a)))
+        if self.pumps:
+            view = self._pump_view(now, policy)
+            out = self._with_pump_notes(out, now, policy) + pumps.nursing_alerts(*view, now // 60, policy)
         return out
 
     def _standing_specs(self) -> list[AlertSpec]:
@@ -247,7 +310,8 @@ class EncounterState:
                 "submitted": self.submitted, "submitted_at": self.submitted_at, "posted": self.posted,
                 "alerts": self.alerts, "overdue": self.overdue, "generations": self.generations,
                 "location": self.location, "discharge_recorded": self.discharge_recorded,
-                "cancel_recorded": self.cancel_recorded, "patient_id": self.patient_id, "clock": self.clock}
+                "cancel_recorded": self.cancel_recorded, "patient_id": self.patient_id, "clock": self.clock,
+                "pumps": self.pumps}
 
     @classmethod
     def from_json(cls, data: dict) -> EncounterState:
@@ -281,13 +345,13 @@ class EncounterState:
         digests = seen.digests() if type(seen) is Seen else array("q", map(hash, seen)).tobytes()
         doc = orjson.dumps([admins, self.cancelled_at, self.patient_class, self.billing, self.submitted,
                             self.submitted_at, posted, self.alerts, self.overdue, generations, self.location,
-                            self.discharge_recorded, self.cancel_recorded, self.patient_id, self.clock])
+                            self.discharge_recorded, self.cancel_recorded, self.patient_id, self.clock, self.pumps])
         return Packed(self.discharged_at, digests, _SQUEEZE.compress(doc))
 
     @classmethod
     def unpack(cls, encounter_id: str, packed: Packed) -> EncounterState:
         (admins, cancelled_at, patient_class, billing, submitted, submitted_at, posted, alerts, overdue,
-         generations, location, discharge_recorded, cancel_recorded, patient_id, clock) = orjson.loads(
+         generations, location, discharge_recorded, cancel_recorded, patient_id, clock, pump_evidence) = orjson.loads(
             _SQUEEZE.decompress(packed.doc))
         facts = {k: AdminFacts(start, tuple(stop) if stop else None, voided) for k, start, stop, voided in admins}
         lines = {}
@@ -305,7 +369,7 @@ class EncounterState:
             generations.setdefault("al" + identity, 1)
         return cls(encounter_id, Seen(packed.seen), facts, packed.discharged_at, cancelled_at, patient_class,
                    billing, submitted, submitted_at, lines, alerts, overdue, generations, location,
-                   discharge_recorded, cancel_recorded, patient_id, clock)
+                   discharge_recorded, cancel_recorded, patient_id, clock, pump_evidence)
 
 
 class _Squeeze:
@@ -378,6 +442,7 @@ _APPLY = {
     "administration.started": EncounterState._started,
     "administration.stopped": EncounterState._stopped,
     "administration.voided": EncounterState._voided,
+    "device.delivery": EncounterState._delivered,
     "encounter.discharged": EncounterState._discharged,
     "encounter.discharge_cancelled": EncounterState._cancelled,
     "charges.submitted": EncounterState._submitted,

@@ -139,7 +139,7 @@ class _Coder:
         off = offset if offset is not None else s.admin.offset
         key = (cpt, self.mods, local_date(minute, off))
         ids = ids or s.admin.ids
-        incomplete = bool(s and s.incomplete)
+        incomplete = bool(s and (s.incomplete or s.admin.pump_stop))
         line = self.lines.get(key)
         if line is None:
             self.lines[key] = Line(cpt, units, self.mods, key[2], ids, incomplete, explanation)

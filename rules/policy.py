@@ -22,6 +22,9 @@ CHOICES = {
     "hydration_combining": ("union", "per_run"),
     # A later infusion of a drug already infused: add-on hours (spec) or a new sequential infusion.
     "same_drug_repeat": ("additional_hour", "sequential"),
+    # Infusion pumps' stop times (coding-rules §9): evidence only (spec default), or a stand-in for a
+    # missing documented stop, marked incomplete documentation.
+    "pump_stop_times": ("evidence", "fallback"),
 }
 
 
@@ -41,6 +44,13 @@ class Policy:
     # STOP_TIME_OVERDUE: ordered duration + grace, or a fixed limit when there is no order.
     overdue_grace_minutes: int = 30
     overdue_without_order_minutes: int = 240
+    pump_stop_times: str = "evidence"
+    # Pump evidence (coding-rules §9): a delivery matches an administration started this close when
+    # they share no order id; a pump stop unanswered by a charted stop this long is an alert; charted
+    # and pump times further apart than this are a mismatch.
+    pump_match_minutes: int = 30
+    pump_undocumented_minutes: int = 15
+    pump_mismatch_minutes: int = 15
     # Payer profiles may replace a code, e.g. {"initial_infusion.therapeutic.IA": "96365"}.
     codes: dict[str, str] = field(default_factory=dict)
 
@@ -48,7 +58,8 @@ class Policy:
         for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
                 raise PolicyError(f"{name} = {getattr(self, name)!r}: choose one of {', '.join(allowed)}")
-        for name in ("repeat_push_gap_minutes", "overdue_grace_minutes", "overdue_without_order_minutes"):
+        for name in ("repeat_push_gap_minutes", "overdue_grace_minutes", "overdue_without_order_minutes",
+                     "pump_match_minutes", "pump_undocumented_minutes", "pump_mismatch_minutes"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
                 raise PolicyError(f"{name} = {value!r}: give a whole number of minutes, 0 or more")

@@ -14,7 +14,7 @@ import random
 from datetime import date
 from typing import Iterator
 
-from . import charges, gaps, scenarios, units
+from . import charges, gaps, pumps, scenarios, units
 from .badlines import bad_line
 from .chart import Chart
 from .events import CHARGES, DISCHARGED, Clock, admin_events, render
@@ -29,8 +29,9 @@ def _draw(rng: random.Random, encounters: int) -> list[tuple[int, str]]:
     return sorted((scenarios.SCENARIOS[n][1](rng), n) for n in names)
 
 
-def _chart(rng, encounter_id, t0, scenario, gap_rate, ids, bags, clock) -> list:
-    """Event tuples of one encounter, gaps and charge submissions included."""
+def _chart(rng, encounter_id, t0, scenario, gap_rate, ids, bags, clock, pump=None) -> list:
+    """Event tuples of one encounter, gaps and charge submissions included; `pump`: (its random
+    stream, the share of pump infusions whose pump reports, its event numbers)."""
     c = Chart(rng, encounter_id, bags)
     patient_class = scenarios.SCENARIOS[scenario][2](c, t0)
     if rng.random() < 0.02:
@@ -51,6 +52,8 @@ def _chart(rng, encounter_id, t0, scenario, gap_rate, ids, bags, clock) -> list:
         gaps.apply(rng, gap, evs, c, ids)
     elif gap is None and patient_class != "inpatient" and billing == "facility":
         _submit(rng, evs, c, discharge, ids, clock)
+    if pump is not None:
+        evs += pumps.pump_events(pump[0], c, pump[1], pump[2])
     return evs
 
 
@@ -67,9 +70,11 @@ def _submit(rng, evs, c, discharge, ids, clock) -> None:
 
 
 def simulate_events(encounters: int = 2000, seed: int = 7, day: date = DAY,
-                    utc_offset_minutes: int = -300, gap_rate: float = 0.05) -> Iterator[dict]:
-    """Yield the day's valid event dicts in arrival order; the same arguments give the same day."""
+                    utc_offset_minutes: int = -300, gap_rate: float = 0.05, pump_share: float = 0.0) -> Iterator[dict]:
+    """Yield the day's valid event dicts in arrival order; the same arguments give the same day.
+    `pump_share`: of the infusions run on a pump, the share whose pump reports (simulator/pumps.py)."""
     rng = random.Random(seed)
+    pump = (random.Random(f"{seed}:pumps"), pump_share, itertools.count(1)) if pump_share else None
     clock = Clock(day, utc_offset_minutes)
     ids, bags, order = itertools.count(1), itertools.count(1), itertools.count()
     prefix = f"ENC{day:%y%m%d}"
@@ -82,7 +87,7 @@ def simulate_events(encounters: int = 2000, seed: int = 7, day: date = DAY,
             yield _emit(heapq.heappop(heap), clock)
         encounter_id = f"{prefix}{n:0{width}d}"
         scenario_of.append(scenarios.NAMES.index(scenario))
-        for ev in _chart(rng, encounter_id, t0, scenario, gap_rate, ids, bags, clock):
+        for ev in _chart(rng, encounter_id, t0, scenario, gap_rate, ids, bags, clock, pump):
             # one int key (arrival, tie, push order): cheaper to compare than a tuple prefix
             key = ((ev[0] * 4 + ev[1]) << 40) + next(order)
             heapq.heappush(heap, (key, encounter_id, scenario_of[n - 1]) + ev[2:])
@@ -99,7 +104,7 @@ def _emit(item: tuple, clock: Clock) -> dict:
 
 
 def simulate(encounters: int = 2000, seed: int = 7, day: date = DAY, utc_offset_minutes: int = -300,
-             gap_rate: float = 0.05, bad_line_rate: float = 0.0) -> Iterator[str]:
+             gap_rate: float = 0.05, bad_line_rate: float = 0.0, pump_share: float = 0.0) -> Iterator[str]:
     """Yield JSON Lines (one str per line, no trailing newline) in arrival order.
 
     Bad lines come from their own generator and are only inserted, so the valid lines are
@@ -109,7 +114,7 @@ def simulate(encounters: int = 2000, seed: int = 7, day: date = DAY, utc_offset_
         raise ValueError("bad_line_rate must be in [0, 1)")
     bad_rng = random.Random(f"{seed}:bad-lines")
     bad = 0
-    for ev in simulate_events(encounters, seed, day, utc_offset_minutes, gap_rate):
+    for ev in simulate_events(encounters, seed, day, utc_offset_minutes, gap_rate, pump_share):
         line = _compact(ev)
         while bad_line_rate and bad_rng.random() < bad_line_rate:
             bad += 1

@@ -19,7 +19,8 @@ VOIDED = "administration.voided"
 DISCHARGED = "encounter.discharged"
 CANCELLED = "encounter.discharge_cancelled"
 CHARGES = "charges.submitted"
-TYPES = (STARTED, STOPPED, VOIDED, DISCHARGED, CANCELLED, CHARGES)
+DELIVERY = "device.delivery"
+TYPES = (STARTED, STOPPED, VOIDED, DISCHARGED, CANCELLED, CHARGES, DELIVERY)
 
 
 def admin_events(a: Admin, ids: Iterator[int], arrival: int | None = None, tie: int = 1) -> list:
@@ -82,6 +83,9 @@ def render(encounter_id: str, event_no: int, kind: str, occurred: int, payload, 
         ev["administration_id"] = payload
     elif kind == DISCHARGED:
         ev["patient_class"], ev["billing"] = payload
+    elif kind == DELIVERY:
+        ev["event_id"], ev["device_id"], ev["channel"], ev["status"], name, code = payload
+        ev["drug"] = {"name": name, "code": code, "system": RXNORM}
     elif kind == CHARGES:
         ev["lines"] = [{"cpt": cpt, "units": units, "modifiers": list(mods), "service_date": day}
                        for cpt, units, mods, day in payload]
