@@ -40,6 +40,7 @@ from streams.metrics import Metrics
 from streams.summary import summary
 from streams.topics import create_topics
 
+PUMP_SHARE = 0.5  # of the infusions run on a pump, the share whose pump reports (simulator/pumps.py)
 QUIET_SECONDS = 3.0  # after the last input, outputs must be quiet this long before the summary
 
 
@@ -58,7 +59,9 @@ async def run_demo(encounters: int, seed: int, speed: float, partitions: int, me
     # Two days back: the whole simulated span (late documentation included) stays in the past,
     # which the validator insists on (events dated in the future are rejected).
     day = dt.date.today() - dt.timedelta(days=2)
-    lines = [line.encode() for line in simulate(encounters=encounters, seed=seed, day=day, bad_line_rate=0.002)]
+    # Half the infusions run on a pump report through it (IHE PCD): the pump evidence alerts.
+    lines = [line.encode() for line in simulate(encounters=encounters, seed=seed, day=day, bad_line_rate=0.002,
+                                                pump_share=PUMP_SHARE)]
     first = min(t for line in lines if (t := occurred(line)) is not None)
     clock = SimClock(first - 60, speed)
     stop = asyncio.Event()
@@ -208,6 +211,12 @@ def day_summary(day: Report) -> str:
     for who, title in (("nursing", "Nursing documentation alerts (the worklist shows the open ones)"),
                        ("coding", "Coding findings (pre-bill audit and coding notes; in the report)")):
         parts.append(_alert_table(title, day.totals.alerts.get(who, {})))
+    pumps = day.totals.pumps
+    parts.append(f"Infusion pumps ({PUMP_SHARE:.0%} of pump infusions report): {pumps['stop_known_to_pump']:,} open "
+                 f"stop-time alert(s) name the pump's stop, which the nurse can document (policy pump_stop_times = "
+                 f"\"fallback\" would code on it); {pumps['uncharted']:,} infusion(s) the pump delivered and nobody "
+                 f"charted; {pumps['mismatch']:,} chart/pump time mismatch(es), {pumps['mismatch_changes_codes']:,} "
+                 "changing the codes or units.")
     return "\n\n".join(parts)
 
 

@@ -107,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--day", type=dt.date.fromisoformat, default=dt.date(2026, 3, 2), help="YYYY-MM-DD")
     sim.add_argument("--gap-rate", type=float, default=0.05, help="share of encounters with documentation gaps")
     sim.add_argument("--bad-line-rate", type=float, default=0.0, help="share of malformed lines mixed in")
+    sim.add_argument("--pump-share", type=float, default=0.0,
+                     help="share of the infusions run on a pump whose pump reports device.delivery events (default 0)")
     sim.add_argument("-o", "--output", default="-", help="output file (default: standard output)")
 
     schema = sub.add_parser("schema", help="write the JSON Schema of the event and output contract")
@@ -240,7 +242,8 @@ example:
 """
 
 
-HL7_HELP = """HL7 v2 in: RAS^O17 administrations, ADT^A03 discharge, ADT^A13 cancel discharge.
+HL7_HELP = """HL7 v2 in: RAS^O17 administrations, ADT^A03 discharge, ADT^A13 cancel discharge; infusion
+pumps' IHE PCD messages (ORU^R42 delivery events, ORU^R01 status, RGV^O15 PIV orders: feeds/pcd.py).
 
   infusion-validator hl7 translate archive.hl7          # offline: events out, rejections on stderr
   infusion-validator hl7 listen --port 2575            # MLLP; needs IV_BOOTSTRAP_SERVERS like the worker
@@ -254,7 +257,9 @@ ACKs: AA stored in Kafka; AE fix the content and resend (missing field, bad valu
 AR not taken (unparseable, unsupported message type: filter it in the interface engine). AE and AR
 messages are dead-lettered with their reason. The drug category comes from the drug-class table
 (feeds/drug_classes.toml, extended by IV_DRUG_CLASSES_FILE); an unknown drug raises a
-DRUG_CLASS_UNKNOWN alert instead of a guess. Field mapping: feeds/hl7v2.py.
+DRUG_CLASS_UNKNOWN alert instead of a guess. Field mapping: feeds/hl7v2.py. A pump message without a
+visit number (PV1-19) is linked through the order it reports (OBR-2) or a PIV order for the pump,
+to an administration with that order (ORC-2) the same listener (or translate run) has received.
 """
 
 
@@ -459,7 +464,7 @@ def _simulate(args) -> int:
     from simulator import simulate
 
     lines = simulate(encounters=args.encounters, seed=args.seed, day=args.day,
-                     gap_rate=args.gap_rate, bad_line_rate=args.bad_line_rate)
+                     gap_rate=args.gap_rate, bad_line_rate=args.bad_line_rate, pump_share=args.pump_share)
     out = sys.stdout if args.output == "-" else open(args.output, "w")
     with out:
         for line in lines:

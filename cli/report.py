@@ -326,6 +326,7 @@ class Totals:
     by_finding: dict[str, Tally] = field(default_factory=dict)  # alert code or hold reason
     alerts: dict[str, dict[str, Counter]] = field(default_factory=dict)  # audience -> code -> raised/resolved
     examples: dict[str, dict] = field(default_factory=dict)  # CPT -> a complete net line, the first few CPTs
+    pumps: Counter = field(default_factory=Counter)  # infusion pump evidence standing (pump_counts)
     _heap: list = field(default_factory=list)  # (value, encounter_id, view): the `top` most at stake
 
     def add(self, view: EncounterView, enc: Encounter) -> None:
@@ -345,6 +346,7 @@ class Totals:
                 self.examples.setdefault(line["cpt"], line)
         for a in view.findings + view.open_gaps:
             _row(self.by_finding, a["code"]).findings += 1
+            self.pumps.update(pump_counts(a))
         for code in {a["code"] for a in view.findings + view.open_gaps}:
             _row(self.by_finding, code).encounters += 1
         for s in view.stakes:
@@ -375,6 +377,21 @@ class Totals:
     def most_at_stake(self) -> list[EncounterView]:
         """The `top` encounters to work, the most at stake first (then by encounter id)."""
         return [v for _, _, v in sorted(self._heap, key=lambda e: (-e[0], e[2].encounter_id))]
+
+
+def pump_counts(alert: dict) -> list[str]:
+    """What a standing alert says of infusion pump evidence (coding-rules §11): an infusion the pump
+    delivered that nobody charted (a missed charge until it is), a chart/pump time mismatch (and
+    whether the pump's times change the codes), a stop-time alert the pump's stop could close."""
+    code, message = alert["code"], alert["message"]
+    if code == "PUMP_INFUSION_UNDOCUMENTED":
+        return ["uncharted"]
+    if code == "PUMP_TIME_MISMATCH":
+        changes = "with the pump's times the lines would be" in message
+        return ["mismatch", "mismatch_changes_codes"] if changes else ["mismatch"]
+    if code in ("STOP_TIME_MISSING", "STOP_TIME_OVERDUE") and "(pump: " in message:
+        return ["stop_known_to_pump"]
+    return []
 
 
 class _Last(str):

@@ -127,7 +127,19 @@ def _stake_section(totals: Totals, fees: FeeSchedule | None) -> str:
             "(PREBILL_MISSED_CHARGE). Unsupported: submitted units the documentation does not support "
             "(PREBILL_* findings); where a finding names a code but not its units it counts 1 unit, the least "
             "it can be, marked &ge;. Held: net lines coded on a fallback (incomplete documentation) or behind "
-            "an administration with an open documentation gap.</p>")
+            "an administration with an open documentation gap.</p>" + _pump_note(totals))
+
+
+def _pump_note(totals: Totals) -> str:
+    """Infusion pump evidence (coding-rules §11), counted beside the money: the pump says what the
+    chart lacks, but its figures are not charges until documentation supports them."""
+    p = totals.pumps
+    if not p:
+        return ""
+    return (f"<p id=pump-evidence>Infusion pump evidence: {p['uncharted']:,} infusion(s) the pump delivered and "
+            f"nobody charted (each a missed charge until charted, not counted above); {p['mismatch']:,} chart/pump "
+            f"time mismatch(es), {p['mismatch_changes_codes']:,} of which would change the codes or units; "
+            f"{p['stop_known_to_pump']:,} missing or overdue stop time(s) the pump's stop could close.</p>")
 
 
 def _fee_note(fees: FeeSchedule | None) -> str:
@@ -186,7 +198,8 @@ def _table(table_id: str, head: tuple[str, ...], rows, cells, fees: FeeSchedule 
     heads = "".join(f"<th>{h}</th>" for h in head)
     body = "".join(f"<tr data-key=\"{_e(key)}\"><td>{_d(key)}</td>"
                    + "".join(f"<td class=n>{n:,}</td>" for n in cells(t))
-                   + f"<td class=n data-units={t.stake.units}{_amount_attr(t.stake, fees)}>{_at_stake(t.stake, fees)}</td></tr>"
+                   + f"<td class=n data-units={t.stake.units}{_amount_attr(t.stake, fees)}>"
+                   + f"{_at_stake(t.stake, fees)}</td></tr>"
                    for key, t in rows)
     return f"<table id={table_id}><tr>{heads}</tr>{body}</table>" if body else "<p class=muted>None.</p>"
 

@@ -27,3 +27,4 @@ def test_the_demo_prints_what_a_user_reads_and_writes_the_report():
     assert "<svg" in html and "illustrative" in html.lower()
     assert Path(report.group(2)).read_text().startswith("encounter_id,row,")
     assert "For a lookback, run last month's MAR export through" in out
+    assert re.search(r"Infusion pumps \(50% of pump infusions report\): \d+ open stop-time alert\(s\) name the pump's stop", out)
