@@ -200,6 +200,7 @@ class EncounterState:
                "incomplete_documentation": line.incomplete, "explanation": line.explanation}
         if self.patient_id is not None:
             rec["patient_id"] = self.patient_id
+        rec["patient_class"] = self.patient_class  # v1.3: the discharge's, for the billing interface (PV1-2)
         self.posted[charge_id] = {**rec, "key": key}
         return rec
 
@@ -272,7 +273,8 @@ class EncounterState:
             if generations.get(seed := "ch" + r["key"]) == 1:
                 del generations[seed]
             posted.append([cid, r["cpt"], r["units"], r["modifiers"], r["service_date"], r["administration_ids"],
-                           r["incomplete_documentation"], r["explanation"], r.get("patient_id")])
+                           r["incomplete_documentation"], r["explanation"], r.get("patient_id"),
+                           r.get("patient_class")])
         for identity in self.alerts:
             if generations.get(seed := "al" + identity) == 1:
                 del generations[seed]
@@ -291,7 +293,7 @@ class EncounterState:
             _SQUEEZE.decompress(packed.doc))
         facts = {k: AdminFacts(start, tuple(stop) if stop else None, voided) for k, start, stop, voided in admins}
         lines = {}
-        for cid, cpt, units, modifiers, service_date, ids, incomplete, explanation, line_patient in posted:
+        for cid, cpt, units, modifiers, service_date, ids, incomplete, explanation, line_patient, line_class in posted:
             key = "|".join((cpt, str(units), "+".join(modifiers), service_date, "+".join(ids), "i" if incomplete else "c"))
             lines[cid] = {"kind": "charge", "charge_id": cid, "action": "post", "reverses": None,
                           "encounter_id": encounter_id, "cpt": cpt, "units": units, "modifiers": modifiers,
@@ -300,6 +302,8 @@ class EncounterState:
                           "explanation": explanation, "key": key}
             if line_patient is not None:
                 lines[cid]["patient_id"] = line_patient
+            if line_class is not None:
+                lines[cid]["patient_class"] = line_class
             generations.setdefault("ch" + key, 1)
         for identity in alerts:
             generations.setdefault("al" + identity, 1)
