@@ -30,6 +30,13 @@ examples:
   infusion-validator code events.jsonl > coded.jsonl
   infusion-validator simulate --encounters 500 | infusion-validator code - --summary > coded.jsonl
   infusion-validator code --policy payer.toml events.jsonl
+  infusion-validator code events.jsonl --mue MCR_MUE_OutpatientHospitalServices_Eff_01-01-2026.csv \
+    --ptp ccipra-v321r0-f1.txt ccipra-v321r0-f2.txt > coded.jsonl
+
+National edits (coding-rules §7): --mue and --ptp load CMS's Medically Unlikely Edits table and
+procedure-to-procedure edit files, as CMS publishes them, and raise MUE_EXCEEDED and
+NCCI_PTP_CONFLICT (coding findings) on the coded lines and on submitted lines; what was loaded is
+said on standard error. A ZIP or Excel file is refused: give the CSV / text member.
 """
 
 
@@ -75,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
                           formatter_class=argparse.RawDescriptionHelpFormatter)
     code.add_argument("file", nargs="?", default="-", help="events file, or - for standard input (default)")
     code.add_argument("--policy", metavar="FILE", help="TOML policy file (default: the specification's defaults)")
+    code.add_argument("--mue", action="append", default=[], metavar="FILE",
+                      help="CMS MUE table as published (CSV; the Outpatient Hospital Services table for facility "
+                           "billing, the Practitioner one for professional; once per table): MUE_EXCEEDED findings")
+    code.add_argument("--ptp", action="extend", nargs="+", default=[], metavar="FILE",
+                      help="CMS NCCI procedure-to-procedure edit files as published (tab-delimited text or CSV; give "
+                           "the events file before them): NCCI_PTP_CONFLICT findings")
     code.add_argument("--summary", action="store_true", help="at the end, on standard error: every line accounted for (accepted, dead-lettered, blank, duplicate) and summary tables")
     code.add_argument("--progress", action="store_true",
                       help="report progress on standard error (default: only when it is a terminal)")
@@ -364,11 +377,18 @@ def _retention_days(text: str) -> float:
 
 
 def _code(args) -> int:
+    from dataclasses import replace
+
     from rules.policy import load_policy
     from cli.batch import run_batch, tune_gc_for_batch
+    from streams.edit_files import load_edits
     from streams.summary import summary
 
     policy = load_policy(args.policy)
+    edits = load_edits(args.mue, args.ptp)  # a bad edit file fails before reading any event
+    if edits is not None:
+        policy = replace(policy, edits=edits)
+        print(edits.summary(), file=sys.stderr)
     source = sys.stdin.buffer if args.file == "-" else _open(args.file)
     progress = args.progress or sys.stderr.isatty()
     tune_gc_for_batch()  # full collections of the ever-growing state cost ~15% and free nothing

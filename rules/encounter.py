@@ -18,6 +18,7 @@ import orjson
 from rules.administration import Administration, clock
 from rules.alerts import AlertSpec, audience
 from rules.classify import stop_before_start_message
+from rules.edits import national_findings
 from rules.engine import Coding, Context, Line, code_encounter, code_table
 from rules.facts import AdminFacts
 from rules.ids import stable_id
@@ -115,7 +116,9 @@ class EncounterState:
         at = e.epoch
         if self.submitted_at is None or at >= self.submitted_at:
             self.submitted_at = at
-            self.submitted = [{"cpt": l.cpt, "units": l.units, "modifiers": list(l.modifiers)} for l in e.lines]
+            self.submitted = [{"cpt": l.cpt, "units": l.units, "modifiers": list(l.modifiers),
+                               **({"service_date": l.service_date.isoformat()} if l.service_date else {})}
+                              for l in e.lines]
 
     # -- the clock -----------------------------------------------------------------------
 
@@ -160,6 +163,7 @@ class EncounterState:
         wanted = coding.alerts + live
         if self.submitted is not None:
             wanted += audit(self.submitted, coding, code_table(policy))
+        wanted += national_findings(policy.edits, coding, self.submitted, self.billing, self.discharged_at)
         return self._charge_delta(coding.lines) + self._alert_delta(wanted)
 
     def _live_alerts(self, policy: Policy) -> list[AlertSpec]:

@@ -16,7 +16,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from feeds.hl7v2 import VISIT_FIELD
 from models.events import EVENT_TYPES
+from rules.edits import EditFileError
 from rules.policy import Policy, PolicyError, load_policy
+from streams.edit_files import load_edits
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
@@ -123,6 +125,10 @@ class Settings:
                                                  "not finished", "worker")
     retention_days: int = _setting(14, "days a discharged encounter is kept for late documentation", "worker")
     policy_file: str | None = _setting(None, "coding policy TOML (default: the specification's defaults)", "worker")
+    mue_file: str | None = _setting(None, "CMS MUE table(s) as published (CSV): the Outpatient Hospital Services table, "
+                                    "and/or the Practitioner one, comma-separated (coding-rules §7)", "worker")
+    ptp_files: str | None = _setting(None, "CMS NCCI procedure-to-procedure edit files as published (tab-delimited "
+                                     "text or CSV), comma-separated (coding-rules §7)", "worker")
     drug_classes_file: str | None = _setting(None, "the hospital's drug-class table TOML, extending the shipped "
                                              "one (feeds/drugs.py)", "coding")
     timezone: str | None = _setting(None, "IANA zone of the sending facility: HL7 times sent without a UTC offset "
@@ -183,9 +189,18 @@ class Settings:
     @property
     def policy(self) -> Policy:
         try:
-            return load_policy(self.policy_file)
+            policy = load_policy(self.policy_file)
         except PolicyError as exc:
             raise ConfigError(f"IV_POLICY_FILE: {exc}") from None
+        try:
+            edits = load_edits(_paths(self.mue_file), _paths(self.ptp_files))
+        except EditFileError as exc:
+            raise ConfigError(f"IV_MUE_FILE / IV_PTP_FILES: {exc}") from None
+        return replace(policy, edits=edits) if edits else policy
+
+
+def _paths(value: str | None) -> list[str]:
+    return [p.strip() for p in (value or "").split(",") if p.strip()]
 
 
 def settings_help(*groups: str) -> str:
@@ -300,6 +315,10 @@ def _check(s: Settings) -> None:
                           "in the order they are read (default PV1-19,PID-18)")
     if s.timezone:
         check_timezone(s.timezone, "IV_TIMEZONE")
+    for var, value in (("IV_MUE_FILE", s.mue_file), ("IV_PTP_FILES", s.ptp_files)):
+        missing = [p for p in _paths(value) if not Path(p).is_file()]
+        if missing:
+            raise ConfigError(f"{var}: no such file {missing[0]} (give the files as CMS publishes them, comma-separated)")
     if s.drug_classes_file and not Path(s.drug_classes_file).is_file():
         raise ConfigError(f"IV_DRUG_CLASSES_FILE={s.drug_classes_file}: no such file")
     if s.store not in ("memory://", "rocksdb://"):
