@@ -195,6 +195,21 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--keyfile", help="the client certificate's private key (if not in --certfile)")
     send.add_argument("files", nargs="+", help="files of HL7 messages (one or more per file), - for standard input")
 
+    billing = sub.add_parser("billing", help="charges out to the billing system: HL7 v2 DFT^P03 by the hospital's "
+                             "chargemaster (a file, or live over MLLP)", description=BILLING_HELP,
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
+    billing_sub = billing.add_subparsers(dest="billing_command", required=True, parser_class=_Parser)
+    export = billing_sub.add_parser("export", help="the DFT^P03 messages of `code`'s output, to a file (exit 2 if "
+                                    "some charges were held)", description=BILLING_EXPORT_HELP + settings_help("billing"),
+                                    formatter_class=argparse.RawDescriptionHelpFormatter)
+    export.add_argument("records", metavar="CODED", nargs="+", help="output records of `code` (JSON Lines), or - for "
+                        "standard input")
+    export.add_argument("--chargemaster", metavar="CDM.csv", help="the hospital's chargemaster extract (CSV with the "
+                        "header charge_code,description,cpt,revenue_code,department; IV_BILLING_CHARGEMASTER_FILE)")
+    export.add_argument("-o", "--output", default="-", help="file of DFT^P03 messages to write (default: standard output)")
+    export.add_argument("--held", metavar="FILE", help="write the held charge records there (JSON Lines), to export "
+                        "again once the chargemaster maps their CPT")
+
     drugs = sub.add_parser("drugs", help="the drug-class table: import a pharmacy formulary extract")
     drugs_sub = drugs.add_subparsers(dest="drugs_command", required=True, parser_class=_Parser)
     imp = drugs_sub.add_parser("import", help="merge a formulary extract (CSV) into the hospital's drug-class file",
@@ -225,6 +240,34 @@ def build_parser() -> argparse.ArgumentParser:
     fhir_translate.add_argument("files", nargs="+", help="FHIR JSON files (a resource or a Bundle each), - for "
                                 "standard input")
     return parser
+
+
+BILLING_HELP = """Charges out, as hospital billing systems take them: HL7 v2.5.1 DFT^P03, one message per charge
+record (a post is a charge, FT1-6 CG; a reversal a credit, CD, naming in FT1-31 the FT1-2 of the
+charge it reverses), posted by the hospital's own chargemaster codes. A CPT the chargemaster does not
+map (or maps to several charge codes) is not sent: it is held and raised to coding (BILLING_HELD).
+Field by field: docs/contract.md section 8; running the sender: docs/operations.md.
+
+  infusion-validator billing export coded.jsonl --chargemaster cdm.csv -o charges.hl7
+"""
+
+
+BILLING_EXPORT_HELP = """The DFT^P03 messages of `code`'s output (its charge records; alerts and dead letters are
+skipped), one per charge record in file order, written to -o FILE: segments end in CR, messages are
+separated by a line break (`infusion-validator hl7 send` sends such a file). Held charges are listed
+on standard error, and written with --held FILE as charge records, to export again once the
+chargemaster has their row. MSH identities and the reversal reference come from the IV_BILLING_*
+settings below.
+
+Exit status: 0 every charge written, 2 some charges held (or lines unreadable; the rest was written),
+1 usage or I/O error, or an unusable chargemaster.
+
+examples:
+  infusion-validator code day.jsonl > coded.jsonl
+  infusion-validator billing export coded.jsonl --chargemaster cdm.csv -o day.hl7 --held held.jsonl
+  infusion-validator hl7 send --host billing.example.org --port 6661 --cafile billing-ca.crt day.hl7
+
+"""
 
 
 TRANSLATE_HELP = """Translate files of messages offline (no Kafka): what a sender's messages become.
@@ -586,6 +629,35 @@ def _drugs(args) -> int:
     return 2 if report.conflicts or report.unreadable else 0
 
 
+def _billing(args) -> int:
+    from dataclasses import replace
+
+    s = _settings(args)
+    given = {"billing_chargemaster_file": args.chargemaster, "billing_host": getattr(args, "host", None),
+             "billing_port": getattr(args, "port", None)}
+    s = replace(s, **{k: v for k, v in given.items() if v is not None})
+    from cli.billing import export, load_chargemaster, read_lines
+
+    if not s.billing_chargemaster_file:
+        raise ValueError("give the hospital's chargemaster: --chargemaster CDM.csv (or IV_BILLING_CHARGEMASTER_FILE)")
+    if args.records.count("-") > 1:
+        raise ValueError("standard input (-) can be read once")
+    cdm = load_chargemaster(s.billing_chargemaster_file)
+    for problem in cdm.problems:
+        print(f"{cdm.source} {problem}", file=sys.stderr)
+    out = sys.stdout.buffer if args.output == "-" else open(args.output, "wb")
+    held = open(args.held, "wb") if args.held else None
+    try:
+        stats = export(read_lines(args.records, sys.stdin.buffer), cdm, s.billing_interface, out, sys.stderr, held)
+    finally:
+        if out is not sys.stdout.buffer:
+            out.close()
+        if held is not None:
+            held.close()
+    print(stats.line("standard output" if args.output == "-" else args.output), file=sys.stderr)
+    return 2 if stats.held or stats.unreadable else 0
+
+
 def _worklist(args) -> int:
     import asyncio
 
@@ -595,7 +667,7 @@ def _worklist(args) -> int:
 
 
 _COMMANDS = {"code": _code, "report": _report, "worklist": _worklist, "simulate": _simulate, "schema": _schema,
-             "drugs": _drugs,
+             "drugs": _drugs, "billing": _billing,
              "demo": _demo, "worker": _worker,
              "topics": _topics, "hl7": _hl7, "fhir": _fhir}
 
