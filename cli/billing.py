@@ -14,29 +14,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import BinaryIO, TextIO
 
 import orjson
 
-from billing.chargemaster import Chargemaster, ChargemasterError, parse
+from billing.chargemaster import Chargemaster
 from billing.dft import Dft, Held, Interface, NotACharge, translate
-
-
-def load_chargemaster(path: str) -> Chargemaster:
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise OSError(f"no such chargemaster file: {path}") from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        text = data.decode("cp1252", errors="replace")
-    cdm = parse(text, Path(path).name)
-    if not cdm.rows:
-        raise ChargemasterError(f"{path}: no chargemaster row loaded ({len(cdm.problems)} rows not loaded): every "
-                                "charge would be held")
-    return cdm
 
 
 @dataclass

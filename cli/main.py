@@ -209,6 +209,15 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("-o", "--output", default="-", help="file of DFT^P03 messages to write (default: standard output)")
     export.add_argument("--held", metavar="FILE", help="write the held charge records there (JSON Lines), to export "
                         "again once the chargemaster maps their CPT")
+    send_billing = billing_sub.add_parser("send", help="the live sender: charges topic -> DFT^P03 over MLLP to the "
+                                          "billing system, an offset committed after each AA",
+                                          description=BILLING_SEND_HELP + settings_help("billing", "kafka", "process"),
+                                          formatter_class=argparse.RawDescriptionHelpFormatter)
+    _kafka_flags(send_billing)
+    _metrics_flag(send_billing)
+    send_billing.add_argument("--chargemaster", metavar="CDM.csv", help="IV_BILLING_CHARGEMASTER_FILE")
+    send_billing.add_argument("--host", help="the billing system's MLLP host (IV_BILLING_HOST)")
+    send_billing.add_argument("--port", type=int, help="its port (IV_BILLING_PORT)")
 
     drugs = sub.add_parser("drugs", help="the drug-class table: import a pharmacy formulary extract")
     drugs_sub = drugs.add_subparsers(dest="drugs_command", required=True, parser_class=_Parser)
@@ -249,6 +258,7 @@ map (or maps to several charge codes) is not sent: it is held and raised to codi
 Field by field: docs/contract.md section 8; running the sender: docs/operations.md.
 
   infusion-validator billing export coded.jsonl --chargemaster cdm.csv -o charges.hl7
+  infusion-validator billing send                  # needs IV_BOOTSTRAP_SERVERS and IV_BILLING_* settings
 """
 
 
@@ -266,6 +276,28 @@ examples:
   infusion-validator code day.jsonl > coded.jsonl
   infusion-validator billing export coded.jsonl --chargemaster cdm.csv -o day.hl7 --held held.jsonl
   infusion-validator hl7 send --host billing.example.org --port 6661 --cafile billing-ca.crt day.hl7
+
+"""
+
+
+BILLING_SEND_HELP = """The live sender. Reads the charges topic with its own consumer group (<IV_APP_ID>-billing) and
+sends each charge record's DFT^P03 over MLLP (over TLS, and mutual TLS, with the IV_BILLING_TLS_*
+settings) to the billing system, one message at a time, waiting for its ACK:
+  AA      taken: the record's offset is committed (only then);
+  AE, AR  refused: the record is dead-lettered (category billing_rejected, the message as raw) and
+          BILLING_REJECTED is raised to coding with the receiver's reason; then committed;
+  held    its CPT is not in the chargemaster: dead-lettered (billing_held, the charge record as
+          raw) and BILLING_HELD raised; then committed.
+A lost connection, or no ACK within IV_BILLING_ACK_TIMEOUT_SECONDS, closes the connection; the same
+message (same MSH-10, same FT1-2) is sent again after a reconnection with backoff: nothing is lost,
+and the billing system's duplicate check on FT1-2 recognises the resend. After a crash, the records
+not committed are sent again, with the same FT1-2. /healthz, /readyz (Kafka reachable, the billing
+system connected) and /metrics on IV_METRICS_HOST:IV_METRICS_PORT; JSON logs without patient data.
+
+example:
+  IV_BILLING_HOST=billing.example.org IV_BILLING_PORT=6661 IV_BILLING_TLS_CAFILE=billing-ca.crt \\
+  IV_BILLING_TLS_CERTFILE=validator.crt IV_BILLING_TLS_KEYFILE=validator.key \\
+  IV_BILLING_CHARGEMASTER_FILE=/etc/infusion-validator/cdm.csv infusion-validator billing send
 
 """
 
@@ -636,7 +668,14 @@ def _billing(args) -> int:
     given = {"billing_chargemaster_file": args.chargemaster, "billing_host": getattr(args, "host", None),
              "billing_port": getattr(args, "port", None)}
     s = replace(s, **{k: v for k, v in given.items() if v is not None})
-    from cli.billing import export, load_chargemaster, read_lines
+    if args.billing_command == "send":
+        import asyncio
+
+        from gateways.billing import run
+
+        return asyncio.run(run(s))
+    from cli.billing import export, read_lines
+    from gateways.billing import load_chargemaster
 
     if not s.billing_chargemaster_file:
         raise ValueError("give the hospital's chargemaster: --chargemaster CDM.csv (or IV_BILLING_CHARGEMASTER_FILE)")

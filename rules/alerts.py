@@ -21,6 +21,10 @@ SEVERITY = {
     # National edits (coding-rules §7, rules/edits.py): the payer denies these lines as billed.
     "MUE_EXCEEDED": "hard",
     "NCCI_PTP_CONFLICT": "hard",
+    # Raised by `billing send` (gateways/billing.py): a charge the billing system refused, or one the
+    # chargemaster cannot post. Either way it is not on the claim until coding acts.
+    "BILLING_REJECTED": "hard",
+    "BILLING_HELD": "hard",
     # Raised by the feeds, not the engine: a FHIR IV/IA administration whose method (push or
     # infusion) cannot be told is rejected, and this says what nursing must document.
     "METHOD_MISSING": "hard",
