@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import io
 import logging
 import signal
 import sys
@@ -50,6 +51,7 @@ def say(text: str) -> None:
 
 HL7_PORT, FHIR_PORT, WORKLIST_PORT = 2575, 8080, 8090  # the usual ones; a free port when taken
 FEES = Path("samples/fee-schedule-illustrative.csv")  # made-up amounts, labelled so in the report
+CHARGEMASTER = Path("samples/chargemaster-illustrative.csv")  # made-up charge codes, labelled so
 REPORT = Path(tempfile.gettempdir()) / "infusion-validator-demo-report.html"  # and its .csv beside it
 
 
@@ -123,6 +125,7 @@ async def run_demo(encounters: int, seed: int, speed: float, partitions: int, me
             say(f"\nNursing worklist: {worklist_url}")
             say(f"Coder's report of the day: {REPORT} (every encounter's rows in {REPORT.with_suffix('.csv')}). "
                 "For a lookback, run last month's MAR export through `infusion-validator code` and `report`.")
+            say(write_billing(outputs))
             say(f"Metrics: http://127.0.0.1:{settings.metrics_port}/metrics (served until the demo exits)")
             if not (exit_after_day or stop.is_set()):
                 say(f"\nStill running. Send HL7 v2 (e.g. `.venv/bin/infusion-validator hl7 send --port {hl7_port} "
@@ -243,6 +246,21 @@ def write_report(outputs: list[bytes]) -> Report:
         report = build([("the demo's simulated day", outputs, None)], fees, rows=Rows(out))
     REPORT.write_text(render(report, fees, csv_path.name), encoding="utf-8")
     return report
+
+
+def write_billing(outputs: list[bytes]) -> str:
+    """The day's charges as the billing system would take them (what `billing export` writes), beside
+    the report, by the illustrative chargemaster; says where and how many."""
+    from billing.dft import Interface
+    from cli.billing import export
+    from gateways.billing import load_chargemaster
+
+    path = REPORT.with_name("infusion-validator-demo-charges.hl7")
+    with open(path, "wb") as out:
+        stats = export(((f"output {n}", line) for n, line in enumerate(outputs, 1)), load_chargemaster(str(CHARGEMASTER)),
+                       Interface(), out, io.StringIO())
+    return (f"Billing interface file: {path} ({stats.messages} HL7 DFT^P03 messages: {stats.posts} charges, "
+            f"{stats.reversals} credits, by {CHARGEMASTER}; {stats.held} held). `billing send` sends them live.")
 
 
 def _progress(stats: BatchStats, clock, sent: int, processor) -> None:

@@ -30,6 +30,13 @@ examples:
   infusion-validator code events.jsonl > coded.jsonl
   infusion-validator simulate --encounters 500 | infusion-validator code - --summary > coded.jsonl
   infusion-validator code --policy payer.toml events.jsonl
+  infusion-validator code events.jsonl --mue MCR_MUE_OutpatientHospitalServices_Eff_01-01-2026.csv \
+    --ptp ccipra-v321r0-f1.txt ccipra-v321r0-f2.txt > coded.jsonl
+
+National edits (coding-rules §7): --mue and --ptp load CMS's Medically Unlikely Edits table and
+procedure-to-procedure edit files, as CMS publishes them, and raise MUE_EXCEEDED and
+NCCI_PTP_CONFLICT (coding findings) on the coded lines and on submitted lines; what was loaded is
+said on standard error. A ZIP or Excel file is refused: give the CSV / text member.
 """
 
 
@@ -75,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
                           formatter_class=argparse.RawDescriptionHelpFormatter)
     code.add_argument("file", nargs="?", default="-", help="events file, or - for standard input (default)")
     code.add_argument("--policy", metavar="FILE", help="TOML policy file (default: the specification's defaults)")
+    code.add_argument("--mue", action="append", default=[], metavar="FILE",
+                      help="CMS MUE table as published (CSV; the Outpatient Hospital Services table for facility "
+                           "billing, the Practitioner one for professional; once per table): MUE_EXCEEDED findings")
+    code.add_argument("--ptp", action="extend", nargs="+", default=[], metavar="FILE",
+                      help="CMS NCCI procedure-to-procedure edit files as published (tab-delimited text or CSV; give "
+                           "the events file before them): NCCI_PTP_CONFLICT findings")
     code.add_argument("--summary", action="store_true", help="at the end, on standard error: every line accounted for (accepted, dead-lettered, blank, duplicate) and summary tables")
     code.add_argument("--progress", action="store_true",
                       help="report progress on standard error (default: only when it is a terminal)")
@@ -184,6 +197,30 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--keyfile", help="the client certificate's private key (if not in --certfile)")
     send.add_argument("files", nargs="+", help="files of HL7 messages (one or more per file), - for standard input")
 
+    billing = sub.add_parser("billing", help="charges out to the billing system: HL7 v2 DFT^P03 by the hospital's "
+                             "chargemaster (a file, or live over MLLP)", description=BILLING_HELP,
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
+    billing_sub = billing.add_subparsers(dest="billing_command", required=True, parser_class=_Parser)
+    export = billing_sub.add_parser("export", help="the DFT^P03 messages of `code`'s output, to a file (exit 2 if "
+                                    "some charges were held)", description=BILLING_EXPORT_HELP + settings_help("billing"),
+                                    formatter_class=argparse.RawDescriptionHelpFormatter)
+    export.add_argument("records", metavar="CODED", nargs="+", help="output records of `code` (JSON Lines), or - for "
+                        "standard input")
+    export.add_argument("--chargemaster", metavar="CDM.csv", help="the hospital's chargemaster extract (CSV with the "
+                        "header charge_code,description,cpt,revenue_code,department; IV_BILLING_CHARGEMASTER_FILE)")
+    export.add_argument("-o", "--output", default="-", help="file of DFT^P03 messages to write (default: standard output)")
+    export.add_argument("--held", metavar="FILE", help="write the held charge records there (JSON Lines), to export "
+                        "again once the chargemaster maps their CPT")
+    send_billing = billing_sub.add_parser("send", help="the live sender: charges topic -> DFT^P03 over MLLP to the "
+                                          "billing system, an offset committed after each AA",
+                                          description=BILLING_SEND_HELP + settings_help("billing", "kafka", "process"),
+                                          formatter_class=argparse.RawDescriptionHelpFormatter)
+    _kafka_flags(send_billing)
+    _metrics_flag(send_billing)
+    send_billing.add_argument("--chargemaster", metavar="CDM.csv", help="IV_BILLING_CHARGEMASTER_FILE")
+    send_billing.add_argument("--host", help="the billing system's MLLP host (IV_BILLING_HOST)")
+    send_billing.add_argument("--port", type=int, help="its port (IV_BILLING_PORT)")
+
     drugs = sub.add_parser("drugs", help="the drug-class table: import a pharmacy formulary extract")
     drugs_sub = drugs.add_subparsers(dest="drugs_command", required=True, parser_class=_Parser)
     imp = drugs_sub.add_parser("import", help="merge a formulary extract (CSV) into the hospital's drug-class file",
@@ -214,6 +251,57 @@ def build_parser() -> argparse.ArgumentParser:
     fhir_translate.add_argument("files", nargs="+", help="FHIR JSON files (a resource or a Bundle each), - for "
                                 "standard input")
     return parser
+
+
+BILLING_HELP = """Charges out, as hospital billing systems take them: HL7 v2.5.1 DFT^P03, one message per charge
+record (a post is a charge, FT1-6 CG; a reversal a credit, CD, naming in FT1-31 the FT1-2 of the
+charge it reverses), posted by the hospital's own chargemaster codes. A CPT the chargemaster does not
+map (or maps to several charge codes) is not sent: it is held and raised to coding (BILLING_HELD).
+Field by field: docs/contract.md section 8; running the sender: docs/operations.md.
+
+  infusion-validator billing export coded.jsonl --chargemaster cdm.csv -o charges.hl7
+  infusion-validator billing send                  # needs IV_BOOTSTRAP_SERVERS and IV_BILLING_* settings
+"""
+
+
+BILLING_EXPORT_HELP = """The DFT^P03 messages of `code`'s output (its charge records; alerts and dead letters are
+skipped), one per charge record in file order, written to -o FILE: segments end in CR, messages are
+separated by a line break (`infusion-validator hl7 send` sends such a file). Held charges are listed
+on standard error, and written with --held FILE as charge records, to export again once the
+chargemaster has their row. MSH identities and the reversal reference come from the IV_BILLING_*
+settings below.
+
+Exit status: 0 every charge written, 2 some charges held (or lines unreadable; the rest was written),
+1 usage or I/O error, or an unusable chargemaster.
+
+examples:
+  infusion-validator code day.jsonl > coded.jsonl
+  infusion-validator billing export coded.jsonl --chargemaster cdm.csv -o day.hl7 --held held.jsonl
+  infusion-validator hl7 send --host billing.example.org --port 6661 --cafile billing-ca.crt day.hl7
+
+"""
+
+
+BILLING_SEND_HELP = """The live sender. Reads the charges topic with its own consumer group (<IV_APP_ID>-billing) and
+sends each charge record's DFT^P03 over MLLP (over TLS, and mutual TLS, with the IV_BILLING_TLS_*
+settings) to the billing system, one message at a time, waiting for its ACK:
+  AA      taken: the record's offset is committed (only then);
+  AE, AR  refused: the record is dead-lettered (category billing_rejected, the message as raw) and
+          BILLING_REJECTED is raised to coding with the receiver's reason; then committed;
+  held    its CPT is not in the chargemaster: dead-lettered (billing_held, the charge record as
+          raw) and BILLING_HELD raised; then committed.
+A lost connection, or no ACK within IV_BILLING_ACK_TIMEOUT_SECONDS, closes the connection; the same
+message (same MSH-10, same FT1-2) is sent again after a reconnection with backoff: nothing is lost,
+and the billing system's duplicate check on FT1-2 recognises the resend. After a crash, the records
+not committed are sent again, with the same FT1-2. /healthz, /readyz (Kafka reachable, the billing
+system connected) and /metrics on IV_METRICS_HOST:IV_METRICS_PORT; JSON logs without patient data.
+
+example:
+  IV_BILLING_HOST=billing.example.org IV_BILLING_PORT=6661 IV_BILLING_TLS_CAFILE=billing-ca.crt \\
+  IV_BILLING_TLS_CERTFILE=validator.crt IV_BILLING_TLS_KEYFILE=validator.key \\
+  IV_BILLING_CHARGEMASTER_FILE=/etc/infusion-validator/cdm.csv infusion-validator billing send
+
+"""
 
 
 TRANSLATE_HELP = """Translate files of messages offline (no Kafka): what a sender's messages become.
@@ -369,11 +457,18 @@ def _retention_days(text: str) -> float:
 
 
 def _code(args) -> int:
+    from dataclasses import replace
+
     from rules.policy import load_policy
     from cli.batch import run_batch, tune_gc_for_batch
+    from streams.edit_files import load_edits
     from streams.summary import summary
 
     policy = load_policy(args.policy)
+    edits = load_edits(args.mue, args.ptp)  # a bad edit file fails before reading any event
+    if edits is not None:
+        policy = replace(policy, edits=edits)
+        print(edits.summary(), file=sys.stderr)
     source = sys.stdin.buffer if args.file == "-" else _open(args.file)
     progress = args.progress or sys.stderr.isatty()
     tune_gc_for_batch()  # full collections of the ever-growing state cost ~15% and free nothing
@@ -571,6 +666,42 @@ def _drugs(args) -> int:
     return 2 if report.conflicts or report.unreadable else 0
 
 
+def _billing(args) -> int:
+    from dataclasses import replace
+
+    s = _settings(args)
+    given = {"billing_chargemaster_file": args.chargemaster, "billing_host": getattr(args, "host", None),
+             "billing_port": getattr(args, "port", None)}
+    s = replace(s, **{k: v for k, v in given.items() if v is not None})
+    if args.billing_command == "send":
+        import asyncio
+
+        from gateways.billing import run
+
+        return asyncio.run(run(s))
+    from cli.billing import export, read_lines
+    from gateways.billing import load_chargemaster
+
+    if not s.billing_chargemaster_file:
+        raise ValueError("give the hospital's chargemaster: --chargemaster CDM.csv (or IV_BILLING_CHARGEMASTER_FILE)")
+    if args.records.count("-") > 1:
+        raise ValueError("standard input (-) can be read once")
+    cdm = load_chargemaster(s.billing_chargemaster_file)
+    for problem in cdm.problems:
+        print(f"{cdm.source} {problem}", file=sys.stderr)
+    out = sys.stdout.buffer if args.output == "-" else open(args.output, "wb")
+    held = open(args.held, "wb") if args.held else None
+    try:
+        stats = export(read_lines(args.records, sys.stdin.buffer), cdm, s.billing_interface, out, sys.stderr, held)
+    finally:
+        if out is not sys.stdout.buffer:
+            out.close()
+        if held is not None:
+            held.close()
+    print(stats.line("standard output" if args.output == "-" else args.output), file=sys.stderr)
+    return 2 if stats.held or stats.unreadable else 0
+
+
 def _worklist(args) -> int:
     import asyncio
 
@@ -580,7 +711,7 @@ def _worklist(args) -> int:
 
 
 _COMMANDS = {"code": _code, "report": _report, "worklist": _worklist, "simulate": _simulate, "schema": _schema,
-             "drugs": _drugs,
+             "drugs": _drugs, "billing": _billing,
              "demo": _demo, "worker": _worker,
              "topics": _topics, "hl7": _hl7, "fhir": _fhir}
 

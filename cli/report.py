@@ -128,6 +128,9 @@ CATEGORIES = (MISSED, UNSUPPORTED, HELD)
 _MISSED = re.compile(r"^(\w+): documentation supports (\d+) unit\(s\), (\d+) submitted")
 _MISMATCH_UNITS = re.compile(r"^(\w+): (\d+) unit\(s\) submitted, documentation supports (\d+)")
 _EXTRA_HOUR = re.compile(r"^(\d+) unit\(s\) of add-on hour (\w+) submitted but the documented times support (\d+)")
+# National edits (rules/edits.py): the units over the MUE, and the column 2 units a PTP edit denies.
+_MUE = re.compile(r"^(\w+) on \S+: (\d+) unit\(s\) (?:coded by the validator|submitted), over the MUE of (\d+)")
+_PTP = re.compile(r"^(\w+) x(\d+) on \S+ (?:coded by the validator|submitted) with \w+: NCCI ")
 _CODES_NAMED = {  # findings that name the surplus codes but not their units
     "PREBILL_PUSH_OVER_15_MIN": re.compile(r"^Push code\(s\) ([\w, ]+?) submitted"),
     "PREBILL_HYDRATION_AS_INITIAL": re.compile(r"^(\w+) \(initial hydration\) was submitted"),
@@ -136,7 +139,9 @@ _CODES_NAMED = {  # findings that name the surplus codes but not their units
 
 
 def finding_stakes(alert: dict, net_units: Counter) -> list[Stake]:
-    """What a standing pre-bill finding puts at stake; [] when it is about no units (e.g. modifiers)."""
+    """What a standing pre-bill finding puts at stake; [] when it is about no units (e.g. modifiers).
+    A national edit's finding: the units over the MUE (the payer denies the whole line or day, so at
+    least those), the column 2 units a PTP edit denies."""
     code, msg = alert["code"], alert["message"]
     if code == "PREBILL_MISSED_CHARGE" and (m := _MISSED.match(msg)):
         cpt, supported, submitted = m[1], int(m[2]), int(m[3])
@@ -147,6 +152,10 @@ def finding_stakes(alert: dict, net_units: Counter) -> list[Stake]:
         return _surplus(code, m[2], int(m[1]), int(m[3]))
     if code == "PREBILL_CODE_MISMATCH" and (m := _MISMATCH_UNITS.match(msg)):
         return _surplus(code, m[1], int(m[2]), int(m[3]))
+    if code == "MUE_EXCEEDED" and (m := _MUE.match(msg)):
+        return _surplus(code, m[1], int(m[2]), int(m[3]))
+    if code == "NCCI_PTP_CONFLICT" and (m := _PTP.match(msg)):
+        return [Stake(UNSUPPORTED, m[1], int(m[2]), True, code)]
     if code in _CODES_NAMED and (m := _CODES_NAMED[code].match(msg)):
         return [Stake(UNSUPPORTED, cpt.strip(), 1, False, code) for cpt in m[1].split(",")]
     return []

@@ -1,10 +1,12 @@
-"""What every process at the edge serves for its operators, as the worker does: `/healthz` (the
-event loop turns), `/readyz` (ready to take traffic: listening, and the Kafka cluster answering;
-streams/reachability.py), `/metrics`, on IV_METRICS_HOST:IV_METRICS_PORT, and JSON logs.
+"""What every process at the edge (the feeds, the worklist, the billing sender) serves for its
+operators, as the worker does: `/healthz` (the event loop turns), `/readyz` (ready to take traffic:
+listening, and the Kafka cluster answering; streams/reachability.py), `/metrics`, on
+IV_METRICS_HOST:IV_METRICS_PORT, and JSON logs.
 
-Metrics of the feeds and the worklist, on the process's own registry. Labels are bounded: the feed
-(`hl7`, `fhir`, or a dead letter's source feed), an ACK code or HTTP status, a rejection category.
-Never a visit, a patient, a peer address or anything a sender wrote.
+Metrics of the feeds, the worklist and the billing sender, on the process's own registry. Labels
+are bounded: the feed (`hl7`, `fhir`, or a dead letter's source feed), an ACK code or HTTP status,
+a rejection category, a billing outcome. Never a visit, a patient, a peer address or anything a
+sender wrote.
 """
 from __future__ import annotations
 
@@ -72,6 +74,31 @@ class WorklistMetrics(ProcessMetrics):
         self.pages = Gauge("iv_worklist_pages", "Worklist pages open (live event streams)", registry=r)
         self.caught_up = Gauge("iv_worklist_caught_up", "1 once the alerts topic was read to its end since start",
                                registry=r)
+
+
+class BillingMetrics(ProcessMetrics):
+    """`billing send`: what reaches the billing system. Labels: a bounded outcome, never a charge."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        super().__init__(registry)
+        r = self.registry
+        self.messages = Counter("iv_billing_messages_total", "Charge records handled, by outcome: posted (AA), "
+                                "rejected (AE/AR, dead-lettered), duplicate (AE/AR 205: the billing system had it), held "
+                                "(no chargemaster row), repeat (posted already), unreadable", ["outcome"], registry=r)
+        for outcome in ("posted", "rejected", "duplicate", "held", "repeat", "unreadable"):
+            self.messages.labels(outcome)  # exported at 0, so rates and ratios exist from the start
+        self.ack_seconds = Histogram("iv_billing_ack_seconds", "From a DFT^P03 sent to its ACK",
+                                     buckets=LATENCY_BUCKETS, registry=r)
+        self.connected = Gauge("iv_billing_connected", "1 while connected to the billing system's MLLP interface",
+                               registry=r)
+        self.connection_failures = Counter("iv_billing_connection_failures_total", "Connection attempts that "
+                                           "failed, and connections lost or timed out before an ACK", registry=r)
+        self.resends = Counter("iv_billing_resends_total", "Messages sent again after a lost connection or a missing "
+                               "ACK (same MSH-10 and FT1-2)", registry=r)
+        self.commit_failures = Counter("iv_billing_commit_failures_total", "Offsets Kafka did not commit (the next "
+                                       "commit covers them)", registry=r)
+        self.backlog = Gauge("iv_billing_backlog", "Charge records on the charges topic not yet handled by this "
+                             "sender", registry=r)
 
 
 async def _heartbeat(health: Health) -> None:

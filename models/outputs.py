@@ -24,6 +24,8 @@ class ChargeLine(BaseModel):
     incomplete_documentation: bool
     explanation: str
     patient_id: str | None = None  # v1.2: when the encounter's events carried one (for the billing interface)
+    # v1.3: the patient class of the discharge the line was coded at (for the billing interface, PV1-2)
+    patient_class: Literal["outpatient", "emergency", "observation", "inpatient"] | None = None
 
 
 class Alert(BaseModel):

@@ -18,6 +18,13 @@ SEVERITY = {
     "PREBILL_ADDITIONAL_HOUR_UNSUPPORTED": "hard",
     "PREBILL_MISSED_CHARGE": "warn",
     "PREBILL_CODE_MISMATCH": "warn",
+    # National edits (coding-rules §7, rules/edits.py): the payer denies these lines as billed.
+    "MUE_EXCEEDED": "hard",
+    "NCCI_PTP_CONFLICT": "hard",
+    # Raised by `billing send` (gateways/billing.py): a charge the billing system refused, or one the
+    # chargemaster cannot post. Either way it is not on the claim until coding acts.
+    "BILLING_REJECTED": "hard",
+    "BILLING_HELD": "hard",
     # Raised by the feeds, not the engine: a FHIR IV/IA administration whose method (push or
     # infusion) cannot be told is rejected, and this says what nursing must document.
     "METHOD_MISSING": "hard",

@@ -19,6 +19,7 @@ from rules import pumps
 from rules.administration import Administration, clock
 from rules.alerts import AlertSpec, audience
 from rules.classify import stop_before_start_message
+from rules.edits import national_findings
 from rules.engine import Coding, Context, Line, code_encounter, code_table
 from rules.facts import AdminFacts
 from rules.ids import stable_id
@@ -122,7 +123,9 @@ class EncounterState:
         at = e.epoch
         if self.submitted_at is None or at >= self.submitted_at:
             self.submitted_at = at
-            self.submitted = [{"cpt": l.cpt, "units": l.units, "modifiers": list(l.modifiers)} for l in e.lines]
+            self.submitted = [{"cpt": l.cpt, "units": l.units, "modifiers": list(l.modifiers),
+                               **({"service_date": l.service_date.isoformat()} if l.service_date else {})}
+                              for l in e.lines]
 
     # -- the clock -----------------------------------------------------------------------
 
@@ -211,6 +214,7 @@ class EncounterState:
             wanted = self._with_pump_notes(coding.alerts, now, policy) + live + self._pump_mismatches(now, policy)
         if self.submitted is not None:
             wanted += audit(self.submitted, coding, code_table(policy))
+        wanted += national_findings(policy.edits, coding, self.submitted, self.billing, self.discharged_at)
         return self._charge_delta(coding.lines) + self._alert_delta(wanted)
 
     def _pump_mismatches(self, now: int, policy: Policy) -> list[AlertSpec]:
@@ -263,6 +267,7 @@ class EncounterState:
                "incomplete_documentation": line.incomplete, "explanation": line.explanation}
         if self.patient_id is not None:
             rec["patient_id"] = self.patient_id
+        rec["patient_class"] = self.patient_class  # v1.3: the discharge's, for the billing interface (PV1-2)
         self.posted[charge_id] = {**rec, "key": key}
         return rec
 
@@ -336,7 +341,8 @@ class EncounterState:
             if generations.get(seed := "ch" + r["key"]) == 1:
                 del generations[seed]
             posted.append([cid, r["cpt"], r["units"], r["modifiers"], r["service_date"], r["administration_ids"],
-                           r["incomplete_documentation"], r["explanation"], r.get("patient_id")])
+                           r["incomplete_documentation"], r["explanation"], r.get("patient_id"),
+                           r.get("patient_class")])
         for identity in self.alerts:
             if generations.get(seed := "al" + identity) == 1:
                 del generations[seed]
@@ -355,7 +361,7 @@ class EncounterState:
             _SQUEEZE.decompress(packed.doc))
         facts = {k: AdminFacts(start, tuple(stop) if stop else None, voided) for k, start, stop, voided in admins}
         lines = {}
-        for cid, cpt, units, modifiers, service_date, ids, incomplete, explanation, line_patient in posted:
+        for cid, cpt, units, modifiers, service_date, ids, incomplete, explanation, line_patient, line_class in posted:
             key = "|".join((cpt, str(units), "+".join(modifiers), service_date, "+".join(ids), "i" if incomplete else "c"))
             lines[cid] = {"kind": "charge", "charge_id": cid, "action": "post", "reverses": None,
                           "encounter_id": encounter_id, "cpt": cpt, "units": units, "modifiers": modifiers,
@@ -364,6 +370,8 @@ class EncounterState:
                           "explanation": explanation, "key": key}
             if line_patient is not None:
                 lines[cid]["patient_id"] = line_patient
+            if line_class is not None:
+                lines[cid]["patient_class"] = line_class
             generations.setdefault("ch" + key, 1)
         for identity in alerts:
             generations.setdefault("al" + identity, 1)

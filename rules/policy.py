@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rules.edits import NationalEdits
+
 CHOICES = {
     # Infusion without a stop at discharge: code it as a push (spec default) or not at all.
     "missing_stop_fallback": ("push", "none"),
@@ -53,6 +55,9 @@ class Policy:
     pump_mismatch_minutes: int = 15
     # Payer profiles may replace a code, e.g. {"initial_infusion.therapeutic.IA": "96365"}.
     codes: dict[str, str] = field(default_factory=dict)
+    # CMS's national edits (coding-rules §7), loaded from the hospital's files (`code --mue/--ptp`,
+    # IV_MUE_FILE/IV_PTP_FILES), not from the TOML file; None: not checked.
+    edits: NationalEdits | None = None
 
     def __post_init__(self) -> None:
         for name, allowed in CHOICES.items():
@@ -78,7 +83,7 @@ def load_policy(path: str | Path | None) -> Policy:
         raise PolicyError(f"cannot read policy file {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError(f"policy file {path} is not valid TOML: {exc}") from None
-    known = {f.name for f in dataclasses.fields(Policy)}
+    known = {f.name for f in dataclasses.fields(Policy)} - {"edits"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise PolicyError(f"policy file {path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")

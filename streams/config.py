@@ -16,7 +16,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from feeds.hl7v2 import VISIT_FIELD
 from models.events import EVENT_TYPES
+from billing.dft import Interface
+from rules.edits import EditFileError
 from rules.policy import Policy, PolicyError, load_policy
+from streams.edit_files import load_edits
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
@@ -77,6 +80,7 @@ GROUPS = {
     "hl7": "HL7 v2 MLLP listener (hl7 listen)",
     "fhir": "FHIR endpoint (fhir serve)",
     "worklist": "Nursing worklist (worklist)",
+    "billing": "Billing interface: DFT^P03 to the billing system (billing send; billing export reads the DFT ones)",
     "feeds": "Both feeds' listeners",
     "process": "Health, metrics and logs (worker, hl7 listen, fhir serve, worklist)",
 }
@@ -125,6 +129,10 @@ class Settings:
                                                  "not finished", "worker")
     retention_days: int = _setting(14, "days a discharged encounter is kept for late documentation", "worker")
     policy_file: str | None = _setting(None, "coding policy TOML (default: the specification's defaults)", "worker")
+    mue_file: str | None = _setting(None, "CMS MUE table(s) as published (CSV): the Outpatient Hospital Services table, "
+                                    "and/or the Practitioner one, comma-separated (coding-rules §7)", "worker")
+    ptp_files: str | None = _setting(None, "CMS NCCI procedure-to-procedure edit files as published (tab-delimited "
+                                     "text or CSV), comma-separated (coding-rules §7)", "worker")
     drug_classes_file: str | None = _setting(None, "the hospital's drug-class table TOML, extending the shipped "
                                              "one (feeds/drugs.py)", "coding")
     timezone: str | None = _setting(None, "IANA zone of the sending facility: HL7 times sent without a UTC offset "
@@ -157,6 +165,30 @@ class Settings:
     fhir_max_entries: int = _setting(1000, "most entries of one Bundle", "fhir")
     worklist_hosts: str = _setting("", "host names the worklist answers to besides loopback's (the name nurses "
                                    "open, behind the sign-on proxy), comma-separated; others get 421", "worklist")
+    # -- the billing interface (issue 24): charges out as DFT^P03 over MLLP ----------------------
+    billing_host: str = _setting("127.0.0.1", "the billing system's MLLP host (its charge interface)", "billing")
+    billing_port: int = _setting(2575, "its port", "billing")
+    billing_tls: str = _setting("off", "on: MLLP over TLS, the billing system's certificate checked against "
+                                "IV_BILLING_TLS_CAFILE, else the system's CAs (on when a CA or certificate is given)",
+                                "billing")
+    billing_tls_cafile: str | None = _setting(None, "CA certificate(s) of the billing system's certificate (PEM)",
+                                              "billing")
+    billing_tls_certfile: str | None = _setting(None, "mutual TLS: our client certificate (PEM)", "billing")
+    billing_tls_keyfile: str | None = _setting(None, "its private key", "billing")
+    billing_chargemaster_file: str | None = _setting(None, "the hospital's chargemaster extract (CSV, header "
+                                                     "charge_code,description,cpt,revenue_code,department): "
+                                                     "required by billing send", "billing")
+    billing_ack_timeout_seconds: float = _setting(30.0, "longest wait for a message's ACK; then the connection is "
+                                                  "closed and the same message sent again", "billing")
+    billing_retry_max_seconds: float = _setting(60.0, "longest wait between reconnection attempts (the backoff "
+                                                "doubles from 0.5 s up to it)", "billing")
+    billing_sending_application: str = _setting("INFUSION-VALIDATOR", "MSH-3 of the DFT messages", "billing")
+    billing_sending_facility: str = _setting("", "MSH-4", "billing")
+    billing_receiving_application: str = _setting("BILLING", "MSH-5: the billing system", "billing")
+    billing_receiving_facility: str = _setting("", "MSH-6", "billing")
+    billing_processing_id: str = _setting("P", "MSH-11: P production, T test", "billing")
+    billing_reversal_reference: str = _setting("FT1-31", "where a credit names the FT1-2 of the charge it reverses: "
+                                               "FT1-n (an FT1 field the interface leaves empty) or none", "billing")
     feed_idle_timeout_seconds: float = _setting(30.0, "a connection silent or half-sent this long is closed", "feeds")
     feed_max_connections: int = _setting(100, "open connections per listener; more are refused", "feeds")
     # Under the senders' ACK timeouts (an interface engine's is often 30 s; `hl7 send` waits 30 s), so
@@ -183,11 +215,28 @@ class Settings:
         return tuple(h.strip().lower() for h in self.worklist_hosts.split(",") if h.strip())
 
     @property
+    def billing_interface(self) -> Interface:
+        """The DFT^P03 identities and the reversal reference (billing/dft.py)."""
+        ref = self.billing_reversal_reference.strip().upper()
+        return Interface(self.billing_sending_application, self.billing_sending_facility,
+                         self.billing_receiving_application, self.billing_receiving_facility,
+                         self.billing_processing_id, None if ref == "NONE" else int(ref[4:]))
+
+    @property
     def policy(self) -> Policy:
         try:
-            return load_policy(self.policy_file)
+            policy = load_policy(self.policy_file)
         except PolicyError as exc:
             raise ConfigError(f"IV_POLICY_FILE: {exc}") from None
+        try:
+            edits = load_edits(_paths(self.mue_file), _paths(self.ptp_files))
+        except EditFileError as exc:
+            raise ConfigError(f"IV_MUE_FILE / IV_PTP_FILES: {exc}") from None
+        return replace(policy, edits=edits) if edits else policy
+
+
+def _paths(value: str | None) -> list[str]:
+    return [p.strip() for p in (value or "").split(",") if p.strip()]
 
 
 def settings_help(*groups: str) -> str:
@@ -274,7 +323,8 @@ def _check(s: Settings) -> None:
                               "(or IV_SASL_PASSWORD_FILE)")
     for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "hl7_tls_certfile", "hl7_tls_keyfile",
                  "hl7_tls_client_cafile", "fhir_tls_certfile", "fhir_tls_keyfile", "fhir_tls_client_cafile",
-                 "fhir_tokens_file"):
+                 "fhir_tokens_file", "billing_tls_cafile", "billing_tls_certfile", "billing_tls_keyfile",
+                 "billing_chargemaster_file"):
         path = getattr(s, name)
         if path and not Path(path).is_file():
             raise ConfigError(f"IV_{name.upper()}={path}: no such file")
@@ -289,6 +339,7 @@ def _check(s: Settings) -> None:
             raise ConfigError(f"IV_{name.upper()}={getattr(s, name)}: give a TCP port (0: any free one)")
     if s.hl7_max_bytes < 1024 or s.fhir_max_bytes < 1024 or s.fhir_max_entries < 1:
         raise ConfigError("IV_HL7_MAX_BYTES / IV_FHIR_MAX_BYTES: give 1024 bytes or more; IV_FHIR_MAX_ENTRIES: 1 or more")
+    _check_billing(s)
     if s.kafka_unreachable_seconds <= 0:
         raise ConfigError("IV_KAFKA_UNREACHABLE_SECONDS: give seconds above 0")
     if s.feed_idle_timeout_seconds <= 0 or s.feed_max_connections < 1:
@@ -302,6 +353,10 @@ def _check(s: Settings) -> None:
                           "in the order they are read (default PV1-19,PID-18)")
     if s.timezone:
         check_timezone(s.timezone, "IV_TIMEZONE")
+    for var, value in (("IV_MUE_FILE", s.mue_file), ("IV_PTP_FILES", s.ptp_files)):
+        missing = [p for p in _paths(value) if not Path(p).is_file()]
+        if missing:
+            raise ConfigError(f"{var}: no such file {missing[0]} (give the files as CMS publishes them, comma-separated)")
     if s.drug_classes_file and not Path(s.drug_classes_file).is_file():
         raise ConfigError(f"IV_DRUG_CLASSES_FILE={s.drug_classes_file}: no such file")
     if s.store not in ("memory://", "rocksdb://"):
@@ -325,6 +380,26 @@ def _check(s: Settings) -> None:
         raise ConfigError(f"IV_LOG_FORMAT={s.log_format!r}: choose json (one object per line) or text")
     if len(set(s.topics.all)) != len(s.topics.all):
         raise ConfigError("IV_TOPIC_*: every topic needs its own name")
+
+
+def _check_billing(s: Settings) -> None:
+    if not 0 < s.billing_port < 65536:
+        raise ConfigError(f"IV_BILLING_PORT={s.billing_port}: give the billing system's TCP port")
+    if s.billing_tls not in ("on", "off"):
+        raise ConfigError(f"IV_BILLING_TLS={s.billing_tls!r}: give on or off")
+    if s.billing_tls_keyfile and not s.billing_tls_certfile:
+        raise ConfigError("IV_BILLING_TLS_KEYFILE goes with IV_BILLING_TLS_CERTFILE: give the client certificate too")
+    if not 1 <= s.billing_ack_timeout_seconds <= 600 or not 1 <= s.billing_retry_max_seconds <= 3600:
+        raise ConfigError("IV_BILLING_ACK_TIMEOUT_SECONDS: give 1 to 600 seconds; IV_BILLING_RETRY_MAX_SECONDS: "
+                          "1 to 3600")
+    ref = s.billing_reversal_reference.strip().upper()
+    if ref != "NONE" and not re.fullmatch(r"FT1-\d{1,2}", ref):
+        raise ConfigError(f"IV_BILLING_REVERSAL_REFERENCE={s.billing_reversal_reference!r}: give FT1-n (default "
+                          "FT1-31) or none")
+    try:
+        s.billing_interface
+    except ValueError as exc:
+        raise ConfigError(f"IV_BILLING_REVERSAL_REFERENCE / IV_BILLING_PROCESSING_ID: {exc}") from None
 
 
 def check_timezone(name: str, where: str) -> ZoneInfo:

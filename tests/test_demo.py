@@ -28,3 +28,7 @@ def test_the_demo_prints_what_a_user_reads_and_writes_the_report():
     assert Path(report.group(2)).read_text().startswith("encounter_id,row,")
     assert "For a lookback, run last month's MAR export through" in out
     assert re.search(r"Infusion pumps \(50% of pump infusions report\): \d+ open stop-time alert\(s\) name the pump's stop", out)
+    billing = re.search(r"Billing interface file: (\S+\.hl7) \((\d+) HL7 DFT\^P03 messages: .*; 0 held\)", out)
+    assert billing, out[-1500:]
+    messages = [m for m in Path(billing.group(1)).read_bytes().split(b"\n") if m]
+    assert len(messages) == int(billing.group(2)) > 0 and all(m.startswith(b"MSH|^~\\&|") for m in messages)

@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry
 
 from cli.main import build_parser
 from streams.config import Settings, Topics
-from gateways.ops import FeedMetrics, WorklistMetrics
+from gateways.ops import BillingMetrics, FeedMetrics, WorklistMetrics
 from streams.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,7 +55,9 @@ def k8s_docs(component: str = "worker") -> dict[str, dict]:
     return docs
 
 
-EDGE = {"hl7-listener": ["hl7", "listen"], "fhir-endpoint": ["fhir", "serve"], "worklist": ["worklist"]}
+EDGE = {"hl7-listener": ["hl7", "listen"], "fhir-endpoint": ["fhir", "serve"], "worklist": ["worklist"],
+        "billing-sender": ["billing", "send"]}
+COMPOSE_EDGE = {k: v for k, v in EDGE.items() if k != "billing-sender"}  # Compose has no billing system to send to
 
 
 def compose() -> dict:
@@ -159,7 +161,8 @@ def test_compose_commands_are_real_cli_commands_in_the_right_order():
     workers = [n for n, a in ours.items() if a.command == "worker"]
     assert len(topics) == 1 and len(workers) == 2
     edge = {n: svc["command"][:2] for n, svc in services.items() if "build" in svc and n not in topics + workers}
-    assert sorted(c[:len(e)] for c in edge.values() for e in EDGE.values() if c[:len(e)] == e) == sorted(EDGE.values())
+    assert sorted(c[:len(e)] for c in edge.values() for e in COMPOSE_EDGE.values() if c[:len(e)] == e) == sorted(
+        COMPOSE_EDGE.values())
     for name in workers + list(edge):
         assert services[name]["depends_on"][topics[0]] == {"condition": "service_completed_successfully"}
     assert services[topics[0]]["depends_on"]["kafka"] == {"condition": "service_healthy"}
@@ -230,7 +233,7 @@ def test_deployment_probes_security_and_volumes():
 
 def test_secrets_hold_placeholders_only():
     secrets = [d for d in k8s_all() if d["kind"] == "Secret"]
-    assert len(secrets) == 3
+    assert len(secrets) == 4
     for secret in secrets:
         assert "data" not in secret  # no base64 that could hide a real value
         assert all("PLACEHOLDER" in v for v in secret["stringData"].values())
@@ -277,7 +280,7 @@ def exported_names() -> set[str]:
     FaustMetrics.create(worker, "faust")
     suffixes = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_count", "_sum", "_created"),
                 "summary": ("", "_count", "_sum", "_created"), "gauge": ("",)}
-    return {fam.name + s for registry in (worker, FeedMetrics().registry, WorklistMetrics().registry)
+    return {fam.name + s for registry in (worker, FeedMetrics().registry, WorklistMetrics().registry, BillingMetrics().registry)
             for fam in registry.collect() for s in suffixes.get(fam.type, ("",))} | {"up"}
 
 
@@ -359,7 +362,7 @@ def test_dashboard_has_the_panels_of_the_runbook():
     titles = " | ".join(p["title"].lower() for p in panels)
     for needed in ("throughput", "lag", "latency", "open encounters", "open administrations", "alerts",
                    "charges", "dead letters", "rebalances", "feed answers", "feed rejections",
-                   "feed answer latency", "feed connections", "worklist"):
+                   "feed answer latency", "feed connections", "worklist", "billing"):
         assert needed in titles, needed
     assert all(p["datasource"]["uid"] == "${datasource}" for p in panels if p["type"] != "row")
     assert any("iv_discharge_to_charge_seconds_bucket" in e for e in dashboard_exprs())
@@ -388,7 +391,8 @@ def test_network_policies_admit_only_prometheus_and_each_process_s_own_clients()
     expected = {"worker": {("infusion-validator/scrape", DEFAULT_PORT)},
                 "hl7-listener": {("infusion-validator/scrape", DEFAULT_PORT), ("infusion-validator/feeds", 2575)},
                 "fhir-endpoint": {("infusion-validator/scrape", DEFAULT_PORT), ("infusion-validator/feeds", 8080)},
-                "worklist": {("infusion-validator/scrape", DEFAULT_PORT), ("infusion-validator/worklist", 4180)}}
+                "worklist": {("infusion-validator/scrape", DEFAULT_PORT), ("infusion-validator/worklist", 4180)},
+                "billing-sender": {("infusion-validator/scrape", DEFAULT_PORT)}}  # it connects out only
     policies = [d for d in k8s_all() if d["kind"] == "NetworkPolicy"]
     assert len(policies) == len(expected)
     for policy in policies:
@@ -425,6 +429,11 @@ def test_feed_and_worklist_deployments_run_their_command_with_probes_limits_and_
         (proxy,) = [p for p in pod["containers"] if p is not c]
         assert any(a.startswith("--upstream=http://127.0.0.1:") for a in proxy["args"])
         assert targets == {"metrics", "https"} and "https" in {p["name"] for p in proxy["ports"]}
+    elif component == "billing-sender":  # one connection to the billing system, mutual TLS, the chargemaster mounted
+        assert docs["Deployment"]["spec"]["replicas"] == 1 and docs["Deployment"]["spec"]["strategy"]["type"] == "Recreate"
+        assert env["IV_BILLING_TLS"] == "on" and env["IV_BILLING_TLS_CERTFILE"] and targets == {"metrics"}
+        mounts = {m["mountPath"] for m in c["volumeMounts"]}
+        assert str(Path(env["IV_BILLING_CHARGEMASTER_FILE"]).parent) in mounts
     else:
         host = {"hl7-listener": "IV_HL7", "fhir-endpoint": "IV_FHIR"}[component]
         assert env[f"{host}_HOST"] == "0.0.0.0" and env[f"{host}_TLS_CLIENT_CAFILE"]  # mutual TLS in the base

@@ -199,3 +199,17 @@ def test_alerts_say_who_acts_and_where_the_patient_is():
     assert {r["audience"] for code, r in alerts.items() if code.startswith("PREBILL_")} == {"coding"}
     plain = run([start("A1", "10:00"), discharge("11:00")])
     assert [("location" in r, r["audience"]) for r in plain if r["kind"] == "alert"] == [(False, "nursing")]
+
+
+def test_charge_records_carry_the_discharge_s_patient_class_and_a_reversal_the_post_s():
+    """Contract v1.3 (additive): `patient_class` on charge lines, for the billing interface's PV1-2; a
+    packed (held) encounter keeps it on its posted lines."""
+    book = Book(pack_closed=True, gauges=False)
+    first = run([start("A1", "08:00"), stop("A1", "09:00"), discharge("10:00", patient_class="emergency")], book)
+    (post,) = [r for r in first if r["kind"] == "charge"]
+    assert post["patient_class"] == "emergency"
+    later = run([cancel("10:20"), void("A1", "10:30"), start("A2", "10:40"), stop("A2", "11:40"),
+                 discharge("12:00", patient_class="observation")], book)  # unpacked, recoded
+    reversal = next(r for r in later if r["kind"] == "charge" and r["action"] == "reverse")
+    assert reversal["reverses"] == post["charge_id"] and reversal["patient_class"] == "emergency"
+    assert {r["patient_class"] for r in later if r["kind"] == "charge" and r["action"] == "post"} == {"observation"}

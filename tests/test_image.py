@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -142,7 +143,7 @@ def test_the_installed_image_runs_version_and_every_deployed_commands_help(insta
     assert version.returncode == 0 and re.fullmatch(r"infusion-validator \d+\.\d+\.\d+\S*\n", version.stdout), version
     commands = deployed_commands()
     assert {verb(c) for c in commands} == {("worker",), ("topics", "create"), ("hl7", "listen"), ("fhir", "serve"),
-                                           ("worklist",)}
+                                           ("worklist",), ("billing", "send")}
     for command in commands:
         done = run(installed, *command, "--help")
         assert done.returncode == 0 and "usage: infusion-validator" in done.stdout, (command, done.stderr[-2000:])
@@ -202,6 +203,11 @@ def test_every_deployed_process_starts_from_the_installed_image_and_gets_ready(i
                              timeout=60)
     assert created.returncode == 0, created.stderr[-2000:]
     listen = {"hl7": ["--port", "0"], "fhir": ["--port", "0"], "worklist": ["--port", "0"]}  # any free port
+    # `billing send` is ready once connected to a billing system: a loopback socket stands in (the OS
+    # accepts the connection; no charge is sent), and it reads the illustrative chargemaster.
+    billing_system = socket.create_server(("127.0.0.1", 0))
+    env.update(IV_BILLING_HOST="127.0.0.1", IV_BILLING_PORT=str(billing_system.getsockname()[1]),
+               IV_BILLING_CHARGEMASTER_FILE=str(ROOT / "samples" / "chargemaster-illustrative.csv"))
     procs, taken = {}, set()
     for command in deployed_commands():
         if verb(command) == ("topics", "create") or " ".join(verb(command)) in procs:
@@ -234,6 +240,7 @@ def test_every_deployed_process_starts_from_the_installed_image_and_gets_ready(i
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
         codes = {name: proc.wait(timeout=30) for name, (proc, _, _) in procs.items()}
+        billing_system.close()
     assert set(codes.values()) == {0}, codes
 
 
