@@ -53,7 +53,7 @@ def main() -> None:
     app = Application(broker_address=args.bootstrap, consumer_group=args.group, auto_offset_reset="earliest",
                       processing_guarantee="at-least-once", state_dir=tempfile.mkdtemp(prefix="iv-bench-quix-"),
                       use_changelog_topics=True,
-                      # the worker's faust consumer's session and heartbeat (streams/app.py), not
+                      # the worker's faust consumer's session and heartbeat (streams/faust_runtime/app.py), not
                       # librdkafka's 45 s session: the same group timing on both sides
                       consumer_extra_config={"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000},
                       loglevel=os.environ.get("IV_BENCH_QUIX_LOGLEVEL", "WARNING"))

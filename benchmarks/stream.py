@@ -9,7 +9,7 @@
              one output per input. (Before issue 14 it added the whole batch's size once per partition
              of the batch, so it stopped after a fraction of the events and overstated its rate.)
       faust  a plain faust passthrough agent in its own app (value_serializer raw)
-      worker the real validator (streams.app.build_app), in-process, done when its Metrics count
+      worker the real validator (streams.faust_runtime.app.build_app), in-process, done when its Metrics count
              every event consumed (iv_events_consumed_total + non-too_late dead letters)
     Rates are steady-state: from the first record processed to the last (group join excluded);
     the rate including start-up is printed too.
@@ -207,7 +207,7 @@ async def wait_count(get, n: int, label: str, timeout: float) -> tuple[float | N
 async def bench_faust(bootstrap: str, inputs, out: str, n: int, partitions: int) -> dict:
     import faust
 
-    from streams import compat
+    from streams.faust_runtime import compat
     compat.apply()
     app = faust.App(f"bench-pass-{int(time.time() * 1000)}", broker=f"kafka://{bootstrap}",
                     key_serializer="raw", value_serializer="raw", topic_partitions=partitions,
@@ -237,7 +237,7 @@ async def bench_faust(bootstrap: str, inputs, out: str, n: int, partitions: int)
 
 
 async def bench_worker(settings, n: int) -> dict:
-    from streams.app import build_app
+    from streams.faust_runtime.app import build_app
     from streams.topics import create_topics
 
     await create(settings.bootstrap_servers, settings.topics.all, settings.partitions)
@@ -264,7 +264,7 @@ async def bench_worker(settings, n: int) -> dict:
 # -- (b) latency -----------------------------------------------------------------------------
 
 async def bench_latency(bootstrap: str, settings, lines: list[bytes], rate: float) -> dict:
-    from streams.app import build_app
+    from streams.faust_runtime.app import build_app
     from streams.topics import create_topics
     from streams.worker import tune_gc_for_worker
 
@@ -276,7 +276,7 @@ async def bench_latency(bootstrap: str, settings, lines: list[bytes], rate: floa
     await app.start()
     tune_gc_for_worker()  # as `worker` does once started (streams/worker.py)
     # A downstream consumer as the worker reads: Tansu answers a waiting fetch only at its max wait
-    # (streams/compat.py, fix 4), so aiokafka's default 500 ms added up to that to "end to end".
+    # (streams/faust_runtime/compat.py, fix 4), so aiokafka's default 500 ms added up to that to "end to end".
     out = AIOKafkaConsumer(t.charges, t.discharged, bootstrap_servers=bootstrap, group_id=None,
                            auto_offset_reset="earliest", fetch_max_wait_ms=20)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=1)

@@ -30,7 +30,7 @@ from feeds import DrugClasses
 from gateways import worklist as worklist_page
 from simulator import simulate
 from gateways import fhir_http, mllp
-from streams.app import build_app
+from streams.faust_runtime.app import build_app
 from cli.batch import BatchStats
 from gateways.bridge import Bridge
 from streams.broker import EmbeddedBroker, free_port

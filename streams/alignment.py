@@ -16,7 +16,7 @@ sources report how far they have read (`watermark`): while any producer mis-part
 also waits until every other partition has forwarded everything older than it (a discharge would
 otherwise be coded, or an overdue clock moved, before a stop forwarded from elsewhere).
 
-Pure: no Kafka, no faust. The agent (streams/app.py) feeds it and processes what it releases.
+Pure: no Kafka, no faust. The agent (streams/faust_runtime/app.py) feeds it and processes what it releases.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""Connection settings for aiokafka clients and faust, built from Settings (SASL/TLS included).
+"""Connection settings for aiokafka clients, built from Settings (SASL/TLS included).
 
 Every Kafka client of the product connects with these: aiokafka clients with client_kwargs, the
-faust app with faust_connection. A client given only the bootstrap address works against the
+faust app with streams/faust_runtime/connection.py, which builds on ssl_context. A client given only the bootstrap address works against the
 PLAINTEXT test broker and fails on a secured cluster, so none is built any other way."""
 from __future__ import annotations
 
@@ -29,21 +29,3 @@ def client_kwargs(s: Settings) -> dict:
         kwargs.update(sasl_mechanism=s.sasl_mechanism, sasl_plain_username=s.sasl_username,
                       sasl_plain_password=s.sasl_password)
     return kwargs
-
-
-def faust_connection(s: Settings) -> dict:
-    """faust.App's broker and broker_credentials: what its own consumer and producer connect with."""
-    return {"broker": [f"kafka://{h}" for h in s.bootstrap_servers.split(",")],
-            "broker_credentials": faust_credentials(s)}
-
-
-def faust_credentials(s: Settings):
-    """faust's broker_credentials for the configured security protocol (None for PLAINTEXT)."""
-    import faust
-
-    if s.security_protocol.startswith("SASL"):
-        return faust.SASLCredentials(username=s.sasl_username, password=s.sasl_password,
-                                     mechanism=s.sasl_mechanism, ssl_context=ssl_context(s))
-    if s.security_protocol == "SSL":
-        return faust.SSLCredentials(ssl_context(s))
-    return None

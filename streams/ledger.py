@@ -6,7 +6,7 @@ control resumes; a batch fetched before a seek is still delivered after it; the 
 "read offset" per partition that concurrent seeks overwrite, then drops records below it or takes
 a jump for a gap in the log. A lost record is an event never applied, silently. So:
 
-- the consumer side (streams/compat.py) hands over, per partition, only records that continue
+- the consumer side (streams/faust_runtime/compat.py) hands over, per partition, only records that continue
   what the ledger expects (`expected`) and writes each down (`handed`); a batch fetched before the
   partition was last sought (`epochs`) is stale and not handed over;
 - every seek, faust's or ours, starts the partition afresh here (`restart`);

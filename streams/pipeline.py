@@ -1,7 +1,7 @@
 """The agent's work on each batch of records the consumer handed to the Inbox, and the timer's
 side of it.
 
-1. Each record is tracked (faust commits nothing past it until it is acked) and checked off
+1. Each record is tracked (the runtime commits nothing past it until it is acked) and checked off
    against the ReadLedger (streams/ledger.py): a record lost on the way makes the partition be
    read again; a stale copy is dropped.
 2. The Intake sorts it: forwarded to its owner partition, a watermark, a clock tick (processed
@@ -11,7 +11,7 @@ side of it.
    batch is handed to the deliveries in flight (streams/delivery.py): its outputs (forwards first,
    watermarks last) are sent once those writes are durable, then its partitions' "delivered up to"
    marks are written (docs/delivery.md). The agent reads on meanwhile.
-5. Only then is each record acked: faust commits no offset past a record that is held, lost or
+5. Only then is each record acked: the runtime commits no offset past a record that is held, lost or
    not yet delivered.
 """
 from __future__ import annotations
@@ -20,13 +20,7 @@ import asyncio
 import datetime as dt
 import functools
 import logging
-import weakref
 
-from faust.stores.memory import Store as MemoryStore
-from faust.streams import _current_event
-from faust.types import TP
-
-from streams import compat
 from streams.alignment import Aligner
 from streams.config import Settings
 from streams.delivery import Deliveries, Delivery
@@ -35,6 +29,7 @@ from streams.ledger import Arrival, ReadLedger
 from streams.messages import Message, Output
 from streams.metrics import Metrics
 from streams.processor import Processor
+from streams.runtime import TP, Runtime
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +42,9 @@ REMEMBER_EVERY = 60.0  # seconds forwarding mode must grow by before it is writt
 
 
 class Pipeline:
-    def __init__(self, app, s: Settings, processor: Processor, metrics: Metrics, clock, reachability=None) -> None:
-        self.app, self.topics, self.processor, self.metrics, self.clock = app, s.topics, processor, metrics, clock
+    def __init__(self, runtime: Runtime, s: Settings, processor: Processor, metrics: Metrics, clock,
+                 reachability=None) -> None:
+        self.runtime, self.topics, self.processor, self.metrics, self.clock = runtime, s.topics, processor, metrics, clock
         self.reachability = reachability  # the worker's BrokerWatch (streams/reachability.py), or None
         self.partitions = s.partitions
         self.inputs = (*s.topics.inputs, s.topics.repartition, s.topics.ticks)  # a partition's, in time order
@@ -57,7 +53,6 @@ class Pipeline:
         self.intake = Intake(s.topics, s.partitions, self.aligner, metrics)
         self.owned: set[int] = set()
         self.paused: set[TP] = set()
-        self.partition_event: dict[int, _At] = {}  # partition -> its latest record processed (see write_state)
         self.last_batch = self.last_wake = 0.0
         self.forwarding = 0  # batches with forwards not yet on the producer: no watermark may pass them
         self.remembered = 0.0  # the "forwarding until" last written to the owned partitions' changelogs
@@ -66,7 +61,6 @@ class Pipeline:
         self.outages_seen = 0  # the reachability watch's outages that ended, as this pipeline last saw
         self.forced_at = float("-inf")  # when records last went ahead of an input that was behind
         self.deliveries = Deliveries(self._enqueue)
-        self.changelog = None  # set by the app: the table and its changelog topic
 
     # -- the agent -----------------------------------------------------------------------
 
@@ -86,12 +80,8 @@ class Pipeline:
         ready = released.items
         outputs = []
         for msg, m in ready:
-            at = self.partition_event[msg.partition] = _At(m)
-            token = _current_event.set(weakref.ref(at))  # a rocksdb store reads the message's partition
-            try:
+            with self.runtime.processing(m):
                 outputs += self.processor.process(msg)
-            finally:
-                _current_event.reset(token)
         flushed = self.processor.flush()
         # states + outboxes (and forwarding mode when it grew), sent in order
         writes = await self._write_changelog(flushed.writes + self._remember_forwarding(wall))
@@ -122,17 +112,15 @@ class Pipeline:
 
     async def _receive(self, records, now: float, wall: float):
         forwards, done = [], []
-        consumer, generation = self.app.consumer, self.app.consumer_generation_id
-        self._seen_by_faust(records, now)
+        runtime = self.runtime
+        runtime.noted({m.tp for m in records}, now)
         for m in records:
-            if m.generation_id != generation or not self.app.flow_control.is_active():
-                continue  # fetched before a rebalance (faust's streams skip these too): read again
-            consumer.track_message(m)  # faust waits for its ack at a rebalance, commits nothing past it
-            m.tracked = True
-            m.incref()  # ours until `_ack`
+            if not runtime.current(m):
+                continue  # fetched before a rebalance: read again by the partition's owner
+            runtime.track(m)  # nothing is committed past it until `_ack`
             arrival = self.ledger.arrived(m.tp, m, now)
             if arrival is not Arrival.IN_ORDER:  # never acked: read again after the restart
-                compat.untrack(consumer, m)
+                runtime.untrack(m)
                 if arrival is Arrival.AFTER_LOSS:
                     await self.read_again(m.tp, self.ledger.first_pending(m.tp), "lost_in_faust")
                 continue
@@ -145,19 +133,9 @@ class Pipeline:
             elif action == DONE:
                 done.append(m)
             else:
-                compat.untrack(consumer, m)
+                runtime.untrack(m)
                 self.intake.hold(what, (what, m))
         return forwards, done
-
-    def _seen_by_faust(self, records, now: float) -> None:
-        """faust's consumer thread logs "Stream has not started processing" (an ERROR with advice,
-        every few minutes) for a partition whose high watermark is past its position when no stream
-        ever took an event of it: its streams would have noted each one (Monitor.on_stream_event_in).
-        The agent takes them from the inbox instead, so it notes when, per partition and batch."""
-        monitor = self.app.monitor
-        if monitor is not None:
-            for tp in {m.tp for m in records}:
-                monitor.stream_inbound_time[tp] = now  # monotonic, as faust's
 
     def _count(self, released, now: float) -> None:
         self.metrics.alignment_wait.inc(released.waited)
@@ -209,79 +187,52 @@ class Pipeline:
         return [self.processor.states.remember_forwarding(p, until) for p in sorted(self.owned)]
 
     def _ack(self, m) -> None:
-        if m.ack(self.app.consumer):
-            self.app.sensors.on_message_out(m.tp, m.offset, m)
+        self.runtime.ack(m)
 
     def _flow(self) -> None:
         """Pause fetching an input partition while too much of it is held; resume below half."""
-        consumer, held_of = self.app.consumer, self.aligner.held_of
+        held_of = self.aligner.held_of
         full = {TP(t, p) for p in self.aligner.waiting() for t in self.inputs if held_of(p, t) > MAX_HELD}
         if full - self.paused:
-            consumer.pause_partitions(full - self.paused)
+            self.runtime.pause(full - self.paused)
         drained = {tp for tp in self.paused if held_of(tp.partition, tp.topic) <= MAX_HELD // 2}
         if drained:
-            consumer.resume_partitions(drained)
+            self.runtime.resume(drained)
         self.paused = (self.paused | full) - drained
 
     async def read_again(self, tp, offset: int | None, reason: str) -> None:
         if offset is None:
             return
-        what = ("the consumer moved past them without handing them to faust" if reason == "passed_by_the_consumer"
-                else "they were handed to faust but never reached the agent")
+        what = ("the consumer moved past them without handing them over" if reason == "passed_by_the_consumer"
+                else "they were handed over but never reached the agent")
         log.warning("%s[%d]: reading records again from offset %d: %s", tp.topic, tp.partition, offset, what)
         self.metrics.reads_again.labels(reason).inc()
-        await self.app.consumer.seek(tp, offset)  # the ledger restarts the partition (streams/compat.py)
+        await self.runtime.seek(tp, offset)  # the ledger restarts the partition
 
     # -- Kafka ---------------------------------------------------------------------------
 
     async def send(self, outputs: list[Output]) -> None:
-        """Straight to the producer (one awaited batch, in order), not faust's Topic.send per message."""
+        """Onto the producer in order, awaiting every delivery."""
         await asyncio.gather(*await self._enqueue(outputs))
 
     async def _enqueue(self, outputs: list[Output]) -> list:
         """Onto the producer in order; returns the delivery futures."""
-        send = self.app.producer.send
+        send = self.runtime.send
         return [await send(o.topic, o.key, o.value, o.partition, o.timestamp, o.headers) for o in outputs]
 
     async def _write_changelog(self, records) -> list:
-        """Changelog records, in order, straight to the producer (faust's send_soon goes through a
-        100-message buffer that stalls every stream when full, about 1,000 times per benchmark run);
-        returns their delivery futures. Delivered offsets are what a rocksdb store persists."""
-        table, topic = self.changelog
-        futures, dumps_key = [], self.app.serializers.dumps_key  # keys as the table encodes them (JSON)
-        for key, value, partition in records:
-            fut = await self.app.producer.send(topic, dumps_key(str, key, serializer=table.key_serializer),
-                                               value, partition, None, None)
-            fut.add_done_callback(functools.partial(_persisted, table, TP(topic, partition)))
-            futures.append(fut)
-        return futures
+        """Changelog records, in order; returns their delivery futures."""
+        return [await self.runtime.send_state(key, value, partition) for key, value, partition in records]
 
-    def write_state(self, table, key: str, value: bytes | None, partition: int):
-        """Writes one state to the table's store and returns its changelog record (key, value,
-        partition: the encounter's own), which `_write_changelog` sends.
-
-        The store takes the partition from the current event (rocksdb keeps a database per
-        partition); after a batch that is not necessarily this encounter's, so the write runs with
-        an event of the right partition as the current one."""
-        at = self.partition_event.get(partition) or _At(_OnPartition(partition))  # none read there yet
-        token = _current_event.set(weakref.ref(at))
-        try:
-            if value is None:
-                table.data.pop(key, None)
-            else:
-                table.data[key] = value
-        finally:
-            _current_event.reset(token)
+    def write_state(self, table, key: str, value: bytes | None, partition: int):  # noqa: ARG002 - the processor's
+        """Writes one state to the store and returns its changelog record (key, value, partition: the
+        encounter's own), which `_write_changelog` sends."""
+        self.runtime.put_state(key, value, partition)
         return key, value, partition
 
-    @staticmethod
-    def forget_outbox(table, key: str, written: bytes, stripped: bytes, partition: int) -> None:  # noqa: ARG004
-        """A delivered outbox leaves memory, not the changelog (its partition's mark covers it there):
-        the memory store's value is replaced unless a later batch rewrote it. A rocksdb store keeps
-        the value as written (on disk; the mark covers it when it is read back)."""
-        store = table.data
-        if isinstance(store, MemoryStore) and store.data.get(key) is written:
-            store.data[key] = stripped
+    def forget_outbox(self, table, key: str, written: bytes, stripped: bytes, partition: int) -> None:  # noqa: ARG002
+        """A delivered outbox leaves memory, not the changelog (its partition's mark covers it there)."""
+        self.runtime.forget_outbox(key, written, stripped)
 
     # -- what the aligner and the clock ask ----------------------------------------------
 
@@ -289,7 +240,7 @@ class Pipeline:
         """Nothing of this input partition is waiting at the broker or on its way to the agent."""
         tp = TP(topic, partition)
         try:
-            highwater = self.app.consumer.highwater(tp)
+            highwater = self.runtime.highwater(tp)
         except Exception:  # noqa: BLE001 - not assigned (any more): nothing to wait for here
             return True
         return self.ledger.caught_up(tp, highwater)
@@ -332,30 +283,8 @@ class Pipeline:
         self.ledger.forget(revoked)
         self.intake.forget(partitions)
         self.paused -= set(revoked)
-        for p in partitions:
-            self.partition_event.pop(p, None)
-
-
-class _At:
-    """What faust's stores take for the current event: they read its message's partition."""
-    __slots__ = ("message", "__weakref__")
-
-    def __init__(self, message) -> None:
-        self.message = message
 
 
 def _iso(epoch: float) -> str:
     return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).isoformat(timespec="seconds")
 
-
-class _OnPartition:
-    """A message's partition alone: what a store asks of the current event."""
-    __slots__ = ("partition",)
-
-    def __init__(self, partition: int) -> None:
-        self.partition = partition
-
-
-def _persisted(table, tp, fut) -> None:
-    if not fut.cancelled() and fut.exception() is None:
-        table.data.set_persisted_offset(tp, fut.result().offset)

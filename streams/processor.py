@@ -1,6 +1,6 @@
 """One Kafka message in, output messages out: the stream's glue around the shared state machine.
 
-No faust here, so it is tested without a broker: the faust agent (streams/app.py) only moves
+No faust here, so it is tested without a broker: the faust agent (streams/faust_runtime/app.py) only moves
 messages between topics and this class. State lives in any MutableMapping of JSON documents (the
 faust Table in production); EncounterState objects are (de)serialized at the mapping's edge.
 """

@@ -6,8 +6,9 @@ import gc
 import logging
 import signal
 
-from streams import compat, logs
-from streams.app import build_app
+from streams import logs
+from streams.faust_runtime import compat
+from streams.faust_runtime.app import build_app
 from streams.config import Settings
 from streams.health import Health
 from streams.metrics import Metrics
@@ -20,7 +21,7 @@ log = logging.getLogger("infusion_validator.worker")
 async def run_worker(settings: Settings, create: bool = False) -> int:
     logs.configure(settings.log_level, settings.log_format)
     settings.policy  # a bad policy file fails here, before anything connects
-    compat.check_versions()  # so do faust/aiokafka versions streams/compat.py was not written for
+    compat.check_versions()  # so do faust/aiokafka versions streams/faust_runtime/compat.py was not written for
     if create:
         await create_topics(settings, log=log.info)
     metrics = Metrics()
@@ -66,7 +67,7 @@ def tune_gc_for_worker() -> None:
 
 
 async def _until_stopped_or_crashed(app, stop: asyncio.Event) -> None:
-    """A signal, or the app crashed (an exception in the agent loop crashes it: streams/app.py)."""
+    """A signal, or the app crashed (an exception in the agent loop crashes it: streams/faust_runtime/app.py)."""
     waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(app.wait_until_stopped())]
     try:
         await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)

@@ -15,7 +15,7 @@ import time
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from streams.app import build_app
+from streams.faust_runtime.app import build_app
 from streams.config import Settings, Topics, from_env
 from streams.feed import feed
 from streams.metrics import Metrics

@@ -1,4 +1,4 @@
-"""The faust fix in streams/compat.py: offsets are never committed past a record that was fetched
+"""The faust fix in streams/faust_runtime/compat.py: offsets are never committed past a record that was fetched
 but not processed (faust dropped such records around rebalances and committed past them: events
 lost after kill -9), and such a hole is read again. And the patches refuse faust/aiokafka versions
 they were not written for."""
@@ -13,7 +13,8 @@ from faust.transport.consumer import Consumer
 from faust.types import TP
 from intervaltree import IntervalTree
 
-from streams import compat, logs
+from streams import logs
+from streams.faust_runtime import compat
 from cli.main import main
 from streams.ledger import ReadLedger
 
@@ -161,7 +162,7 @@ def test_other_faust_or_aiokafka_versions_are_refused_with_what_to_do(monkeypatc
     with pytest.raises(compat.VersionMismatch) as refused:
         compat.apply()
     assert str(refused.value).startswith(
-        "streams/compat.py was written for faust-streaming 0.15.3 and aiokafka 0.14.0; found faust-streaming 0.15.3 "
+        "streams/faust_runtime/compat.py was written for faust-streaming 0.15.3 and aiokafka 0.14.0; found faust-streaming 0.15.3 "
         "and aiokafka 0.15.0: install the pinned versions (pip install -e .) or re-check the patches")
 
 
@@ -177,7 +178,7 @@ def test_the_worker_stops_with_that_message_before_connecting(monkeypatch, capsy
     monkeypatch.setattr(logs, "configure", lambda *args: None)  # leave the test session's logging alone
     # --create-topics against a closed port: a connection attempt would fail with another message
     assert main(["worker", "--create-topics", "--bootstrap-servers", "127.0.0.1:1"]) == 1
-    assert capsys.readouterr().err.startswith("infusion-validator worker: streams/compat.py was written for "
+    assert capsys.readouterr().err.startswith("infusion-validator worker: streams/faust_runtime/compat.py was written for "
                                               "faust-streaming 0.15.3 and aiokafka 0.14.0; found faust-streaming 9.9.9")
 
 

@@ -12,7 +12,8 @@ import pytest
 
 from streams.config import ConfigError, from_env
 from streams.health import Health
-from streams.kafka import client_kwargs, faust_credentials
+from streams.faust_runtime.connection import faust_credentials
+from streams.kafka import client_kwargs
 from streams.logs import JsonFormatter
 from streams.metrics import Metrics
 
@@ -92,14 +93,14 @@ def _recording(made: list):
 
 async def test_every_kafka_client_connects_with_the_same_security_settings(tmp_path, tls_files, monkeypatch):
     """The HL7/FHIR gateway's producer, the admin of `topics create`, faust's own consumer and
-    producer, and the consumer table recovery opens for end offsets (streams/compat.py): each is
+    producer, and the consumer table recovery opens for end offsets (streams/faust_runtime/compat.py): each is
     built with the SASL_SSL settings and the brokers of IV_*, none with the address alone."""
     import aiokafka
     from faust.types import TP
 
     from gateways import gateway
     from streams import topics
-    from streams.app import build_app
+    from streams.faust_runtime.app import build_app
 
     s = _scram_over_tls(tmp_path, tls_files, bootstrap_servers="kafka-1:9093,kafka-2:9093")
     made: list[dict] = []
@@ -208,7 +209,7 @@ def test_debug_logging_keeps_kafka_records_out_of_the_logs():
 
 
 def test_a_group_instance_id_is_checked_and_reaches_faust():
-    from streams.app import build_app
+    from streams.faust_runtime.app import build_app
     from streams.metrics import Metrics
 
     with pytest.raises(ConfigError, match="IV_GROUP_INSTANCE_ID"):
@@ -219,7 +220,7 @@ def test_a_group_instance_id_is_checked_and_reaches_faust():
 
 
 def test_standby_replicas_are_checked_and_reach_faust():
-    from streams.app import build_app
+    from streams.faust_runtime.app import build_app
     from streams.metrics import Metrics
 
     with pytest.raises(ConfigError, match="IV_STANDBY_REPLICAS"):

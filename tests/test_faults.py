@@ -79,7 +79,7 @@ async def test_sigkill_at_random_points_loses_and_duplicates_nothing(broker, kil
 async def test_two_workers_share_partitions_and_the_survivor_takes_over(broker, tmp_path):
     """One of two workers killed mid-stream: the survivor takes its partitions over and the day's
     net charges and standing alerts equal `code`'s. (It stalled in 1 run of 6 until 2026-11-29:
-    a race between faust's seek to the committed offsets and the read ledger, streams/compat.py.)"""
+    a race between faust's seek to the committed offsets and the read ledger, streams/faust_runtime/compat.py.)"""
     got, expected = await _takeover(broker, tmp_path / "takeover")
     _check_takeover(got, expected)
 
@@ -194,14 +194,15 @@ def _diff(got, expected) -> str:
 async def test_records_faust_drops_after_the_fetch_are_read_again_not_committed_past(broker, monkeypatch, where):
     """faust 0.15.3 can drop records it has taken from the fetcher around a rebalance (getmany skips
     a partition not active at that instant; resuming flow control clears its queues, the Inbox
-    among them), then commit a later offset past them: events lost (streams/compat.py, fix 3).
+    among them), then commit a later offset past them: events lost (streams/faust_runtime/compat.py, fix 3).
     Here records are dropped on purpose at both places: they must be read again and everything
     coded."""
     from faust.transport.drivers import aiokafka as driver
     from faust.types import TP
 
-    from streams import compat, pipeline
-    from streams.inbox import Inbox
+    from streams import pipeline
+    from streams.faust_runtime import compat
+    from streams.faust_runtime.inbox import Inbox
     from tests.stream_harness import Worker
 
     compat.apply()  # patched before this test patches faust on top, or the undo would remove compat's too

@@ -1,9 +1,9 @@
-"""The Inbox between faust's consumer and the agent loop (streams/inbox.py)."""
+"""The Inbox between faust's consumer and the agent loop (streams/faust_runtime/inbox.py)."""
 import asyncio
 
 from faust.types import TP
 
-from streams.inbox import Inbox
+from streams.faust_runtime.inbox import Inbox
 
 
 class _Msg:

@@ -248,7 +248,7 @@ async def test_faust_knows_the_agent_takes_records_so_it_does_not_report_a_stall
 async def test_a_timer_send_refused_while_the_worker_stops_is_dropped_not_a_crash():
     from faust.exceptions import NotReady
 
-    from streams.app import send_unless_stopping
+    from streams.faust_runtime.app import send_unless_stopping
 
     class Stub:
         should_stop = True

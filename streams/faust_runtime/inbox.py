@@ -4,7 +4,7 @@ faust moves each fetched record through its drain loop (four tasks and an asynci
 record, racing the delivery against flow control), its conductor and a stream: about 300 us a
 record here, two thirds of the worker's CPU on a backlog (docs/benchmarks.md). The records of the
 agent's own topics skip all of that: the consumer (`InboxConsumer`) appends each to an `Inbox`,
-and the agent loop (streams/app.py) takes them in batches. Changelog records, which faust's table
+and the agent loop (streams/faust_runtime/app.py) takes them in batches. Changelog records, which faust's table
 recovery reads, still go faust's way.
 
 What faust's path did and this keeps (docs/delivery.md):
@@ -95,7 +95,7 @@ class InboxConsumer(driver.Consumer):
     """faust's aiokafka consumer whose drain loop appends the agent's records to the app's Inbox
     (`app.inbox`) and hands everything else (changelogs) to faust as faust's own drain does.
 
-    The ledger-checked getmany of streams/compat.py has already set each agent record's read
+    The ledger-checked getmany of streams/faust_runtime/compat.py has already set each agent record's read
     offset and the gaps before it, and checked it continues its partition. The loop is faust
     0.15.3's `Consumer._drain_messages` with that one difference and uses its internals (read
     offsets, gaps, commit counters): faust is pinned, and compat.check_versions (build_app)

@@ -54,9 +54,9 @@ def check_versions() -> None:
     or recovery long after the start, or silently stop fixing what it fixes."""
     found = {name: version(name) for name in WRITTEN_FOR}
     if found != WRITTEN_FOR:
-        raise VersionMismatch(f"streams/compat.py was written for {_listed(WRITTEN_FOR)}; found {_listed(found)}: "
+        raise VersionMismatch(f"streams/faust_runtime/compat.py was written for {_listed(WRITTEN_FOR)}; found {_listed(found)}: "
                               "install the pinned versions (pip install -e .) or re-check the patches in "
-                              "streams/compat.py before changing the pins (pyproject.toml, compat.WRITTEN_FOR)")
+                              "streams/faust_runtime/compat.py before changing the pins (pyproject.toml, compat.WRITTEN_FOR)")
 
 
 def _listed(versions: dict) -> str:
@@ -248,7 +248,7 @@ def attach_ledger(consumer, ledger) -> None:
 
 
 def ledger_of(consumer):
-    """The ReadLedger an app attached to its faust consumer (streams/app.py), if any."""
+    """The ReadLedger an app attached to its faust consumer (streams/faust_runtime/app.py), if any."""
     return consumer.__dict__.get("_iv_ledger")
 
 
@@ -360,7 +360,7 @@ def _client_kwargs(app) -> dict:
         return app.__dict__["_iv_client_kwargs"]
     except KeyError:
         raise RuntimeError(f"faust app {app.conf.id!r} has no Kafka connection settings for table recovery: "
-                           "build it with streams.app.build_app (compat.set_client_kwargs)") from None
+                           "build it with streams.faust_runtime.app.build_app (compat.set_client_kwargs)") from None
 
 
 async def fetched_end_offsets(client_kwargs: dict, partitions, timeout: float = 60.0) -> dict:

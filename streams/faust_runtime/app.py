@@ -1,5 +1,5 @@
 """The faust app: one agent loop moves the records the consumer hands to the Inbox through the
-Pipeline in batches (streams/inbox.py: not faust's per-record stream path); timers route clock
+Pipeline in batches (streams/faust_runtime/inbox.py: not faust's per-record stream path); timers route clock
 ticks and wake-ups into the partitions. faust keeps group membership, the table, its changelog
 and recovery, offsets and commits.
 
@@ -16,12 +16,15 @@ import faust
 from faust.exceptions import NotReady
 from faust.sensors.prometheus import FaustMetrics
 
-from streams import compat
 from streams.config import Settings
+from streams.faust_runtime import compat
+from streams.faust_runtime.connection import faust_connection
+from streams.faust_runtime.inbox import Inbox, InboxTransport
+from streams.faust_runtime.runtime import FaustRuntime
+from streams.faust_runtime.sensors import FaustSensors
 from streams.health import Health
-from streams.inbox import Inbox, InboxTransport
-from streams.kafka import client_kwargs, faust_connection
-from streams.metrics import FaustSensors, Metrics
+from streams.kafka import client_kwargs
+from streams.metrics import Metrics
 from streams.pipeline import Pipeline
 from streams.processor import Processor
 from streams.reachability import BrokerWatch
@@ -35,7 +38,7 @@ CHORES_EVERY = 0.05  # seconds between the chores' looks at held records, waterm
 
 
 class ValidatorApp(faust.App):
-    """A faust app whose consumer hands the agent's records to `inbox` (streams/inbox.py)."""
+    """A faust app whose consumer hands the agent's records to `inbox` (streams/faust_runtime/inbox.py)."""
     inbox: Inbox | None = None
 
     def _new_transport(self):
@@ -82,11 +85,12 @@ def build_app(s: Settings, metrics: Metrics, clock=None, health: Health | None =
     table = app.Table(TABLE, partitions=s.partitions, key_type=str, value_type=bytes)  # JSON made by JsonStates
     health = health or Health()
     kwargs = {"clock": clock} if clock else {}
+    runtime = FaustRuntime(app, table)
     pipeline = None  # the processor writes through it; built right after
     processor = Processor(table, s.topics, s.policy, s.retention_days * 1440, metrics, partitions=s.partitions,
-                          write=lambda *a: pipeline.write_state(*a), forget=Pipeline.forget_outbox, **kwargs)
-    pipeline = Pipeline(app, s, processor, metrics, processor.clock, reachability)
-    pipeline.changelog = table, table.changelog_topic.get_topic_name()
+                          write=lambda *a: pipeline.write_state(*a), forget=lambda *a: pipeline.forget_outbox(*a),
+                          **kwargs)
+    pipeline = Pipeline(runtime, s, processor, metrics, processor.clock, reachability)
     app.processor, app.pipeline = processor, pipeline
     sources = (*s.topics.inputs, s.topics.repartition, s.topics.ticks)
     app.topics.add(app.topic(*sources, key_type=bytes, value_type=bytes))  # subscribed; read through the inbox
@@ -132,6 +136,7 @@ def build_app(s: Settings, metrics: Metrics, clock=None, health: Health | None =
         health.ready = False  # a rebalance began
         await pipeline.deliveries.drain()  # what was processed is delivered and acked before it is given away
         pipeline.revoked(revoked)
+        runtime.revoked({tp.partition for tp in revoked})
 
     @app.on_partitions_assigned.connect
     async def _assigned(app, assigned, **kwargs):  # noqa: ARG001
