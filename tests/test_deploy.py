@@ -101,7 +101,7 @@ def test_every_iv_variable_in_deploy_files_and_runbook_is_a_real_setting():
 @pytest.mark.parametrize("component", ["worker", *EDGE])
 def test_configmap_and_deployment_env_are_settings(component):
     docs, known = k8s_docs(component), _settings_env()
-    container = docs["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    container = docs.get("StatefulSet", docs.get("Deployment"))["spec"]["template"]["spec"]["containers"][0]
     names = set(docs["ConfigMap"]["data"]) | {e["name"] for e in container["env"]}
     assert names <= known, sorted(names - known)
     assert container["envFrom"] == [{"configMapRef": {"name": docs["ConfigMap"]["metadata"]["name"]}}]
@@ -202,12 +202,12 @@ def test_kustomization_lists_every_manifest_and_each_exists():
     assert all((K8S / r).is_file() for r in resources)
     on_disk = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
     assert set(resources) == on_disk
-    assert {"Deployment", "ConfigMap", "Secret", "PodDisruptionBudget", "Service", "Job"} <= set(k8s_docs())
+    assert {"StatefulSet", "ConfigMap", "Secret", "PodDisruptionBudget", "Service", "Job"} <= set(k8s_docs())
 
 
-def test_deployment_probes_security_and_volumes():
+def test_worker_statefulset_probes_security_and_its_own_volume():
     docs = k8s_docs()
-    deployment = docs["Deployment"]
+    deployment = docs["StatefulSet"]
     pod = deployment["spec"]["template"]["spec"]
     (c,) = pod["containers"]
     env = {e["name"]: e.get("value") for e in c["env"]}
@@ -225,7 +225,14 @@ def test_deployment_probes_security_and_volumes():
     assert {"cpu", "memory"} <= set(c["resources"]["requests"]) and "memory" in c["resources"]["limits"]
     volumes = {v["name"]: v for v in pod["volumes"]}
     mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
-    assert "emptyDir" in volumes[mounts[env["IV_DATA_DIR"]]]
+    # The table store on a volume of each worker's own, kept across restarts and rolling updates; the
+    # static membership id is the stable pod name.
+    (claim,) = deployment["spec"]["volumeClaimTemplates"]
+    assert mounts[env["IV_DATA_DIR"]] == claim["metadata"]["name"] and mounts[env["IV_DATA_DIR"]] not in volumes
+    assert docs["ConfigMap"]["data"]["IV_STORE"] == "rocksdb://"
+    instance = next(e for e in c["env"] if e["name"] == "IV_GROUP_INSTANCE_ID")
+    assert instance["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert deployment["spec"]["serviceName"] == docs["Service"]["metadata"]["name"]
     secret_dir, _, _ = env["IV_SASL_PASSWORD_FILE"].rpartition("/")
     assert volumes[mounts[secret_dir]]["secret"]["secretName"] == docs["Secret"]["metadata"]["name"]
     assert Path(env["IV_SASL_PASSWORD_FILE"]).name in docs["Secret"]["stringData"]
@@ -238,9 +245,9 @@ def test_secrets_hold_placeholders_only():
         assert "data" not in secret  # no base64 that could hide a real value
         assert all("PLACEHOLDER" in v for v in secret["stringData"].values())
     assert "PLACEHOLDER VALUES ONLY" in (K8S / "secret.yaml").read_text()
-    mounted = {v["secret"]["secretName"] for d in k8s_all() if d["kind"] == "Deployment"
+    mounted = {v["secret"]["secretName"] for d in k8s_all() if d["kind"] in ("Deployment", "StatefulSet")
                for v in d["spec"]["template"]["spec"]["volumes"] if "secret" in v}
-    referenced = {e["valueFrom"]["secretKeyRef"]["name"] for d in k8s_all() if d["kind"] == "Deployment"
+    referenced = {e["valueFrom"]["secretKeyRef"]["name"] for d in k8s_all() if d["kind"] in ("Deployment", "StatefulSet")
                   for c in d["spec"]["template"]["spec"]["containers"] for e in c.get("env", []) if "valueFrom" in e
                   and "secretKeyRef" in e["valueFrom"]}
     assert mounted | referenced == {s["metadata"]["name"] for s in secrets}
@@ -248,7 +255,7 @@ def test_secrets_hold_placeholders_only():
 
 def test_topics_job_pdb_and_service_match_the_workers():
     docs = k8s_docs()
-    pod_labels = docs["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    pod_labels = docs["StatefulSet"]["spec"]["template"]["metadata"]["labels"]
     job = docs["Job"]["spec"]["template"]["spec"]
     args = parse_cli(job["containers"][0]["args"])
     assert (args.command, args.topics_command) == ("topics", "create")
@@ -399,7 +406,7 @@ def test_network_policies_admit_only_prometheus_and_each_process_s_own_clients()
         component = policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
         assert policy["spec"]["policyTypes"] == ["Ingress"]
         assert _admitted(policy) == expected[component], component
-    env = {e["name"]: e.get("value") for e in k8s_docs()["Deployment"]["spec"]["template"]["spec"]["containers"][0]["env"]}
+    env = {e["name"]: e.get("value") for e in k8s_docs()["StatefulSet"]["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["IV_METRICS_HOST"] == "0.0.0.0"  # in a pod; the product's own default is loopback
 
 
