@@ -153,8 +153,11 @@ async def test_after_a_kill_only_the_message_in_flight_is_sent_again_with_the_sa
         settings = _settings(broker, rx)
         await create_topics(settings, log=lambda _: None)
         await _produce(settings, records)
+        # Static membership, as deploy/k8s sets it: the restarted sender takes its partitions back at
+        # once instead of after the killed member's session timeout.
         env = dict(worker_env(settings, None), IV_BILLING_HOST="127.0.0.1", IV_BILLING_PORT=str(rx.port),
-                   IV_BILLING_CHARGEMASTER_FILE=str(CDM), IV_BILLING_ACK_TIMEOUT_SECONDS="2")
+                   IV_BILLING_CHARGEMASTER_FILE=str(CDM), IV_BILLING_ACK_TIMEOUT_SECONDS="2",
+                   IV_GROUP_INSTANCE_ID=f"billing-{rx.port}")
         log = os.path.join(WORKER_LOG_DIR, f"billing-{rx.port}.log")
 
         def start():
