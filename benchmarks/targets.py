@@ -72,8 +72,8 @@ from tests.stream_harness import WORKER_LOG_DIR, start_worker, unique_settings, 
 TARGETS = {"rate": 10_000, "x_code": 0.30, "steady_within": 0.20, "p99_ms": 100, "bytes": 1024,
            "recovery_s": 15, "recovery_open": 100_000, "code_rate": 50_000, "held_bytes": 2048}
 SETTLE_S, QUIET_S = 3.0, 20.0
-STORE_ROLE = {"rocksdb://": "deploy/k8s's store: a restart in the pod reads only the newest changelog",
-              "memory://": "a bare worker's store; any new pod (a rolling update) reads the whole changelog so"}
+STORE_ROLE = {"rocksdb://": "deploy/k8s's store, on each worker's own volume: a restart or update reads only the newest changelog",
+              "memory://": "a bare worker's store; a worker whose volume is lost reads the whole changelog so"}
 
 
 def day_of(events: int, seed: int = 7) -> list[bytes]:
