@@ -204,12 +204,13 @@ async def wait_count(get, n: int, label: str, timeout: float) -> tuple[float | N
         await asyncio.sleep(0.02)
 
 
-async def bench_faust(bootstrap: str, inputs, out: str, n: int, partitions: int) -> dict:
+async def bench_faust(bootstrap: str, inputs, out: str, n: int, partitions: int, transport: str = "kafka") -> dict:
+    """A plain faust passthrough; `transport` kafka (aiokafka, the worker's) or confluent (faust's librdkafka driver)."""
     import faust
 
     from streams.faust_runtime import compat
     compat.apply()
-    app = faust.App(f"bench-pass-{int(time.time() * 1000)}", broker=f"kafka://{bootstrap}",
+    app = faust.App(f"bench-pass-{int(time.time() * 1000)}", broker=f"{transport}://{bootstrap}",
                     key_serializer="raw", value_serializer="raw", topic_partitions=partitions,
                     consumer_auto_offset_reset="earliest", web_enabled=False, store="memory://",
                     datadir=tempfile.mkdtemp(prefix="iv-bench-pass-"), broker_session_timeout=6.0,
@@ -545,8 +546,9 @@ async def run(args) -> None:
                 a["raw"] = await bench_raw(bootstrap, inputs.inputs, f"{prefix}.raw-out", n)
                 say(f"    raw: {a['raw']['steady']:,.0f} events/s")
             if "faust" not in skip:
-                say("(a) plain faust passthrough agent ...")
-                a["faust"] = await bench_faust(bootstrap, inputs.inputs, f"{prefix}.faust-out", n, args.partitions)
+                say(f"(a) plain faust passthrough agent ({args.faust_transport}://) ...")
+                a["faust"] = await asyncio.wait_for(bench_faust(bootstrap, inputs.inputs, f"{prefix}.faust-out", n,
+                                                                args.partitions, args.faust_transport), 600)
                 say(f"    faust: {a['faust']['steady']:,.0f} events/s")
             if "worker" not in skip:
                 say("(a) validator worker (build_app, in-process) ...")
@@ -651,6 +653,8 @@ def main() -> None:
     p.add_argument("--open", type=int, default=100_000, help="open encounters for (c) and (d) (default 100,000)")
     p.add_argument("--partitions", type=int, default=8, help="partitions of every topic (default 8)")
     p.add_argument("--skip", default="", help="parts to skip: any of a b c d raw faust worker (e.g. 'd' or 'b,d')")
+    p.add_argument("--faust-transport", default="kafka", choices=("kafka", "confluent"),
+                   help="the faust passthrough's driver: kafka (aiokafka, the worker's) or confluent (librdkafka)")
     p.add_argument("--default-policy", action="store_true",
                    help="use the spec's policy (overdue alerts on) instead of the overdue-off policy")
     args = p.parse_args()
