@@ -134,9 +134,12 @@ class EncounterState:
         at which pump evidence may raise an alert (the stream's wall-clock ticks ask for both)."""
         if self.discharged:
             return []
-        due = [(d, admin_id) for admin_id, facts in self.admins.items()
-               if (d := facts.overdue_minute(policy)) is not None and admin_id not in self.overdue]
-        return due + [(m, "") for m in self._pump_deadlines(policy)]
+        pump = pumps.deadlines(*self._pump_view(self.clock, policy), policy) if self.pumps else []
+        return self._overdue_deadlines(policy) + [(m, "") for m in pump]
+
+    def _overdue_deadlines(self, policy: Policy) -> list[tuple[int, str]]:
+        return [(d, admin_id) for admin_id, facts in self.admins.items()
+                if (d := facts.overdue_minute(policy)) is not None and admin_id not in self.overdue]
 
     def deadline(self, admin_id: str, policy: Policy = DEFAULT) -> int | None:
         """When this administration becomes overdue, if it is a running infusion not yet alerted."""
@@ -148,7 +151,8 @@ class EncounterState:
     def fire_overdue(self, now: int, policy: Policy = DEFAULT) -> list[dict]:
         """Raise STOP_TIME_OVERDUE for every infusion past its deadline at `now` (epoch seconds), and
         the pump evidence alerts that fell due."""
-        due = [admin_id for deadline, admin_id in self.deadlines(policy) if admin_id and deadline * 60 < now]
+        overdue = [] if self.discharged else self._overdue_deadlines(policy)
+        due = [admin_id for deadline, admin_id in overdue if deadline * 60 < now]
         if not (due or self._pump_due(now, policy)):
             return []
         self.overdue.extend(due)
@@ -156,17 +160,13 @@ class EncounterState:
 
     # -- pump evidence (rules/pumps.py) ----------------------------------------------------
 
-    def _pump_view(self, now: int, policy: Policy):
-        """(deliveries, delivery key -> matched administration id, administrations by id)."""
+    def _pump_view(self, now: int, policy: Policy) -> tuple[list[pumps.Delivery], dict[str, str], dict]:
+        """(deliveries, delivery key -> matched administration id, administrations by id). Matching
+        and ends do not depend on `now`; only a running delivery's minutes delivered do."""
         deliveries = pumps.derive(self.pumps, now // 60)
         admins = {admin_id: a for admin_id, f in self.admins.items() if (a := f.administration(admin_id))}
         orders = {admin_id: f.field("order_id") for admin_id, f in self.admins.items()}
         return deliveries, pumps.match(deliveries, admins, orders, policy), admins
-
-    def _pump_deadlines(self, policy: Policy) -> list[int]:
-        if not self.pumps:
-            return []
-        return pumps.deadlines(*self._pump_view(self.clock, policy), policy)
 
     def _pump_due(self, now: int, policy: Policy) -> bool:
         if not self.pumps:
@@ -174,25 +174,26 @@ class EncounterState:
         wanted = pumps.nursing_alerts(*self._pump_view(now, policy), now // 60, policy)
         return any(a.identity not in self.alerts for a in wanted)
 
-    def _with_pump_notes(self, specs: list[AlertSpec], now: int, policy: Policy) -> list[AlertSpec]:
+    @staticmethod
+    def _with_pump_notes(specs: list[AlertSpec], view) -> list[AlertSpec]:
         """Stop-time alerts of an administration the pump saw name what the pump reported."""
-        deliveries, matched, _ = self._pump_view(now, policy)
+        if view is None:
+            return specs
+        deliveries, matched, _ = view
         notes = {matched[d.key]: pumps.pump_note(d) for d in deliveries if d.key in matched and d.end is not None}
         return [AlertSpec(a.code, a.administration_id, f"{a.message} ({notes[a.administration_id]})", a.key)
                 if a.code in _PUMP_NOTED and a.administration_id in notes else a for a in specs]
 
-        # -- outputs -------------------------------------------------------------------------
+    # -- outputs -------------------------------------------------------------------------
 
-    def administrations(self, policy: Policy = DEFAULT) -> list[Administration]:
+    def administrations(self, policy: Policy = DEFAULT, view=None) -> list[Administration]:
+        """The encounter's administrations; with pump_stop_times = "fallback", an administration with
+        no documented stop takes the stop or completion of the pump delivery it matches, marked
+        incomplete documentation (coding-rules §9). `view`: a `_pump_view` already made."""
         admins = [a for admin_id, f in sorted(self.admins.items()) if (a := f.administration(admin_id))]
-        if self.pumps and policy.pump_stop_times == "fallback":
-            admins = self._pump_stops(admins, policy)
-        return admins
-
-    def _pump_stops(self, admins: list[Administration], policy: Policy) -> list[Administration]:
-        """pump_stop_times = "fallback": an administration with no documented stop takes the stop or
-        completion of the pump delivery it matches, marked incomplete documentation (coding-rules §9)."""
-        deliveries, matched, _ = self._pump_view(self.clock, policy)
+        if not (self.pumps and policy.pump_stop_times == "fallback"):
+            return admins
+        deliveries, matched, _ = view or self._pump_view(self.clock, policy)
         ends = {matched[d.key]: d.end for d in deliveries if d.key in matched and d.end is not None}
         return [a.with_pump_stop(ends[a.id]) if a.stop is None and a.id in ends and ends[a.id] > a.start else a
                 for a in admins]
@@ -204,29 +205,29 @@ class EncounterState:
 
     def reconcile(self, now: int, policy: Policy) -> list[dict]:
         """Bring posted charges and standing alerts in line with the facts; return the delta."""
-        live = self._live_alerts(policy, now)
+        view = self._pump_view(now, policy) if self.pumps else None  # once per reconcile
+        live = self._live_alerts(policy, now, view)
         if not self.discharged:
             kept = [a for a in self._standing_specs() if a.code not in LIVE_CODES]
             return self._alert_delta(live + kept)
-        coding = self.coding(policy)
-        wanted = coding.alerts + live
-        if self.pumps:
-            wanted = self._with_pump_notes(coding.alerts, now, policy) + live + self._pump_mismatches(now, policy)
+        admins = self.administrations(policy, view)
+        coding = self.coding(policy, admins)
+        wanted = self._with_pump_notes(coding.alerts, view) + live
+        if view is not None:
+            wanted += self._pump_mismatches(view, admins, policy)
         if self.submitted is not None:
             wanted += audit(self.submitted, coding, code_table(policy))
         wanted += national_findings(policy.edits, coding, self.submitted, self.billing, self.discharged_at)
         return self._charge_delta(coding.lines) + self._alert_delta(wanted)
 
-    def _pump_mismatches(self, now: int, policy: Policy) -> list[AlertSpec]:
-        deliveries, matched, admins = self._pump_view(now, policy)
-
+    def _pump_mismatches(self, view, admins: list[Administration], policy: Policy) -> list[AlertSpec]:
         def recode(admin_id: str | None, start: int | None, stop: int | None) -> list[tuple[str, int]]:
-            changed = [a.with_times(start, stop) if a.id == admin_id else a for a in self.administrations(policy)]
+            changed = [a.with_times(start, stop) if a.id == admin_id else a for a in admins]
             return sorted((line.cpt, line.units) for line in self.coding(policy, changed).lines)
 
-        return pumps.mismatch_alerts(deliveries, matched, admins, policy, recode)
+        return pumps.mismatch_alerts(*view, policy, recode)
 
-    def _live_alerts(self, policy: Policy, now: int) -> list[AlertSpec]:
+    def _live_alerts(self, policy: Policy, now: int, view=None) -> list[AlertSpec]:
         out = []
         for admin_id in self.overdue:
             facts = self.admins[admin_id]
@@ -236,9 +237,8 @@ class EncounterState:
             if facts.stops_before_start:
                 a = facts.administration(admin_id)
                 out.append(AlertSpec("STOP_BEFORE_START", admin_id, stop_before_start_message(a)))
-        if self.pumps:
-            view = self._pump_view(now, policy)
-            out = self._with_pump_notes(out, now, policy) + pumps.nursing_alerts(*view, now // 60, policy)
+        if view is not None:
+            out = self._with_pump_notes(out, view) + pumps.nursing_alerts(*view, now // 60, policy)
         return out
 
     def _standing_specs(self) -> list[AlertSpec]:
