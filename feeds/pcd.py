@@ -202,7 +202,7 @@ def _event(r: Reading, visit: str | None, obxs: list[_Obx], source: str, status:
 def _status_of(obxs: list[_Obx], source: str) -> str:
     """The source's delivery status text, lower case ('' when not said)."""
     o = _first(obxs, DELIVERY_STATUS, source) or _first(obxs, DELIVERY_STATUS)
-    return (o.text or o.value).lower() if o else ""
+    return _get_text(o).lower() if o else ""
 
 
 # -- the message kinds ----------------------------------------------------------------------------
@@ -254,7 +254,8 @@ def read_status(r: Reading, visit: str | None) -> list[dict]:
     """ORU^R01: a PCD-01 report; a pump's delivery status per source, else nothing to take."""
     obxs = _observations(r.msg)
     if not any(o.code in PUMP_DEVICES or o.name in PUMP_DEVICES for o in obxs):
-        if "IHE_PCD" not in str(r.msh[21]).upper() if len(r.msh) > 21 else True:
+        profile = str(r.msh[21]).upper() if len(r.msh) > 21 else ""  # MSH-21, every repetition
+        if "IHE_PCD" not in profile:
             raise Reject("hl7_unsupported", "message type ORU^R01 is read only as an infusion pump's status report "
                          "(IHE PCD-01, MSH-21 IHE_PCD_001); filter other results out in the interface engine.")
         raise Skip("not_a_pump", "an IHE PCD ORU^R01 without an infusion pump's device observation (a device report "
