@@ -43,11 +43,13 @@ async def test_records_fetched_before_a_rebalance_are_left_to_be_read_again():
     h = Harness(clock=clock)
     started, stopped, discharged = _day(h)
     await h.run(h.hand_over([started, discharged]))  # the discharge is held, waiting for the stop
-    h.runtime.generation = 2  # a rebalance: the group's generation moved on
-    stopped.generation_id = 1  # fetched before it
+    # A rebalance gives the partitions back to this worker in a new generation; a record fetched in
+    # the old one reaches the agent after it, handed over since (the read ledger expects it).
     h.pipeline.revoked([TP(t, 0) for t in h.pipeline.inputs])
-    h.runtime.assigned.clear()
-    await h.run([stopped])
+    h.runtime.generation = 2
+    h.assign(0)
+    stopped.generation_id = 1
+    await h.run(h.hand_over([stopped]))
     assert h.charges() == []  # neither the held discharge nor the stale stop was processed
     assert (stopped.tp, 0) not in h.runtime.acked and (discharged.tp, 0) not in h.runtime.acked
     assert h.pipeline.aligner.held == 0  # dropped: the partition's next owner reads them again
