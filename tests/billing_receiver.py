@@ -133,6 +133,7 @@ class ReceiverConfig:
     drop_mode: Literal["before_post", "after_post"] = "before_post"
     drop_repeat: bool = False  # drop on every N-th message, not only the first time
     ack_delay: float = 0.0  # seconds to wait before answering
+    hold_after: int | None = None  # the N-th message is read, neither posted nor answered (a hung system)
     # The ACK's sender (MSH-3 / MSH-4).
     application: str = "BILLING"
     facility: str = "HOSPITAL"
@@ -162,6 +163,7 @@ class BillingReceiver:
         self.duplicates_ignored = 0
         self.connections = 0
         self.drops = 0
+        self.held: list[str] = []  # MSH-10 of the messages held (hold_after)
         self._received = 0
         self._ack_ids = itertools.count(1)
         self._server: asyncio.base_events.Server | None = None
@@ -211,17 +213,24 @@ class BillingReceiver:
                 raw = block[start + 1 : -len(END)] if start >= 0 else block[: -len(END)]
                 async with self._lock:
                     self._received += 1
-                    drop = self._should_drop(self._received)
-                    if drop and self.config.drop_mode == "before_post":
-                        self._dropped(raw)
-                        return
-                    ack, exchange = self._answer(raw)
-                    if drop:  # after_post: posted, but the sender never hears so
-                        exchange.ack_code, exchange.ack = None, None
+                    hold = self._received == self.config.hold_after
+                    if hold:
+                        self.held.append(_control_id_of(raw))
+                    else:
+                        drop = self._should_drop(self._received)
+                        if drop and self.config.drop_mode == "before_post":
+                            self._dropped(raw)
+                            return
+                        ack, exchange = self._answer(raw)
+                        if drop:  # after_post: posted, but the sender never hears so
+                            exchange.ack_code, exchange.ack = None, None
+                            self.exchanges.append(exchange)
+                            self.drops += 1
+                            return
                         self.exchanges.append(exchange)
-                        self.drops += 1
-                        return
-                    self.exchanges.append(exchange)
+                if hold:  # hung: nothing posted, no answer, until the sender hangs up
+                    await reader.read()
+                    return
                 if self.config.ack_delay:
                     await asyncio.sleep(self.config.ack_delay)
                 writer.write(START + ack + END)

@@ -145,10 +145,10 @@ async def test_charges_reach_the_billing_system_once_through_drops_refusals_and_
 async def test_after_a_kill_only_the_message_in_flight_is_sent_again_with_the_same_ft1_2(broker):
     cdm = parse(CDM.read_text(), CDM.name)
     records = _day(40, seed=8)
-    # Answers slowly, so the kill lands with a message in flight; no duplicate check, so a second
-    # posting of anything would show.
+    # The billing system hangs on the middle message: read, neither posted nor answered, so the kill
+    # lands with exactly that message in flight. No duplicate check: a second posting would show.
     config = ReceiverConfig(known_charge_codes=frozenset(r.charge_code for r in cdm.rows), duplicates="post",
-                            ack_delay=0.05)
+                            hold_after=len(records) // 2)
     async with BillingReceiver(config) as rx:
         settings = _settings(broker, rx)
         await create_topics(settings, log=lambda _: None)
@@ -165,10 +165,11 @@ async def test_after_a_kill_only_the_message_in_flight_is_sent_again_with_the_sa
                                     stdout=open(log, "ab"), stderr=subprocess.STDOUT)
         proc = start()
         try:
-            await _until(lambda: len(rx.exchanges) >= len(records) // 2, 60, f"half the messages; log {log}")
-            proc.send_signal(signal.SIGKILL)
+            await _until(lambda: rx.held, 60, f"half the messages; log {log}")
+            proc.send_signal(signal.SIGKILL)  # within the sender's 2 s ACK timeout: it never resent
             proc.wait(10)
             before = len(rx.exchanges)
+            rx.config.hold_after = None  # the billing system answers again
             proc = start()
             await _until(lambda: len({p.transaction_id for p in rx.postings}) >= len(records), 60,
                          f"every message; log {log}")
@@ -183,6 +184,10 @@ async def test_after_a_kill_only_the_message_in_flight_is_sent_again_with_the_sa
     # Offsets are committed after each AA: the restart sends again at most what was awaiting its ACK
     # when the process died (and what was acknowledged but not yet committed), never anything else.
     assert len(repeats) <= 1, (repeats, before, log)
+    # The message in flight was not posted before the kill: the restart sent it, with its FT1-2 (MSH-10
+    # is IV + FT1-2), and nothing committed early lost it.
+    (held,) = rx.held
+    assert held[2:] in ids and [e.control_id for e in rx.exchanges].count(held) == 1, (held, log)
     assert set(ids) == {transaction_id(r["charge_id"]) for r in records}
     assert _net([p for p in rx.postings if p.transaction_id not in repeats]) + Counter() == _want(
         [r for r in records if transaction_id(r["charge_id"]) not in repeats], cdm)
