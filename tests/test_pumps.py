@@ -173,16 +173,22 @@ async def test_a_day_with_pump_events_gives_the_same_alerts_in_the_stream_and_in
 
 
 async def test_a_listener_links_a_pump_through_an_order_another_replica_received(broker):
-    """The MAR's administration went through another replica (here: straight to Kafka); this listener
-    learns its order from the topic (gateways/pump_orders.py) and links the pump's event."""
+    """The MAR's administration went through another replica (here: straight to Kafka); the `hl7
+    listen` process learns its order from the topic (gateways/pump_orders.py) and links the pump's
+    event to that visit."""
     import asyncio
+    import os
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
 
-    from aiokafka import AIOKafkaProducer
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
     from gateways import mllp
-    from gateways.bridge import Bridge
-    from gateways.pump_orders import OrderFollower
+    from streams.broker import free_port
     from streams.topics import create_topics
+    from tests.stream_harness import WORKER_LOG_DIR, worker_env
 
     settings = unique_settings(broker.bootstrap)
     await create_topics(settings, log=lambda _: None)
@@ -191,22 +197,36 @@ async def test_a_listener_links_a_pump_through_an_order_another_replica_received
     try:
         [started] = translate_hl7(_mar("AB12345", "V900"), DRUGS).events
         await producer.send_and_wait(settings.topics.started, orjson.dumps(started), key=b"V900")
-        links = PumpLinks()
-        follower = OrderFollower(settings, links)
-        follower.start()
-        for _ in range(100):
-            if links.visit_of("AB12345"):
-                break
-            await asyncio.sleep(0.1)
-        server = await mllp.serve(Bridge(producer, settings.topics), DRUGS, "127.0.0.1", 0, links=links)
-        port = server.server.sockets[0].getsockname()[1]
-        try:
-            async for _, ack in mllp.send("127.0.0.1", port, [START]):
-                assert mllp.read_ack(ack)[0] == "AA", ack
-        finally:
-            server.close()
-            await server.wait_closed()
-            await follower.stop()
     finally:
         await producer.stop()
-    assert links.visit_of("AB12345") == "V900"
+    port, metrics = free_port(), free_port()
+    log = os.path.join(WORKER_LOG_DIR, f"listener-{port}.log")
+    listener = subprocess.Popen([sys.executable, "-m", "cli.main", "hl7", "listen"], stdout=open(log, "wb"),
+                                stderr=subprocess.STDOUT,
+                                env=dict(worker_env(settings, None), IV_HL7_PORT=str(port), IV_METRICS_PORT=str(metrics)))
+    try:
+        codes = []
+        for _ in range(150):  # until it listens and has read the order: AE "cannot be linked" before
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{metrics}/readyz", timeout=1)
+                async for _, ack in mllp.send("127.0.0.1", port, [START]):
+                    codes.append(mllp.read_ack(ack)[0])
+                if codes[-1] == "AA":
+                    break
+            except OSError:
+                pass
+            await asyncio.sleep(0.2)
+        assert codes and codes[-1] == "AA", (codes, log)
+    finally:
+        listener.send_signal(signal.SIGTERM)
+        listener.wait(30)
+    consumer = AIOKafkaConsumer(settings.topics.deliveries, bootstrap_servers=broker.bootstrap,
+                                auto_offset_reset="earliest", group_id=None)
+    await consumer.start()
+    try:
+        batch = await consumer.getmany(timeout_ms=5000)
+    finally:
+        await consumer.stop()
+    stored = [orjson.loads(m.value) for ms in batch.values() for m in ms]
+    assert stored and {e["encounter_id"] for e in stored} == {"V900"}, stored
+    assert {e["order_id"] for e in stored} == {"AB12345"}
